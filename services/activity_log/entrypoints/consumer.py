@@ -1,0 +1,31 @@
+"""Where events enter activity-log: the `ticket.events.v1` subscriber."""
+
+from collections.abc import Callable
+
+import structlog
+from faststream.kafka import KafkaBroker
+
+from shared.broker import subscribe
+from shared.contracts.envelope import EventEnvelope
+from shared.contracts.topics import TICKET_EVENTS
+
+from .. import handlers
+from ..store.unit_of_work import UnitOfWork
+
+log = structlog.get_logger(__name__)
+
+
+def register_consumers(
+    broker: KafkaBroker, unit_of_work: Callable[[], UnitOfWork], *, group_id: str
+) -> None:
+    @subscribe(
+        broker,
+        TICKET_EVENTS.name,
+        group_id=group_id,
+        title="activity-log:on_ticket_events",
+        description="Stores one immutable activity entry per ticket event.",
+    )
+    async def on_ticket_events(event: EventEnvelope) -> None:
+        stored = await handlers.record_event(unit_of_work(), event)
+        if not stored:
+            log.info("duplicate_event_dropped", event_id=str(event.id), type=event.type)

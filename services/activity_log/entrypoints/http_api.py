@@ -1,0 +1,68 @@
+"""activity-log's internal HTTP API: a ticket's history, for the gateway."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, FastAPI, Header, Request
+
+from shared.contracts.api import ActivityEntry, ActivityPage
+from shared.http import WORKSPACE_HEADER, broker_check, create_service_app, database_check
+from shared.problems import PROBLEM_RESPONSES
+
+from .. import handlers
+from ..bootstrap import ActivityLog, bootstrap
+from ..settings import ActivityLogSettings
+
+
+def create_app(settings: ActivityLogSettings | None = None) -> FastAPI:
+    service = bootstrap(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await service.broker.start()
+        try:
+            yield
+        finally:
+            await service.broker.stop()
+            await service.engine.dispose()
+
+    app = create_service_app(
+        title="activity-log (internal)",
+        description="Immutable ticket history, fed by ticket.events.v1.",
+        lifespan=lifespan,
+        readiness_checks={
+            "database": database_check(service.engine),
+            "broker": broker_check(service.broker),
+        },
+    )
+    app.state.service = service
+    router = APIRouter(prefix="/internal/v1", responses=PROBLEM_RESPONSES)
+
+    @router.get("/tickets/{ticket_id}/activity", response_model=ActivityPage, tags=["activity"])
+    async def ticket_activity(
+        ticket_id: UUID,
+        request: Request,
+        workspace_id: Annotated[UUID, Header(alias=WORKSPACE_HEADER)],
+    ) -> ActivityPage:
+        service: ActivityLog = request.app.state.service
+        entries = await handlers.ticket_history(
+            service.unit_of_work(), workspace_id, str(ticket_id)
+        )
+        return ActivityPage(
+            items=[
+                ActivityEntry(
+                    sequence=entry.sequence,
+                    type=entry.type,
+                    actor=entry.actor,
+                    time=entry.time,
+                    changes=entry.changes,
+                    event_id=entry.event_id,
+                )
+                for entry in entries
+            ]
+        )
+
+    app.include_router(router)
+    return app

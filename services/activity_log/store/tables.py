@@ -1,0 +1,28 @@
+"""activity-log's tables. Entries are only ever inserted (see the immutability migration)."""
+
+from sqlalchemy import JSON, Column, Index, Integer, MetaData, String, Table, UniqueConstraint, Uuid
+
+from shared.db import UTCDateTime
+from shared.inbox import define_inbox_table
+
+metadata = MetaData()
+
+activity_entries = Table(
+    "activity_entries",
+    metadata,
+    Column("event_id", Uuid, primary_key=True),
+    Column("workspace_id", Uuid, nullable=False),
+    Column("ticket_id", String(64), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("schema_version", Integer, nullable=False),
+    Column("actor_type", String(16), nullable=False),
+    Column("actor_id", String(100), nullable=True),
+    Column("time", UTCDateTime(), nullable=False),
+    Column("changes", JSON, nullable=False),
+    Column("data", JSON, nullable=False),
+    UniqueConstraint("ticket_id", "sequence", name="uq_activity_ticket_sequence"),
+    Index("ix_activity_workspace_ticket", "workspace_id", "ticket_id", "sequence"),
+)
+
+inbox = define_inbox_table(metadata)

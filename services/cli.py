@@ -1,0 +1,155 @@
+"""`helpdesk`: the operator's command line.
+
+It is a composition root, not a service: it may call several services' code (each through its
+own bootstrap and handlers), the way an operator with access to every database would.
+"""
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+import typer
+
+from shared.auth import issue_token
+from shared.kafka_admin import ensure_topics
+from shared.migrations import upgrade_to_head
+from shared.settings import ServiceSettings, SystemSettings
+
+from .activity_log.bootstrap import MIGRATIONS_DIR as ACTIVITY_LOG_MIGRATIONS
+from .activity_log.settings import ActivityLogSettings
+from .intake.bootstrap import MIGRATIONS_DIR as INTAKE_MIGRATIONS
+from .intake.settings import IntakeSettings
+from .ticket_core import handlers as ticket_core_handlers
+from .ticket_core.bootstrap import MIGRATIONS_DIR as TICKET_CORE_MIGRATIONS
+from .ticket_core.bootstrap import bootstrap as bootstrap_ticket_core
+from .ticket_core.domain.errors import DomainError
+from .ticket_core.settings import TicketCoreSettings
+
+app = typer.Typer(help="Operate the help desk: migrations, topics, workspaces, tokens.")
+
+T = TypeVar("T")
+
+MIGRATIONS: dict[str, tuple[Path, type[ServiceSettings]]] = {
+    "ticket-core": (TICKET_CORE_MIGRATIONS, TicketCoreSettings),
+    "activity-log": (ACTIVITY_LOG_MIGRATIONS, ActivityLogSettings),
+    "intake": (INTAKE_MIGRATIONS, IntakeSettings),
+}
+
+TokenTtlHours = Annotated[float, typer.Option(help="How long the token is valid, in hours.")]
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def migrate(
+    services: Annotated[
+        list[str] | None, typer.Argument(help="Services to migrate (default: all).")
+    ] = None,
+) -> None:
+    """Bring each service's database to its newest schema."""
+    for name in services or list(MIGRATIONS):
+        if name not in MIGRATIONS:
+            raise _fail(f"Unknown service {name!r}; choose from: {', '.join(MIGRATIONS)}.")
+        migrations_dir, settings_type = MIGRATIONS[name]
+        url = settings_type().database_url
+        typer.echo(f"migrating {name} ({_redact(url)})")
+        _run(upgrade_to_head(migrations_dir, url))
+
+
+@app.command()
+def topics() -> None:
+    """Create the project's Kafka topics that do not exist yet."""
+    created = _run(ensure_topics(SystemSettings().kafka_bootstrap_servers))
+    typer.echo(f"topics created: {', '.join(created) if created else 'none (all present)'}")
+
+
+@app.command("create-workspace")
+def create_workspace(
+    name: Annotated[str, typer.Argument(help="The team's name.")],
+    owner_email: Annotated[str, typer.Option("--owner-email", help="The first owner's email.")],
+    ttl_hours: TokenTtlHours = 12.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Create a workspace and its owner; print their ids and a dashboard token."""
+
+    async def create() -> ticket_core_handlers.NewWorkspace:
+        core = bootstrap_ticket_core()
+        try:
+            return await ticket_core_handlers.create_workspace(
+                core.unit_of_work(), name, owner_email
+            )
+        finally:
+            await core.engine.dispose()
+
+    try:
+        created = _run(create())
+    except DomainError as error:
+        raise _fail(f"Refused: {error.detail}") from error
+    token = issue_token(
+        created.owner.id,
+        created.workspace.id,
+        SystemSettings().jwt_secret,
+        timedelta(hours=ttl_hours),
+    )
+    _print(
+        {
+            "workspace_id": str(created.workspace.id),
+            "member_id": str(created.owner.id),
+            "token": token,
+        },
+        as_json,
+    )
+
+
+@app.command()
+def token(
+    workspace: Annotated[UUID, typer.Option("--workspace", help="Workspace id.")],
+    member: Annotated[UUID, typer.Option("--member", help="Member id.")],
+    ttl_hours: TokenTtlHours = 12.0,
+) -> None:
+    """Print a dashboard token for an existing member."""
+
+    async def find() -> None:
+        core = bootstrap_ticket_core()
+        try:
+            await ticket_core_handlers.get_member(core.unit_of_work(), workspace, member)
+        finally:
+            await core.engine.dispose()
+
+    try:
+        _run(find())
+    except DomainError as error:
+        raise _fail(
+            f"No member {member} in workspace {workspace}; "
+            "check the ids printed by `helpdesk create-workspace`."
+        ) from error
+    typer.echo(issue_token(member, workspace, SystemSettings().jwt_secret, timedelta(hours=ttl_hours)))
+
+
+def _print(values: dict[str, str], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(values))
+        return
+    for key, value in values.items():
+        typer.echo(f"{key}={value}")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    app()

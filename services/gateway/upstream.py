@@ -1,0 +1,71 @@
+"""Calls to the internal services. An upstream problem+json answer is passed through as is,
+so the dashboard sees the owning service's own `code` and `detail`."""
+
+from typing import Any
+from uuid import UUID
+
+import httpx
+import structlog
+
+from shared.http import MEMBER_HEADER, REQUEST_ID_HEADER, WORKSPACE_HEADER
+from shared.problems import Problem, ProblemError
+
+log = structlog.get_logger(__name__)
+
+
+class UpstreamProblem(ProblemError):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.status, problem.code, problem.detail, errors=problem.errors)
+        self.problem = problem
+
+
+class Upstream:
+    """One internal service, reached over HTTP with the caller's identity in headers."""
+
+    def __init__(self, name: str, client: httpx.AsyncClient) -> None:
+        self.name = name
+        self._client = client
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        workspace_id: UUID,
+        member_id: UUID | None = None,
+        request_id: str | None = None,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        headers = {WORKSPACE_HEADER: str(workspace_id)}
+        if member_id is not None:
+            headers[MEMBER_HEADER] = str(member_id)
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        try:
+            response = await self._client.request(
+                method, path, headers=headers, json=json, params=params
+            )
+        except httpx.HTTPError as error:
+            log.error("upstream_unreachable", upstream=self.name, error=repr(error))
+            raise ProblemError(
+                503,
+                "upstream_unavailable",
+                f"{self.name} did not answer; retry in a moment.",
+            ) from error
+        if response.status_code >= 400:
+            raise UpstreamProblem(_problem_of(self.name, response))
+        return response.json()
+
+
+def _problem_of(name: str, response: httpx.Response) -> Problem:
+    try:
+        return Problem.model_validate(response.json())
+    except ValueError:
+        log.error("upstream_bad_error", upstream=name, status=response.status_code)
+        return Problem(
+            title="Upstream error",
+            status=502,
+            code="upstream_error",
+            detail=f"{name} answered {response.status_code} without a problem document.",
+        )

@@ -1,0 +1,46 @@
+"""Wires intake's parts together once per process (or per test)."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.broker import create_broker
+from shared.db import create_engine, create_session_factory
+from shared.outbox import OutboxRelay
+
+from .settings import IntakeSettings
+from .store import tables
+
+MIGRATIONS_DIR = Path(__file__).parent / "store" / "migrations"
+SERVICE_NAME = "intake"
+
+
+@dataclass
+class Intake:
+    settings: IntakeSettings
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    broker: KafkaBroker
+    relay: OutboxRelay = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.relay = OutboxRelay(
+            self.session_factory,
+            self.broker,
+            tables.outbox,
+            poll_interval_seconds=self.settings.outbox_poll_interval_seconds,
+            lock_name=f"{SERVICE_NAME}-outbox",
+        )
+
+
+def bootstrap(settings: IntakeSettings | None = None) -> Intake:
+    settings = settings or IntakeSettings()
+    engine = create_engine(settings.database_url)
+    return Intake(
+        settings=settings,
+        engine=engine,
+        session_factory=create_session_factory(engine),
+        broker=create_broker(settings, client_id=SERVICE_NAME),
+    )

@@ -1,0 +1,66 @@
+"""ticket-core's tables. The domain never sees these: repositories translate both ways."""
+
+from shared.db import UTCDateTime
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+
+from shared.inbox import define_inbox_table
+from shared.outbox import define_outbox_table
+
+metadata = MetaData()
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(120), nullable=False),
+    # The next ticket number is taken with an UPDATE on this row, which serialises concurrent
+    # creates in one workspace: numbers never repeat and never skip.
+    Column("last_ticket_number", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("workspace_id", "email", name="uq_members_workspace_email"),
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("assignee_id", Uuid, nullable=True),
+    Column("conversation_ids", JSON, nullable=False, default=list),
+    Column("version", Integer, nullable=False),
+    Column("last_sequence", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("workspace_id", "number", name="uq_tickets_workspace_number"),
+    Index("ix_tickets_workspace_updated", "workspace_id", "updated_at"),
+)
+
+outbox = define_outbox_table(metadata)
+inbox = define_inbox_table(metadata)

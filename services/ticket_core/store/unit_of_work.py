@@ -1,0 +1,101 @@
+"""One transaction per command: the new state and its events (in the outbox) commit together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from uuid import uuid4
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.contracts.envelope import EventEnvelope
+from shared.contracts.topics import TICKET_EVENTS
+from shared.outbox import outbox_row
+
+from . import tables
+from .repositories import MemberRepository, TicketRepository, WorkspaceRepository
+
+SOURCE = "ticket-core"
+
+
+@dataclass(frozen=True, slots=True)
+class Causation:
+    """Where a command came from, copied onto every event it causes."""
+
+    correlation_id: str
+    causation_id: str
+
+    @classmethod
+    def new(cls) -> Causation:
+        request_id = str(uuid4())
+        return cls(correlation_id=request_id, causation_id=request_id)
+
+
+class UnitOfWork:
+    workspaces: WorkspaceRepository
+    members: MemberRepository
+    tickets: TicketRepository
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        causation: Causation,
+        after_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._session_factory = session_factory
+        self._causation = causation
+        self._after_commit = after_commit
+
+    async def __aenter__(self) -> UnitOfWork:
+        self._session = self._session_factory()
+        await self._session.begin()
+        self.workspaces = WorkspaceRepository(self._session)
+        self.members = MemberRepository(self._session)
+        self.tickets = TicketRepository(self._session)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._session.in_transaction():
+                await self._session.rollback()
+        finally:
+            await self._session.close()
+
+    async def commit(self) -> None:
+        rows = [outbox_row(TICKET_EVENTS.name, event) for event in self._collect_events()]
+        if rows:
+            await self._session.execute(insert(tables.outbox), rows)
+        await self._session.commit()
+        if rows:
+            self._after_commit()
+
+    def _collect_events(self) -> list[EventEnvelope]:
+        envelopes: list[EventEnvelope] = []
+        for ticket in self.tickets.seen:
+            for recorded in ticket.pending_events:
+                envelopes.append(
+                    EventEnvelope(
+                        type=recorded.type,
+                        source=SOURCE,
+                        time=recorded.time,
+                        workspace_id=ticket.workspace_id,
+                        subject=str(ticket.id),
+                        sequence=recorded.sequence,
+                        correlation_id=self._causation.correlation_id,
+                        causation_id=self._causation.causation_id,
+                        actor=recorded.actor,
+                        data=recorded.data,
+                    )
+                )
+            ticket.pending_events.clear()
+        return envelopes
+
+
+UnitOfWorkFactory = Callable[[Causation], UnitOfWork]

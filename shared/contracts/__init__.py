@@ -1,0 +1,1 @@
+"""The public Kafka contract: topic names, the event envelope, event and command payloads."""

@@ -1,0 +1,72 @@
+"""Ticket vocabulary and event payloads of `ticket.events.v1` (the public contract).
+
+The names here are fixed by the architecture; the rules about them (who may move a ticket
+where) live in ticket-core's domain, not here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+# Published limits: clients can check before sending; ticket-core enforces them.
+SUBJECT_MAX_LENGTH = 200
+DESCRIPTION_MAX_LENGTH = 20_000
+
+
+class TicketStatus(StrEnum):
+    NEW = "new"
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    WAITING_ON_CUSTOMER = "waiting_on_customer"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    SPAM = "spam"
+
+
+class TicketPriority(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class TicketEventType(StrEnum):
+    CREATED = "ticket.created"
+
+
+class TicketSnapshot(BaseModel):
+    """A ticket's full state, as carried by `ticket.created`."""
+
+    id: UUID
+    number: int = Field(ge=1, description="Per-workspace ticket number: 1, 2, 3, ...")
+    subject: str
+    description: str
+    status: TicketStatus
+    priority: TicketPriority
+    assignee_id: UUID | None
+    conversation_ids: list[str] = Field(default_factory=list)
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class FieldChange(BaseModel):
+    """One field's old and new value, serialised as `{"from": ..., "to": ...}`."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    old: Any = Field(alias="from")
+    new: Any = Field(alias="to")
+
+
+class TicketCreatedData(BaseModel):
+    ticket: TicketSnapshot
+    changes: dict[str, FieldChange] = Field(
+        description="Every initial field value, from null, so a history reader needs no special case."
+    )

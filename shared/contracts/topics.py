@@ -1,0 +1,50 @@
+"""Topic names and their partition counts, versioned by name.
+
+The project creates these itself (auto-create is off on the broker) so partition counts are
+explicit: `ticket.*` topics are keyed by ticket id, so more partitions means more parallel
+consumers without losing one ticket's order.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    name: str
+    partitions: int
+    description: str
+
+    @property
+    def dead_letter(self) -> str:
+        """Where a message of this topic goes when it can never be processed."""
+        return f"{self.name}.dlq"
+
+
+TICKET_COMMANDS = Topic(
+    "ticket.commands.v1", 6, "Commands for ticket-core, keyed by the conversation or ticket id."
+)
+TICKET_EVENTS = Topic(
+    "ticket.events.v1", 6, "Every change of a ticket, keyed by ticket id (public contract)."
+)
+WIDGET_TICKET_REQUESTS = Topic(
+    "widget.ticket-requests.v1", 6, "Widget requests to turn a conversation into a ticket."
+)
+INTAKE_REQUEST_OUTCOMES = Topic(
+    "intake.request-outcomes.v1", 3, "Outcome of each widget ticket request."
+)
+
+ALL_TOPICS: tuple[Topic, ...] = (
+    TICKET_COMMANDS,
+    TICKET_EVENTS,
+    WIDGET_TICKET_REQUESTS,
+    INTAKE_REQUEST_OUTCOMES,
+)
+
+
+def topic_names_with_dead_letters() -> list[tuple[str, int]]:
+    """Every topic the project creates, with its partition count; dead-letter topics get one."""
+    names: list[tuple[str, int]] = []
+    for topic in ALL_TOPICS:
+        names.append((topic.name, topic.partitions))
+        names.append((topic.dead_letter, 1))
+    return names

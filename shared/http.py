@@ -1,0 +1,87 @@
+"""HTTP plumbing every service's FastAPI app uses the same way: request ids, problem+json
+errors, health and readiness, and the headers the gateway uses to say who is calling."""
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+from uuid import uuid4
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.problems import install_problem_handlers
+
+# Internal calls from the gateway carry the authenticated caller in these headers; services
+# are reachable only on the internal network, and they re-check membership themselves.
+WORKSPACE_HEADER = "X-Workspace-Id"
+MEMBER_HEADER = "X-Member-Id"
+REQUEST_ID_HEADER = "X-Request-Id"
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+def create_service_app(
+    *,
+    title: str,
+    description: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    readiness_checks: dict[str, ReadinessCheck] | None = None,
+    version: str = "1.0.0",
+) -> FastAPI:
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    install_problem_handlers(app)
+    app.middleware("http")(_request_id_middleware)
+    checks = readiness_checks or {}
+
+    @app.get("/healthz", tags=["health"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="The database and the broker answer")
+    async def readyz() -> JSONResponse:
+        results: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                await check()
+                results[name] = "ok"
+            except Exception as error:
+                results[name] = f"failing: {error}"
+        ready = all(value == "ok" for value in results.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": results},
+            status_code=200 if ready else 503,
+        )
+
+    return app
+
+
+async def _request_id_middleware(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    request_id = request.headers.get(REQUEST_ID_HEADER) or str(uuid4())
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        response = await call_next(request)
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+def database_check(engine: AsyncEngine) -> ReadinessCheck:
+    async def check() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    return check
+
+
+def broker_check(broker: Any) -> ReadinessCheck:
+    async def check() -> None:
+        if not await broker.ping(timeout=2.0):
+            raise RuntimeError("the Kafka broker does not answer")
+
+    return check

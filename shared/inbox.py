@@ -1,0 +1,41 @@
+"""Inbox de-duplication: a consumer records each event id it applied, in the same transaction
+as the effect, so a redelivered event is recognised and dropped instead of applied twice."""
+
+from uuid import UUID
+
+from shared.db import UTCDateTime
+from sqlalchemy import Column, MetaData, String, Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+INBOX_TABLE = "inbox"
+
+
+def define_inbox_table(metadata: MetaData) -> Table:
+    return Table(
+        INBOX_TABLE,
+        metadata,
+        Column("consumer", String(100), primary_key=True),
+        Column("message_id", String(36), primary_key=True),
+        Column("processed_at", UTCDateTime(), nullable=False, server_default=func.now()),
+    )
+
+
+async def first_delivery(
+    session: AsyncSession, table: Table, consumer: str, message_id: UUID | str
+) -> bool:
+    """Record `message_id` for `consumer`; False when it was already recorded.
+
+    Call inside the transaction that stores the effect. Two replicas racing on the same
+    message both pass the check, but the primary key lets only one commit; the loser's
+    IntegrityError is a duplicate, which the consumer treats the same way.
+    """
+    key = str(message_id)
+    seen = await session.scalar(
+        select(table.c.message_id).where(
+            table.c.consumer == consumer, table.c.message_id == key
+        )
+    )
+    if seen is not None:
+        return False
+    await session.execute(insert(table).values(consumer=consumer, message_id=key))
+    return True

@@ -1,0 +1,36 @@
+"""Creates the project's topics with explicit partition counts (the broker never auto-creates)."""
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from shared.contracts.topics import topic_names_with_dead_letters
+
+
+async def ensure_topics(bootstrap_servers: str, *, replication_factor: int = 1) -> list[str]:
+    """Create every missing topic; returns the names it created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+            for name, partitions in topic_names_with_dead_letters()
+            if name not in existing
+        ]
+        if missing:
+            await admin.create_topics(missing)
+        return [topic.name for topic in missing]
+    finally:
+        await admin.close()
+
+
+def main() -> None:
+    from shared.settings import SystemSettings
+
+    created = asyncio.run(ensure_topics(SystemSettings().kafka_bootstrap_servers))
+    print(f"topics created: {', '.join(created) if created else 'none (all present)'}")
+
+
+if __name__ == "__main__":
+    main()

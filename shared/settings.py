@@ -1,0 +1,38 @@
+"""Settings common to every service, read from the environment (pydantic-settings).
+
+Each service subclasses `ServiceSettings` with its own env prefix (e.g. `TICKET_CORE_`),
+so one shell can configure all four without clashes; the broker address and the JWT secret
+are the same for the whole system and have no prefix.
+"""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SystemSettings(BaseSettings):
+    """What the whole system shares."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        default="localhost:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS"
+    )
+    jwt_secret: str = Field(
+        default="change-me-in-production-please-32b",
+        validation_alias="HELPDESK_JWT_SECRET",
+        min_length=32,
+        description="HS256 secret for dashboard tokens (at least 32 bytes).",
+    )
+    log_level: str = Field(default="INFO", validation_alias="HELPDESK_LOG_LEVEL")
+    log_format: str = Field(
+        default="json", validation_alias="HELPDESK_LOG_FORMAT", pattern="^(json|console)$"
+    )
+
+
+class ServiceSettings(SystemSettings):
+    """A service's own settings: its database, its HTTP port, its consumer group."""
+
+    database_url: str = "sqlite+aiosqlite:///./var/service.db"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    outbox_poll_interval_seconds: float = 0.2
