@@ -1,0 +1,82 @@
+"""Fixtures shared by integration, e2e and benchmark tests.
+
+What is real: the Kafka broker (real Apache Kafka, see tests/support/infrastructure.py) and
+the databases (a SQLite file per test, or a fresh database on a throwaway PostgreSQL cluster).
+Nothing is faked in integration and e2e tests; unit tests need none of these fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from sqlalchemy.engine import make_url
+
+from shared.kafka_admin import ensure_topics
+from tests.support.infrastructure import kafka_bootstrap_servers, postgres_url
+
+DATABASE_KINDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[str]:
+    """Bootstrap address of a real Kafka broker with the project's topics created."""
+    with kafka_bootstrap_servers() as bootstrap:
+        asyncio.run(ensure_topics(bootstrap))
+        yield bootstrap
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL (postgresql://...) of the throwaway PostgreSQL server's `postgres` database."""
+    with postgres_url() as url:
+        yield url
+
+
+NewDatabase = Callable[[str], Awaitable[str]]
+
+
+@pytest.fixture
+async def new_database(
+    request: pytest.FixtureRequest, tmp_path: Path, db_kind: str
+) -> AsyncIterator[NewDatabase]:
+    """Makes empty databases of the kind the test is parametrised with (`db_kind`)."""
+    kind = db_kind
+    created: list[str] = []
+    admin_url = request.getfixturevalue("postgres_server") if kind == "postgres" else None
+
+    async def make(name: str) -> str:
+        if kind == "sqlite":
+            return f"sqlite+aiosqlite:///{tmp_path / name}.db"
+        assert admin_url is not None
+        database = f"t_{name.replace('-', '_')}_{uuid4().hex[:12]}"
+        connection = await asyncpg.connect(admin_url)
+        try:
+            await connection.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            await connection.close()
+        created.append(database)
+        url = make_url(admin_url).set(drivername="postgresql+asyncpg", database=database)
+        return url.render_as_string(hide_password=False)
+
+    yield make
+
+    if created and admin_url is not None:
+        connection = await asyncpg.connect(admin_url)
+        try:
+            for database in created:
+                await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+def db_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    if kind == "postgres":
+        request.applymarker(pytest.mark.postgres)
+    return kind

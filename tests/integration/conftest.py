@@ -1,0 +1,39 @@
+"""Integration tests: one service's store and messaging against the real infrastructure.
+
+Real: the database (SQLite file and PostgreSQL, each test runs on both), the Kafka broker.
+Not running: the other services; where a test needs their messages it publishes them itself.
+"""
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from services.activity_log.bootstrap import MIGRATIONS_DIR as ACTIVITY_LOG_MIGRATIONS
+from services.ticket_core.bootstrap import MIGRATIONS_DIR as TICKET_CORE_MIGRATIONS
+from services.ticket_core.bootstrap import TicketCore
+from services.ticket_core.bootstrap import bootstrap as bootstrap_ticket_core
+from services.ticket_core.settings import TicketCoreSettings
+from shared.migrations import upgrade_to_head
+from tests.conftest import NewDatabase
+
+
+@pytest.fixture
+async def ticket_core_url(new_database: NewDatabase) -> str:
+    url = await new_database("ticket-core")
+    await upgrade_to_head(TICKET_CORE_MIGRATIONS, url)
+    return url
+
+
+@pytest.fixture
+async def activity_log_url(new_database: NewDatabase) -> str:
+    url = await new_database("activity-log")
+    await upgrade_to_head(ACTIVITY_LOG_MIGRATIONS, url)
+    return url
+
+
+@pytest.fixture
+async def ticket_core(ticket_core_url: str) -> AsyncIterator[TicketCore]:
+    """ticket-core's parts on a fresh, migrated database; its broker is not started."""
+    core = bootstrap_ticket_core(TicketCoreSettings(database_url=ticket_core_url))
+    yield core
+    await core.engine.dispose()

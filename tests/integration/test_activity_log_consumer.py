@@ -1,0 +1,106 @@
+"""activity-log's consumer against the real broker: stores each event once, commits after the
+entry is stored, and dead-letters what can never be processed without stopping."""
+
+import json
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from services.activity_log.bootstrap import ActivityLog
+from services.activity_log.bootstrap import bootstrap as bootstrap_activity_log
+from services.activity_log.handlers import ticket_history
+from services.activity_log.settings import ActivityLogSettings
+from shared.contracts.envelope import Actor, EventEnvelope
+from tests.support.kafka_reader import header, read_until
+from tests.support.waiting import eventually
+
+
+@pytest.fixture
+async def activity_log(kafka: str, activity_log_url: str) -> AsyncIterator[ActivityLog]:
+    service = bootstrap_activity_log(
+        ActivityLogSettings(
+            database_url=activity_log_url,
+            kafka_bootstrap_servers=kafka,
+            consumer_group=f"activity-log-test-{uuid4()}",
+        )
+    )
+    await service.broker.start()
+    yield service
+    await service.broker.stop()
+    await service.engine.dispose()
+
+
+@pytest.fixture
+async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+def ticket_event(ticket_id: str, sequence: int, workspace_id: object = None) -> EventEnvelope:
+    return EventEnvelope(
+        type="ticket.created" if sequence == 1 else "ticket.priority_changed",
+        source="ticket-core",
+        workspace_id=workspace_id or uuid4(),  # type: ignore[arg-type]
+        subject=ticket_id,
+        sequence=sequence,
+        actor=Actor(type="member", id="m-1"),
+        data={"changes": {"priority": {"from": None, "to": "high"}}},
+    )
+
+
+async def send(producer: AIOKafkaProducer, key: str, value: bytes) -> None:
+    await producer.send_and_wait("ticket.events.v1", value, key=key.encode())
+
+
+async def test_an_event_becomes_one_entry_even_when_delivered_twice(
+    activity_log: ActivityLog, producer: AIOKafkaProducer
+) -> None:
+    ticket_id = str(uuid4())
+    first = ticket_event(ticket_id, 1)
+    second = ticket_event(ticket_id, 2, first.workspace_id)
+    for event in (first, first, second, first):
+        await send(producer, ticket_id, event.model_dump_json().encode())
+
+    async def both_stored() -> list[object] | None:
+        entries = await ticket_history(activity_log.unit_of_work(), first.workspace_id, ticket_id)
+        return entries if len(entries) >= 2 else None  # type: ignore[return-value]
+
+    entries = await eventually(both_stored, what="two entries")
+    assert [(e.sequence, e.event_id) for e in entries] == [(1, first.id), (2, second.id)]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("poison", "reason_fragment"),
+    [
+        (b"{not json", "invalid message"),
+        (json.dumps({"type": "ticket.created"}).encode(), "subject"),
+        (json.dumps({"hello": "world"}).encode(), "sequence"),
+    ],
+)
+async def test_a_poison_message_is_dead_lettered_with_its_reason_and_the_next_one_still_lands(
+    activity_log: ActivityLog, producer: AIOKafkaProducer, poison: bytes, reason_fragment: str
+) -> None:
+    ticket_id = str(uuid4())
+    good = ticket_event(ticket_id, 1)
+    # Same key, so the same partition: the good event is behind the poison one.
+    await send(producer, ticket_id, poison)
+    await send(producer, ticket_id, good.model_dump_json().encode())
+
+    async def stored() -> list[object] | None:
+        return await ticket_history(activity_log.unit_of_work(), good.workspace_id, ticket_id)  # type: ignore[return-value]
+
+    [entry] = await eventually(stored, what="the good event's entry")
+    [dead] = await read_until(
+        activity_log.settings.kafka_bootstrap_servers,
+        "ticket.events.v1.dlq",
+        lambda r: r.key is not None and r.key.decode() == ticket_id,
+    )
+    assert dead.value == poison
+    reason = header(dead, "dead-letter-reason") or ""
+    assert reason_fragment in reason
+    assert header(dead, "original-topic") == "ticket.events.v1"
+    assert entry.event_id == good.id  # type: ignore[attr-defined]

@@ -1,0 +1,54 @@
+"""Reads topics the way an outside subscriber would: a plain aiokafka consumer, no project code."""
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import uuid4
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+
+async def read_until(
+    bootstrap: str,
+    topic: str,
+    matches: Callable[[ConsumerRecord], bool],
+    *,
+    count: int = 1,
+    timeout: float = 30.0,
+) -> list[ConsumerRecord]:
+    """Read `topic` from the beginning until `count` records match (or fail after `timeout`)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"test-reader-{uuid4()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[ConsumerRecord] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(found) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"found {len(found)} of {count} matching records on {topic} in {timeout}s"
+                )
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                found.extend(record for record in records if matches(record))
+    finally:
+        await consumer.stop()
+    return found
+
+
+def body(record: ConsumerRecord) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(record.value)
+    return value
+
+
+def header(record: ConsumerRecord, name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return str(value.decode())
+    return None
