@@ -6,6 +6,7 @@ own bootstrap and handlers), the way an operator with access to every database w
 
 import asyncio
 import json
+import time
 from collections.abc import Coroutine
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from .activity_log.bootstrap import MIGRATIONS_DIR as ACTIVITY_LOG_MIGRATIONS
 from .activity_log.settings import ActivityLogSettings
 from .intake.bootstrap import MIGRATIONS_DIR as INTAKE_MIGRATIONS
 from .intake.settings import IntakeSettings
+from .local_run import RunningSystem, SystemPlan
 from .ticket_core import handlers as ticket_core_handlers
 from .ticket_core.bootstrap import MIGRATIONS_DIR as TICKET_CORE_MIGRATIONS
 from .ticket_core.bootstrap import bootstrap as bootstrap_ticket_core
@@ -135,6 +137,41 @@ def token(
             "check the ids printed by `helpdesk create-workspace`."
         ) from error
     typer.echo(issue_token(member, workspace, SystemSettings().jwt_secret, timedelta(hours=ttl_hours)))
+
+
+@app.command()
+def run(
+    gateway_port: Annotated[int, typer.Option(help="The dashboard API's port.")] = 8000,
+) -> None:
+    """Start the four services as separate processes; Ctrl-C stops them all."""
+    plan = SystemPlan(gateway_port=gateway_port)
+    system = RunningSystem(plan, Path("var/log"))
+    typer.echo("starting ticket-core, activity-log, intake and gateway ...")
+    try:
+        system.start()
+    except RuntimeError as error:
+        raise _fail(f"Could not start the system: {error}") from error
+    gateway = f"http://127.0.0.1:{gateway_port}"
+    typer.echo(
+        f"""
+Help desk is running (logs in var/log/).
+  dashboard API  {gateway}/api/v1/tickets
+  API docs       {gateway}/docs
+  get a token    .venv/bin/helpdesk create-workspace "My team" --owner-email you@example.com
+  try it         curl -H "Authorization: Bearer $TOKEN" {gateway}/api/v1/tickets -d '{{"subject": "Hello"}}' -H 'Content-Type: application/json'
+Press Ctrl-C to stop.
+"""
+    )
+    try:
+        while all(process.poll() is None for process in system.processes.values()):
+            time.sleep(0.5)
+        exited = [name for name, p in system.processes.items() if p.poll() is not None]
+        typer.secho(f"{', '.join(exited)} stopped; see var/log/. Stopping the rest.", err=True)
+    except KeyboardInterrupt:
+        typer.echo("stopping ...")
+    finally:
+        system.stop()
+    typer.echo("all services stopped")
 
 
 def _print(values: dict[str, str], as_json: bool) -> None:

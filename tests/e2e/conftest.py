@@ -1,0 +1,155 @@
+"""End-to-end tests: the four services run as real processes (`python -m services.<name>`)
+against the real Kafka broker, and the tests use them exactly as their users do: the dashboard
+through the gateway's HTTP API, a subscriber through `ticket.events.v1`, an operator through
+the `helpdesk` command. The whole system runs once on SQLite and once on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import uuid4
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from services.local_run import RunningSystem, SystemPlan
+from services.ticket_core.store import tables as ticket_core_tables
+from shared.db import create_engine
+from tests.conftest import DATABASE_KINDS
+from tests.support.infrastructure import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+SERVICES_WITH_DATABASES = ("TICKET_CORE", "ACTIVITY_LOG", "INTAKE")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Workspace:
+    workspace_id: str
+    member_id: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class System:
+    kind: str
+    running: RunningSystem
+    env: dict[str, str]
+    kafka: str
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.running.plan.gateway_port}"
+
+    def helpdesk(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "services", *args],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=REPO_ROOT,
+        )
+
+    def create_workspace(self, name: str = "Acme") -> Workspace:
+        created = self.helpdesk(
+            "create-workspace", name, "--owner-email", f"owner-{uuid4().hex[:8]}@acme.io", "--json"
+        )
+        assert created.returncode == 0, created.stderr
+        return Workspace(**json.loads(created.stdout))
+
+    async def ticket_core_counts(self) -> tuple[int, int]:
+        """(tickets, outbox rows) in ticket-core's database: what a refusal must not change."""
+        engine = create_engine(self.env["TICKET_CORE_DATABASE_URL"])
+        try:
+            async with engine.connect() as connection:
+                tickets = await connection.scalar(
+                    select(func.count()).select_from(ticket_core_tables.tickets)
+                )
+                outbox = await connection.scalar(
+                    select(func.count()).select_from(ticket_core_tables.outbox)
+                )
+        finally:
+            await engine.dispose()
+        return int(tickets or 0), int(outbox or 0)
+
+
+async def _database_urls(kind: str, tmp: Path, admin_url: str | None) -> dict[str, str]:
+    if kind == "sqlite":
+        return {name: f"sqlite+aiosqlite:///{tmp / name.lower()}.db" for name in SERVICES_WITH_DATABASES}
+    import asyncpg  # type: ignore[import-untyped]
+    from sqlalchemy.engine import make_url
+
+    assert admin_url is not None
+    urls = {}
+    connection = await asyncpg.connect(admin_url)
+    try:
+        for name in SERVICES_WITH_DATABASES:
+            database = f"e2e_{name.lower()}_{uuid4().hex[:10]}"
+            await connection.execute(f'CREATE DATABASE "{database}"')
+            urls[name] = make_url(admin_url).set(
+                drivername="postgresql+asyncpg", database=database
+            ).render_as_string(hide_password=False)
+    finally:
+        await connection.close()
+    return urls
+
+
+@pytest.fixture(scope="session", params=DATABASE_KINDS)
+def system(
+    request: pytest.FixtureRequest, kafka: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
+    import asyncio
+
+    kind: str = request.param
+    tmp = tmp_path_factory.mktemp(f"system-{kind}")
+    admin_url = request.getfixturevalue("postgres_server") if kind == "postgres" else None
+    urls = asyncio.run(_database_urls(kind, tmp, admin_url))
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "HELPDESK_JWT_SECRET": "e2e-secret-" + "x" * 32,
+        "ACTIVITY_LOG_CONSUMER_GROUP": f"activity-log-e2e-{uuid4().hex[:8]}",
+        **{f"{name}_DATABASE_URL": url for name, url in urls.items()},
+    }
+    plan = SystemPlan(
+        gateway_port=free_port(),
+        ticket_core_port=free_port(),
+        activity_log_port=free_port(),
+        intake_port=free_port(),
+        database_urls=urls,
+        extra_env=env,
+    )
+    migrated = subprocess.run(
+        [sys.executable, "-m", "services", "migrate"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    with RunningSystem(plan, tmp / "logs").start() as running:
+        yield System(kind=kind, running=running, env=env, kafka=kafka)
+
+
+@pytest.fixture
+async def gateway(system: System) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=system.gateway, timeout=15.0) as client:
+        yield client
