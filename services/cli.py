@@ -136,7 +136,9 @@ def token(
             f"No member {member} in workspace {workspace}; "
             "check the ids printed by `helpdesk create-workspace`."
         ) from error
-    typer.echo(issue_token(member, workspace, SystemSettings().jwt_secret, timedelta(hours=ttl_hours)))
+    typer.echo(
+        issue_token(member, workspace, SystemSettings().jwt_secret, timedelta(hours=ttl_hours))
+    )
 
 
 @app.command()
@@ -158,7 +160,8 @@ Help desk is running (logs in var/log/).
   dashboard API  {gateway}/api/v1/tickets
   API docs       {gateway}/docs
   get a token    .venv/bin/helpdesk create-workspace "My team" --owner-email you@example.com
-  try it         curl -H "Authorization: Bearer $TOKEN" {gateway}/api/v1/tickets -d '{{"subject": "Hello"}}' -H 'Content-Type: application/json'
+  try it         curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+                      -d '{{"subject": "Hello"}}' {gateway}/api/v1/tickets
 Press Ctrl-C to stop.
 """
     )

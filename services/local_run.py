@@ -39,7 +39,11 @@ class SystemPlan:
 
     def services(self) -> list[ServicePlan]:
         def url(name: str) -> dict[str, str]:
-            return {f"{name}_DATABASE_URL": self.database_urls[name]} if name in self.database_urls else {}
+            return (
+                {f"{name}_DATABASE_URL": self.database_urls[name]}
+                if name in self.database_urls
+                else {}
+            )
 
         return [
             ServicePlan(

@@ -63,13 +63,13 @@ def subscribe(
     group_id: str,
     title: str | None = None,
     description: str | None = None,
-) -> Callable[[Callable[..., Any]], DefaultSubscriber[Any]]:
+) -> DefaultSubscriber:
     """Declare a consumer-group subscriber that commits after the effect is stored.
 
     `NACK_ON_ERROR` seeks back on an error that escaped the dead-letter middleware (the
     dead-letter topic itself was unreachable), so even then the message is not skipped.
     """
-    return broker.subscriber(  # type: ignore[no-any-return]
+    return broker.subscriber(
         topic,
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,

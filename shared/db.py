@@ -1,4 +1,4 @@
-"""Database engine setup, the same for every service: SQLite by default, PostgreSQL in production."""
+"""Database engines, set up the same way for every service: SQLite by default, PostgreSQL too."""
 
 from datetime import UTC, datetime
 from pathlib import Path
@@ -6,7 +6,12 @@ from typing import Any
 
 from sqlalchemy import DateTime, Dialect, TypeDecorator, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 
 def create_engine(database_url: str) -> AsyncEngine:

@@ -3,9 +3,10 @@ as the effect, so a redelivered event is recognised and dropped instead of appli
 
 from uuid import UUID
 
-from shared.db import UTCDateTime
 from sqlalchemy import Column, MetaData, String, Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import UTCDateTime
 
 INBOX_TABLE = "inbox"
 
@@ -31,9 +32,7 @@ async def first_delivery(
     """
     key = str(message_id)
     seen = await session.scalar(
-        select(table.c.message_id).where(
-            table.c.consumer == consumer, table.c.message_id == key
-        )
+        select(table.c.message_id).where(table.c.consumer == consumer, table.c.message_id == key)
     )
     if seen is not None:
         return False

@@ -18,7 +18,6 @@ from typing import Any
 
 import structlog
 from faststream.kafka import KafkaBroker
-from shared.db import UTCDateTime
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -35,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts.envelope import EventEnvelope
+from shared.db import UTCDateTime
 
 log = structlog.get_logger(__name__)
 
@@ -157,7 +157,7 @@ class OutboxRelay:
         await asyncio.gather(*pending)
 
     async def _acquire_relay_lock(self, session: AsyncSession) -> bool:
-        if session.bind.dialect.name != "postgresql":
+        if session.get_bind().dialect.name != "postgresql":
             return True
         acquired = await session.scalar(
             text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": self._lock_key}

@@ -26,6 +26,8 @@ async def record_event(uow: UnitOfWork, event: EventEnvelope) -> bool:
     return True
 
 
-async def ticket_history(uow: UnitOfWork, workspace_id: UUID, ticket_id: str) -> list[ActivityEntry]:
+async def ticket_history(
+    uow: UnitOfWork, workspace_id: UUID, ticket_id: str
+) -> list[ActivityEntry]:
     async with uow:
         return await uow.activity.for_ticket(workspace_id, ticket_id)

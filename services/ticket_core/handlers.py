@@ -5,9 +5,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
+from shared.contracts.api import Role
+
 from .domain import permissions
 from .domain.errors import InvalidInput, NotFound, UnknownMember
-from .domain.members import Member, Role, Workspace
+from .domain.members import Member, Workspace
 from .domain.tickets import Ticket
 from .store.unit_of_work import UnitOfWork
 
@@ -84,7 +86,9 @@ async def create_ticket(uow: UnitOfWork, command: CreateTicket) -> Ticket:
     return ticket
 
 
-async def get_ticket(uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID) -> Ticket:
+async def get_ticket(
+    uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID
+) -> Ticket:
     async with uow:
         await _acting_member(uow, workspace_id, actor_id)
         ticket = await uow.tickets.get(workspace_id, ticket_id)

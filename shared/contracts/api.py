@@ -35,7 +35,8 @@ class TicketCreate(BaseModel):
     )
     priority: TicketPriority | None = Field(default=None, description="Defaults to `normal`.")
     assignee_id: UUID | None = Field(
-        default=None, description="A member who can work tickets; a member may only pick themselves."
+        default=None,
+        description="A member who can work tickets; a member may only pick themselves.",
     )
 
 
@@ -66,9 +67,7 @@ class ActivityEntry(BaseModel):
     type: str = Field(examples=["ticket.created"])
     actor: Actor
     time: datetime
-    changes: dict[str, Any] = Field(
-        description='Each changed field as `{"from": old, "to": new}`.'
-    )
+    changes: dict[str, Any] = Field(description='Each changed field as `{"from": old, "to": new}`.')
     event_id: UUID
 
 

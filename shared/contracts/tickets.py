@@ -13,7 +13,6 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 # Published limits: clients can check before sending; ticket-core enforces them.
 SUBJECT_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 20_000
@@ -68,5 +67,5 @@ class FieldChange(BaseModel):
 class TicketCreatedData(BaseModel):
     ticket: TicketSnapshot
     changes: dict[str, FieldChange] = Field(
-        description="Every initial field value, from null, so a history reader needs no special case."
+        description="Every initial field value, from null: history readers need no special case."
     )

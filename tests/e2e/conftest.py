@@ -94,7 +94,9 @@ class System:
 
 async def _database_urls(kind: str, tmp: Path, admin_url: str | None) -> dict[str, str]:
     if kind == "sqlite":
-        return {name: f"sqlite+aiosqlite:///{tmp / name.lower()}.db" for name in SERVICES_WITH_DATABASES}
+        return {
+            name: f"sqlite+aiosqlite:///{tmp / name.lower()}.db" for name in SERVICES_WITH_DATABASES
+        }
     import asyncpg  # type: ignore[import-untyped]
     from sqlalchemy.engine import make_url
 
@@ -105,9 +107,11 @@ async def _database_urls(kind: str, tmp: Path, admin_url: str | None) -> dict[st
         for name in SERVICES_WITH_DATABASES:
             database = f"e2e_{name.lower()}_{uuid4().hex[:10]}"
             await connection.execute(f'CREATE DATABASE "{database}"')
-            urls[name] = make_url(admin_url).set(
-                drivername="postgresql+asyncpg", database=database
-            ).render_as_string(hide_password=False)
+            urls[name] = (
+                make_url(admin_url)
+                .set(drivername="postgresql+asyncpg", database=database)
+                .render_as_string(hide_password=False)
+            )
     finally:
         await connection.close()
     return urls

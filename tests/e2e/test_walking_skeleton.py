@@ -15,8 +15,18 @@ from tests.support.kafka_reader import body, header, read_until
 from tests.support.waiting import eventually
 
 ENVELOPE_FIELDS = {
-    "id", "type", "schema_version", "source", "time", "workspace_id", "subject",
-    "sequence", "correlation_id", "causation_id", "actor", "data",
+    "id",
+    "type",
+    "schema_version",
+    "source",
+    "time",
+    "workspace_id",
+    "subject",
+    "sequence",
+    "correlation_id",
+    "causation_id",
+    "actor",
+    "data",
 }
 
 
@@ -108,9 +118,18 @@ BAD_BODIES = [
     pytest.param(b'{"description": "no subject"}', 422, "validation_failed", id="missing-subject"),
     pytest.param(b'{"subject": ""}', 422, "validation_failed", id="empty-subject"),
     pytest.param(b'{"subject": "   "}', 422, "subject_required", id="blank-subject"),
-    pytest.param(b'{"subject": "x", "priority": "urgent"}', 422, "validation_failed", id="unknown-priority"),
-    pytest.param(b'{"subject": "' + b"x" * 201 + b'"}', 422, "validation_failed", id="subject-over-200"),
-    pytest.param(b'{"subject": "x", "assignee_id": "' + str(uuid4()).encode() + b'"}', 422, "unknown_assignee", id="unknown-assignee"),
+    pytest.param(
+        b'{"subject": "x", "priority": "urgent"}', 422, "validation_failed", id="unknown-priority"
+    ),
+    pytest.param(
+        b'{"subject": "' + b"x" * 201 + b'"}', 422, "validation_failed", id="subject-over-200"
+    ),
+    pytest.param(
+        b'{"subject": "x", "assignee_id": "' + str(uuid4()).encode() + b'"}',
+        422,
+        "unknown_assignee",
+        id="unknown-assignee",
+    ),
 ]
 
 
@@ -145,7 +164,10 @@ def _tokens(system: System) -> dict[str, tuple[dict[str, str], str]]:
         "not-a-jwt": ({"Authorization": "Bearer not.a.jwt"}, "invalid_token"),
         "not-bearer": ({"Authorization": f"Basic {team.token}"}, "missing_token"),
         "expired": (
-            {"Authorization": "Bearer " + issue_token(member, workspace, secret, timedelta(seconds=-5))},
+            {
+                "Authorization": "Bearer "
+                + issue_token(member, workspace, secret, timedelta(seconds=-5))
+            },
             "invalid_token",
         ),
         "other-key": (

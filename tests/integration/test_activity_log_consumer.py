@@ -44,7 +44,7 @@ def ticket_event(ticket_id: str, sequence: int, workspace_id: object = None) -> 
     return EventEnvelope(
         type="ticket.created" if sequence == 1 else "ticket.priority_changed",
         source="ticket-core",
-        workspace_id=workspace_id or uuid4(),  # type: ignore[arg-type]
+        workspace_id=workspace_id or uuid4(),
         subject=ticket_id,
         sequence=sequence,
         actor=Actor(type="member", id="m-1"),

@@ -44,9 +44,7 @@ async def test_committed_events_reach_the_topic_keyed_by_ticket_and_are_marked_p
         await core.engine.dispose()
 
     ids = {str(t.id) for t in tickets}
-    records = await read_until(
-        kafka, "ticket.events.v1", lambda r: r.key.decode() in ids, count=3
-    )
+    records = await read_until(kafka, "ticket.events.v1", lambda r: r.key.decode() in ids, count=3)
     for record in records:
         event = body(record)
         assert record.key.decode() == event["subject"]

@@ -3,6 +3,7 @@ never repeat or skip, and a refused command leaves nothing behind."""
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
@@ -10,8 +11,10 @@ from sqlalchemy import func, select
 
 from services.ticket_core import handlers
 from services.ticket_core.bootstrap import TicketCore
-from services.ticket_core.domain.errors import Forbidden, InvalidInput, UnknownMember
+from services.ticket_core.domain.errors import Forbidden, InvalidInput, NotFound, UnknownMember
+from services.ticket_core.domain.members import Member
 from services.ticket_core.store import tables
+from shared.contracts.api import Role
 
 
 async def count(core: TicketCore, table: object) -> int:
@@ -105,9 +108,6 @@ async def test_a_refused_create_stores_nothing_and_takes_no_number(
 
 async def test_a_guest_cannot_create_and_nothing_is_stored(ticket_core: TicketCore) -> None:
     created = await new_workspace(ticket_core)
-    from services.ticket_core.domain.members import Member, Role
-    from datetime import UTC, datetime
-
     guest = Member.join(created.workspace.id, "guest@acme.io", Role.GUEST, datetime.now(UTC))
     async with ticket_core.unit_of_work() as uow:
         await uow.members.add(guest)
@@ -122,8 +122,6 @@ async def test_a_ticket_of_another_workspace_is_not_found(ticket_core: TicketCor
     mine = await new_workspace(ticket_core)
     theirs = await handlers.create_workspace(ticket_core.unit_of_work(), "B", "b@b.io")
     ticket = await handlers.create_ticket(ticket_core.unit_of_work(), create(theirs))
-
-    from services.ticket_core.domain.errors import NotFound
 
     with pytest.raises(NotFound):
         await handlers.get_ticket(

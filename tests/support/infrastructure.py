@@ -52,7 +52,11 @@ def kafka_bootstrap_servers() -> Iterator[str]:
             return
     env = {**os.environ, "KAFKA_PORT": TEST_KAFKA_PORT}
     started = subprocess.run(
-        ["bash", str(KAFKA_SCRIPT), "start"], env=env, stdout=subprocess.PIPE, text=True, check=False
+        ["bash", str(KAFKA_SCRIPT), "start"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
     )
     if started.returncode != 0:
         raise RuntimeError(f"could not start the local Kafka (see output above): {started.stdout}")

@@ -4,9 +4,10 @@ from uuid import uuid4
 import pytest
 
 from services.ticket_core.domain.errors import Forbidden, InvalidInput
-from services.ticket_core.domain.members import Member, Role
+from services.ticket_core.domain.members import Member
 from services.ticket_core.domain.permissions import ensure_can_create_ticket
 from services.ticket_core.domain.tickets import Ticket
+from shared.contracts.api import Role
 from shared.contracts.envelope import Actor
 from shared.contracts.tickets import TicketPriority, TicketStatus
 

@@ -5,8 +5,10 @@ Every command checks its permission through this module, whichever entrypoint it
 
 from uuid import UUID
 
+from shared.contracts.api import Role
+
 from .errors import Forbidden
-from .members import Member, Role
+from .members import Member
 
 TICKET_WORKERS = frozenset({Role.OWNER, Role.ADMIN, Role.MEMBER})
 MANAGERS = frozenset({Role.OWNER, Role.ADMIN})

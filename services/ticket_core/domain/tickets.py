@@ -122,7 +122,8 @@ def clean_subject(subject: str) -> str:
     clean = subject.strip()
     if not clean:
         raise InvalidInput(
-            "subject_required", "The subject is empty; write what the ticket is about.",
+            "subject_required",
+            "The subject is empty; write what the ticket is about.",
             field="subject",
         )
     if len(clean) > SUBJECT_MAX_LENGTH:

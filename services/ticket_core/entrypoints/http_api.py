@@ -129,7 +129,6 @@ def _routes() -> APIRouter:
     return router
 
 
-
 def _ticket_out(ticket: ticket_model.Ticket) -> Ticket:
     return Ticket.model_validate(ticket.snapshot())
 

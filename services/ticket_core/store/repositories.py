@@ -6,9 +6,10 @@ from uuid import UUID
 from sqlalchemy import RowMapping, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.contracts.api import Role
 from shared.contracts.tickets import TicketPriority, TicketStatus
 
-from ..domain.members import Member, Role, Workspace
+from ..domain.members import Member, Workspace
 from ..domain.tickets import Ticket
 from . import tables
 
@@ -57,13 +58,17 @@ class MemberRepository:
 
     async def get(self, workspace_id: UUID, member_id: UUID) -> Member | None:
         row = (
-            await self._session.execute(
-                select(tables.members).where(
-                    tables.members.c.workspace_id == workspace_id,
-                    tables.members.c.id == member_id,
+            (
+                await self._session.execute(
+                    select(tables.members).where(
+                        tables.members.c.workspace_id == workspace_id,
+                        tables.members.c.id == member_id,
+                    )
                 )
             )
-        ).mappings().first()
+            .mappings()
+            .first()
+        )
         if row is None:
             return None
         return Member(
@@ -102,13 +107,17 @@ class TicketRepository:
 
     async def get(self, workspace_id: UUID, ticket_id: UUID) -> Ticket | None:
         row = (
-            await self._session.execute(
-                select(tables.tickets).where(
-                    tables.tickets.c.workspace_id == workspace_id,
-                    tables.tickets.c.id == ticket_id,
+            (
+                await self._session.execute(
+                    select(tables.tickets).where(
+                        tables.tickets.c.workspace_id == workspace_id,
+                        tables.tickets.c.id == ticket_id,
+                    )
                 )
             )
-        ).mappings().first()
+            .mappings()
+            .first()
+        )
         if row is None:
             return None
         ticket = _ticket_from_row(row)

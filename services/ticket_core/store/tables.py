@@ -1,6 +1,5 @@
 """ticket-core's tables. The domain never sees these: repositories translate both ways."""
 
-from shared.db import UTCDateTime
 from sqlalchemy import (
     JSON,
     Column,
@@ -15,6 +14,7 @@ from sqlalchemy import (
     Uuid,
 )
 
+from shared.db import UTCDateTime
 from shared.inbox import define_inbox_table
 from shared.outbox import define_outbox_table
 

@@ -1,0 +1,53 @@
+# The commands a developer needs. `make run` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: help install run test test-unit lint format bench docs kafka-start kafka-stop clean
+
+help:
+	@echo "make run    start Kafka and the four services (Ctrl-C stops everything)"
+	@echo "make test   unit, integration and end-to-end tests on real Kafka, SQLite and PostgreSQL"
+	@echo "make lint   ruff and mypy"
+	@echo "make bench  benchmarks; results in tests/benchmarks/README.md"
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed; install python3.11 and run make PYTHON=python3.11"'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing Python dependencies into $(VENV) ..."
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	@bash deploy/run.sh
+
+test: install
+	@bash deploy/test.sh
+
+test-unit: install
+	@$(BIN)/pytest tests/unit -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	@bash deploy/test.sh --bench
+
+kafka-start:
+	@bash deploy/kafka/kafka.sh start
+
+kafka-stop:
+	@bash deploy/kafka/kafka.sh stop
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

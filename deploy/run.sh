@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `make run`: start Kafka (unless one is configured or already up), create the topics, migrate
+# every service's database (SQLite files under ./var by default), then run the four services
+# in the foreground. Ctrl-C stops the services and the Kafka broker this script started.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BIN=.venv/bin
+
+started_kafka=no
+stop_kafka() {
+  if [[ "$started_kafka" == yes ]]; then
+    echo "stopping the Kafka broker started by make run ..."
+    bash deploy/kafka/kafka.sh stop || true
+  fi
+}
+trap stop_kafka EXIT
+trap 'exit 130' INT TERM
+
+if [[ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]] && ! bash deploy/kafka/kafka.sh status >/dev/null 2>&1; then
+  started_kafka=yes
+fi
+KAFKA_BOOTSTRAP_SERVERS="$(bash deploy/kafka/kafka.sh start | tail -n 1 | cut -d= -f2-)"
+export KAFKA_BOOTSTRAP_SERVERS
+
+"$BIN/helpdesk" topics
+"$BIN/helpdesk" migrate
+"$BIN/helpdesk" run
