@@ -3,11 +3,15 @@
 Two defaults of FastStream are wrong for this system and are fixed here once:
 
 * its Kafka subscriber commits the offset before the handler runs (at-most-once). Every
-  subscriber of the project is declared through `subscribe()`, which commits only after the
-  handler returned (the effect is stored), so a crash means redelivery, never loss;
-* it has no dead-letter topic for Kafka. `DeadLetterMiddleware` sends a message that can never
-  be processed to `<topic>.dlq` with the reason, then lets the offset be committed, so one
-  poison message neither blocks its partition nor crashes the consumer.
+  subscriber of the project is declared through `subscribe()` with manual acknowledgement,
+  and `ReliableConsumeMiddleware` marks an offset processed only after the handler returned
+  (the effect is stored); `OffsetCommitter` then commits the processed offsets in the
+  background, a few times a second, instead of one round trip per message. A crash means
+  redelivery of at most those messages, never loss, and the consumers' inbox drops the
+  redelivered ones;
+* it has no dead-letter topic for Kafka. The middleware sends a message that can never be
+  processed to `<topic>.dlq` with the reason and marks it processed, so one poison message
+  neither blocks its partition nor crashes the consumer.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import structlog
+from aiokafka import TopicPartition
 from faststream import AckPolicy
 from faststream._internal.basic_types import AsyncFuncAny
 from faststream._internal.context.repository import ContextRepo
@@ -42,8 +48,42 @@ class PermanentFailure(Exception):
     """Raised by a handler for a message that can never be processed (retrying cannot help)."""
 
 
+class OffsetCommitter:
+    """Commits processed offsets in the background, at most once per `interval` seconds."""
+
+    def __init__(self, interval_seconds: float = 0.1) -> None:
+        self._interval = interval_seconds
+        self._pending: dict[int, tuple[Any, dict[TopicPartition, int]]] = {}
+        self._flush_task: asyncio.Task[None] | None = None
+
+    def mark_processed(self, consumer: Any, record: Any) -> None:
+        _, offsets = self._pending.setdefault(id(consumer), (consumer, {}))
+        # Kafka's committed offset is the next one to read.
+        offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self._interval)
+        await self.flush()
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for consumer, offsets in pending.values():
+            try:
+                await consumer.commit(offsets)
+            except Exception as error:
+                # E.g. the partition moved to another replica in a rebalance. Those messages
+                # are redelivered there and dropped by its inbox; nothing is lost.
+                log.warning("offset_commit_failed", error=repr(error))
+
+
+_committers: WeakKeyDictionary[KafkaBroker, OffsetCommitter] = WeakKeyDictionary()
+
+
 def create_broker(settings: SystemSettings, *, client_id: str) -> KafkaBroker:
-    """A broker whose producer is idempotent with acks=all and whose consumers dead-letter."""
+    """A broker whose producer is idempotent with acks=all and whose consumers commit after
+    processing and dead-letter what they can never process."""
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=client_id,
@@ -52,8 +92,18 @@ def create_broker(settings: SystemSettings, *, client_id: str) -> KafkaBroker:
         # Per-message "Received/Processed" lines would drown the service's own logs.
         log_level=logging.DEBUG,
     )
-    broker.add_middleware(_dead_letter_middleware_for(broker))
+    committer = _committers[broker] = OffsetCommitter()
+    broker.add_middleware(_reliable_consume_middleware_for(broker, committer))
     return broker
+
+
+async def stop_broker(broker: KafkaBroker) -> None:
+    """Commit what was processed, then stop. A message finished in between is redelivered
+    to the next consumer and dropped by its inbox."""
+    committer = _committers.get(broker)
+    if committer is not None:
+        await committer.flush()
+    await broker.stop()
 
 
 def subscribe(
@@ -64,36 +114,56 @@ def subscribe(
     title: str | None = None,
     description: str | None = None,
 ) -> DefaultSubscriber:
-    """Declare a consumer-group subscriber that commits after the effect is stored.
-
-    `NACK_ON_ERROR` seeks back on an error that escaped the dead-letter middleware (the
-    dead-letter topic itself was unreachable), so even then the message is not skipped.
-    """
+    """Declare a consumer-group subscriber that commits only what has been processed."""
     return broker.subscriber(
         topic,
         group_id=group_id,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         title=title,
         description=description,
     )
 
 
-def _dead_letter_middleware_for(broker: KafkaBroker) -> Callable[..., BaseMiddleware]:
+def _reliable_consume_middleware_for(
+    broker: KafkaBroker, committer: OffsetCommitter
+) -> Callable[..., BaseMiddleware]:
     def build(msg: Any, /, *, context: ContextRepo) -> BaseMiddleware:
-        return DeadLetterMiddleware(msg, context=context, broker=broker)
+        return ReliableConsumeMiddleware(msg, context=context, broker=broker, committer=committer)
 
     return build
 
 
-class DeadLetterMiddleware(BaseMiddleware):
-    """Retries transient failures a few times, then parks the message on `<topic>.dlq`."""
+class ReliableConsumeMiddleware(BaseMiddleware):
+    """Runs the handler; retries transient failures a few times, parks a message that can never
+    be processed on `<topic>.dlq`, and marks the offset processed only after one of the two."""
 
-    def __init__(self, msg: Any, /, *, context: ContextRepo, broker: KafkaBroker) -> None:
+    def __init__(
+        self,
+        msg: Any,
+        /,
+        *,
+        context: ContextRepo,
+        broker: KafkaBroker,
+        committer: OffsetCommitter,
+    ) -> None:
         super().__init__(msg, context=context)
         self._broker = broker
+        self._committer = committer
 
     async def consume_scope(self, call_next: AsyncFuncAny, msg: StreamMessage[Any]) -> Any:
+        try:
+            result = await self._process_or_dead_letter(call_next, msg)
+        except Exception:
+            # Not even the dead-letter topic took it: read it again rather than skip it.
+            await msg.nack()
+            raise
+        self._committer.mark_processed(msg.consumer, msg.raw_message)  # type: ignore[attr-defined]
+        return result
+
+    async def _process_or_dead_letter(
+        self, call_next: AsyncFuncAny, msg: StreamMessage[Any]
+    ) -> Any:
         for attempt, delay in enumerate((*RETRY_DELAYS_SECONDS, None)):
             try:
                 return await call_next(msg)

@@ -22,9 +22,11 @@ from sqlalchemy import func, select
 
 from services.local_run import RunningSystem, SystemPlan
 from services.ticket_core.store import tables as ticket_core_tables
+from shared.contracts.topics import TICKET_EVENTS
 from shared.db import create_engine
 from tests.conftest import DATABASE_KINDS
 from tests.support.infrastructure import REPO_ROOT
+from tests.support.kafka_reader import start_group_at_end
 
 pytestmark = pytest.mark.e2e
 
@@ -127,10 +129,14 @@ def system(
     tmp = tmp_path_factory.mktemp(f"system-{kind}")
     admin_url = request.getfixturevalue("postgres_server") if kind == "postgres" else None
     urls = asyncio.run(_database_urls(kind, tmp, admin_url))
+    group = f"activity-log-e2e-{uuid4().hex[:8]}"
+    # A fresh activity-log reads ticket.events.v1 from the beginning; here it starts at the
+    # end so the tests do not wait for the backlog earlier tests left in the topic.
+    asyncio.run(start_group_at_end(kafka, group, TICKET_EVENTS))
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
         "HELPDESK_JWT_SECRET": "e2e-secret-" + "x" * 32,
-        "ACTIVITY_LOG_CONSUMER_GROUP": f"activity-log-e2e-{uuid4().hex[:8]}",
+        "ACTIVITY_LOG_CONSUMER_GROUP": group,
         **{f"{name}_DATABASE_URL": url for name, url in urls.items()},
     }
     plan = SystemPlan(

@@ -12,23 +12,25 @@ from services.activity_log.bootstrap import ActivityLog
 from services.activity_log.bootstrap import bootstrap as bootstrap_activity_log
 from services.activity_log.handlers import ticket_history
 from services.activity_log.settings import ActivityLogSettings
+from shared.broker import stop_broker
 from shared.contracts.envelope import Actor, EventEnvelope
-from tests.support.kafka_reader import header, read_until
+from shared.contracts.topics import TICKET_EVENTS
+from tests.support.kafka_reader import header, read_until, start_group_at_end
 from tests.support.waiting import eventually
 
 
 @pytest.fixture
 async def activity_log(kafka: str, activity_log_url: str) -> AsyncIterator[ActivityLog]:
+    group = f"activity-log-test-{uuid4()}"
+    await start_group_at_end(kafka, group, TICKET_EVENTS)
     service = bootstrap_activity_log(
         ActivityLogSettings(
-            database_url=activity_log_url,
-            kafka_bootstrap_servers=kafka,
-            consumer_group=f"activity-log-test-{uuid4()}",
+            database_url=activity_log_url, kafka_bootstrap_servers=kafka, consumer_group=group
         )
     )
     await service.broker.start()
     yield service
-    await service.broker.stop()
+    await stop_broker(service.broker)
     await service.engine.dispose()
 
 

@@ -6,7 +6,9 @@ from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from shared.contracts.topics import Topic
 
 
 async def read_until(
@@ -52,3 +54,17 @@ def header(record: ConsumerRecord, name: str) -> str | None:
         if key == name:
             return str(value.decode())
     return None
+
+
+async def start_group_at_end(bootstrap: str, group: str, topic: Topic) -> None:
+    """Commit `group`'s offsets at the topic's current end, so a consumer of that group sees
+    only what is published from now on, not the backlog earlier tests left in the topic."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.commit({partition: offset for partition, offset in ends.items()})
+    finally:
+        await consumer.stop()

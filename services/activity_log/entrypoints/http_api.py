@@ -7,6 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, Header, Request
 
+from shared.broker import stop_broker
 from shared.contracts.api import ActivityEntry, ActivityPage
 from shared.http import WORKSPACE_HEADER, broker_check, create_service_app, database_check
 from shared.problems import PROBLEM_RESPONSES
@@ -25,7 +26,7 @@ def create_app(settings: ActivityLogSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await service.broker.stop()
+            await stop_broker(service.broker)
             await service.engine.dispose()
 
     app = create_service_app(

@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from shared.broker import stop_broker
 from shared.http import broker_check, create_service_app, database_check
 
 from ..bootstrap import bootstrap
@@ -22,7 +23,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             yield
         finally:
             await service.relay.stop()
-            await service.broker.stop()
+            await stop_broker(service.broker)
             await service.engine.dispose()
 
     app = create_service_app(

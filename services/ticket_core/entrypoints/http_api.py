@@ -9,6 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
+from shared.broker import stop_broker
 from shared.contracts.api import MemberOut, Ticket, TicketCreate
 from shared.http import (
     MEMBER_HEADER,
@@ -47,7 +48,7 @@ def create_app(settings: TicketCoreSettings | None = None) -> FastAPI:
             yield
         finally:
             await core.relay.stop()
-            await core.broker.stop()
+            await stop_broker(core.broker)
             await core.engine.dispose()
 
     app = create_service_app(

@@ -1,0 +1,244 @@
+"""Create → event → activity entry, beside raw aiokafka produce → consume.
+
+The pipeline: ticket-core's service layer creates a ticket (state + outbox row in one
+transaction), its outbox relay publishes `ticket.created` to the real broker with an
+idempotent acks=all producer, and activity-log's consumer stores the entry (inbox check +
+insert + offset commit). Latency is from the create call to the entry being committed.
+
+The baseline: the same number of messages of the same size, produced with the same producer
+settings and consumed by a plain aiokafka consumer on the same broker, in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from uuid import uuid4
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+import services.activity_log.handlers as activity_handlers
+from services.activity_log.bootstrap import MIGRATIONS_DIR as ACTIVITY_LOG_MIGRATIONS
+from services.activity_log.bootstrap import bootstrap as bootstrap_activity_log
+from services.activity_log.settings import ActivityLogSettings
+from services.activity_log.store.unit_of_work import UnitOfWork
+from services.ticket_core import handlers
+from services.ticket_core.bootstrap import MIGRATIONS_DIR as TICKET_CORE_MIGRATIONS
+from services.ticket_core.bootstrap import bootstrap as bootstrap_ticket_core
+from services.ticket_core.settings import TicketCoreSettings
+from shared.broker import stop_broker
+from shared.contracts.envelope import EventEnvelope
+from shared.contracts.topics import TICKET_EVENTS
+from shared.kafka_admin import ensure_topics
+from shared.migrations import upgrade_to_head
+from tests.benchmarks.stats import HEADER, Figures, progress, ratio_line
+from tests.support.kafka_reader import start_group_at_end
+
+
+async def run(*, tickets: int, concurrency: int, paced_rate: float) -> None:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+    await ensure_topics(bootstrap)
+    with tempfile.TemporaryDirectory() as tmp:
+        databases = {
+            "sqlite": (f"sqlite+aiosqlite:///{tmp}/tc.db", f"sqlite+aiosqlite:///{tmp}/al.db")
+        }
+        if admin := os.environ.get("HELPDESK_TEST_POSTGRES_URL"):
+            databases["postgres"] = await _postgres_databases(admin)
+        for ticket_core_url, activity_log_url in databases.values():
+            await upgrade_to_head(TICKET_CORE_MIGRATIONS, ticket_core_url)
+            await upgrade_to_head(ACTIVITY_LOG_MIGRATIONS, activity_log_url)
+        # Burst: everything offered at once, for throughput (latency is then mostly queueing).
+        # Paced: a steady rate well under capacity, for the latency of one ticket.
+        for mode, rate, count in (
+            ("burst", None, tickets),
+            (f"{paced_rate:g}/s", paced_rate, tickets // 2),
+        ):
+            results: list[Figures] = []
+            payload_size = 0
+            for kind, (ticket_core_url, activity_log_url) in databases.items():
+                print(f"pipeline on {kind}, {mode}: {count} tickets, {concurrency} creators")
+                figures, payload_size = await _pipeline(
+                    bootstrap,
+                    f"{kind}, {mode}",
+                    ticket_core_url,
+                    activity_log_url,
+                    count,
+                    concurrency,
+                    rate,
+                )
+                results.append(figures)
+            print(f"raw aiokafka, {mode}: {count} messages of {payload_size} bytes")
+            baseline = await _raw_kafka(bootstrap, mode, count, payload_size, concurrency, rate)
+            print()
+            print(HEADER)
+            for figures in [*results, baseline]:
+                print(figures.row())
+            for figures in results:
+                print(ratio_line(figures, baseline))
+            print()
+
+
+async def _postgres_databases(admin_url: str) -> tuple[str, str]:
+    import asyncpg  # type: ignore[import-untyped]
+    from sqlalchemy.engine import make_url
+
+    urls = []
+    connection = await asyncpg.connect(admin_url)
+    try:
+        for name in ("bench_tc", "bench_al"):
+            database = f"{name}_{uuid4().hex[:8]}"
+            await connection.execute(f'CREATE DATABASE "{database}"')
+            url = make_url(admin_url).set(drivername="postgresql+asyncpg", database=database)
+            urls.append(url.render_as_string(hide_password=False))
+    finally:
+        await connection.close()
+    return urls[0], urls[1]
+
+
+async def _pipeline(
+    bootstrap: str,
+    kind: str,
+    ticket_core_url: str,
+    activity_log_url: str,
+    tickets: int,
+    concurrency: int,
+    rate: float | None,
+) -> tuple[Figures, int]:
+    core = bootstrap_ticket_core(
+        TicketCoreSettings(database_url=ticket_core_url, kafka_bootstrap_servers=bootstrap)
+    )
+    group = f"bench-activity-{uuid4().hex[:8]}"
+    await start_group_at_end(bootstrap, group, TICKET_EVENTS)
+    activity = bootstrap_activity_log(
+        ActivityLogSettings(
+            database_url=activity_log_url,
+            kafka_bootstrap_servers=bootstrap,
+            consumer_group=group,
+        )
+    )
+    started: dict[str, float] = {}
+    stored: dict[str, float] = {}
+    all_stored = asyncio.Event()
+    record_event = activity_handlers.record_event
+
+    async def timed_record(uow: UnitOfWork, event: EventEnvelope) -> bool:
+        # Measure where the effect is committed; events of earlier runs are skipped.
+        result = await record_event(uow, event)
+        if event.subject in started:
+            stored[event.subject] = time.perf_counter()
+            progress(f"{kind} stored", len(stored), tickets)
+            if len(stored) == tickets:
+                all_stored.set()
+        return result
+
+    activity_handlers.record_event = timed_record
+    await core.broker.start()
+    core.relay.start()
+    await activity.broker.start()
+    try:
+        workspace = await handlers.create_workspace(core.unit_of_work(), "Bench", "b@bench.io")
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(tickets):
+            queue.put_nowait(i)
+
+        async def creator() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                await _pace(begin, i, rate)
+                begun = time.perf_counter()
+                ticket = await handlers.create_ticket(
+                    core.unit_of_work(),
+                    handlers.CreateTicket(
+                        workspace_id=workspace.workspace.id,
+                        actor_id=workspace.owner.id,
+                        subject=f"Benchmark ticket {i}",
+                        description="Customer cannot pay; the checkout answers 500.",
+                    ),
+                )
+                started[str(ticket.id)] = begun
+
+        begin = time.perf_counter()
+        await asyncio.gather(*(creator() for _ in range(concurrency)))
+        await asyncio.wait_for(all_stored.wait(), timeout=600)
+        elapsed = time.perf_counter() - begin
+        async with core.session_factory() as session:
+            from sqlalchemy import select
+
+            from services.ticket_core.store import tables
+
+            sample = await session.scalar(select(tables.outbox.c.payload).limit(1))
+    finally:
+        activity_handlers.record_event = record_event
+        await stop_broker(activity.broker)
+        await core.relay.stop()
+        await core.broker.stop()
+        await core.engine.dispose()
+        await activity.engine.dispose()
+    latencies = [(stored[key] - started[key]) * 1000 for key in started]
+    return Figures(f"pipeline ({kind})", tickets, elapsed, latencies), len(sample or "")
+
+
+async def _pace(begin: float, i: int, rate: float | None) -> None:
+    """At a paced rate, wait until the i-th message's slot."""
+    if rate is not None:
+        await asyncio.sleep(max(0.0, begin + i / rate - time.perf_counter()))
+
+
+async def _raw_kafka(
+    bootstrap: str, mode: str, count: int, size: int, concurrency: int, rate: float | None
+) -> Figures:
+    topic = f"bench.raw.{uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, TICKET_EVENTS.partitions, 1)])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-raw-{uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await producer.start()
+    await consumer.start()
+    sent: dict[bytes, float] = {}
+    received: dict[bytes, float] = {}
+    try:
+        body = b"x" * size
+
+        async def sender(worker: int) -> None:
+            for i in range(worker, count, concurrency):
+                await _pace(begin, i, rate)
+                key = f"{i}".encode()
+                sent[key] = time.perf_counter()
+                await producer.send_and_wait(topic, body, key=key)
+
+        async def receiver() -> None:
+            while len(received) < count:
+                batches = await consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    now = time.perf_counter()
+                    for record in records:
+                        received[record.key] = now
+                        progress("raw received", len(received), count)
+                # Commit after the batch, as the pipeline's consumer commits after each entry.
+                if batches:
+                    await consumer.commit()
+
+        begin = time.perf_counter()
+        await asyncio.gather(receiver(), *(sender(w) for w in range(concurrency)))
+        elapsed = time.perf_counter() - begin
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await admin.delete_topics([topic])
+        await admin.close()
+    latencies = [(received[key] - sent[key]) * 1000 for key in sent]
+    return Figures(f"raw aiokafka ({mode})", count, elapsed, latencies)
+
+
+if __name__ == "__main__":
+    raise SystemExit("run with: make bench")
