@@ -119,7 +119,9 @@ async def _database_urls(kind: str, tmp: Path, admin_url: str | None) -> dict[st
     return urls
 
 
-@pytest.fixture(scope="session", params=DATABASE_KINDS)
+# Package scope: the systems stop when the e2e tests end, so their consumers never take part
+# in other tests (they would, for instance, dead-letter those tests' poison messages too).
+@pytest.fixture(scope="package", params=DATABASE_KINDS)
 def system(
     request: pytest.FixtureRequest, kafka: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[System]:
