@@ -35,9 +35,12 @@ class Upstream:
         member_id: UUID | None = None,
         request_id: str | None = None,
         json: Any = None,
-        params: dict[str, Any] | None = None,
+        params: Any = None,
+        extra_headers: dict[str, str | None] | None = None,
     ) -> Any:
+        """The upstream's JSON answer (None for 204); its problem is raised as UpstreamProblem."""
         headers = {WORKSPACE_HEADER: str(workspace_id)}
+        headers.update({k: v for k, v in (extra_headers or {}).items() if v is not None})
         if member_id is not None:
             headers[MEMBER_HEADER] = str(member_id)
         if request_id:
@@ -55,7 +58,7 @@ class Upstream:
             ) from error
         if response.status_code >= 400:
             raise UpstreamProblem(_problem_of(self.name, response))
-        return response.json()
+        return response.json() if response.content else None
 
 
 def _problem_of(name: str, response: httpx.Response) -> Problem:

@@ -1,16 +1,23 @@
-"""ticket-core's use cases: one short function per command. Each loads what the rule needs,
-lets the domain decide, and commits the result with its events through the unit of work."""
+"""ticket-core's use cases: one short function per command or query. Each loads what the rule
+needs, lets the domain decide, and commits the result with its events (unit of work)."""
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
+
+from sqlalchemy.exc import IntegrityError
 
 from shared.contracts.api import Role
 
 from .domain import permissions
-from .domain.errors import InvalidInput, NotFound, UnknownMember
+from .domain.errors import InvalidInput, NotFound, StaleVersion, UnknownMember
 from .domain.members import Member, Workspace
+from .domain.permissions import Action
 from .domain.tickets import Ticket
+from .store.ticket_list import TicketFilter, TicketListPage
 from .store.unit_of_work import UnitOfWork
 
 
@@ -22,6 +29,18 @@ class CreateTicket:
     description: str
     priority: str | None = None
     assignee_id: UUID | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateTicket:
+    """A PATCH: only the fields present in `changes` are changed."""
+
+    workspace_id: UUID
+    actor_id: UUID
+    ticket_id: UUID
+    changes: dict[str, Any] = field(default_factory=dict)
+    expected_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +60,27 @@ async def _acting_member(uow: UnitOfWork, workspace_id: UUID, member_id: UUID) -
     return member
 
 
+async def _ticket(uow: UnitOfWork, workspace_id: UUID, ticket_id: UUID) -> Ticket:
+    ticket = await uow.tickets.get(workspace_id, ticket_id)
+    if ticket is None:
+        raise NotFound(f"No ticket {ticket_id} in this workspace.")
+    return ticket
+
+
+async def _assignee(uow: UnitOfWork, workspace_id: UUID, member_id: UUID) -> Member:
+    assignee = await uow.members.get(workspace_id, member_id)
+    if assignee is None:
+        raise InvalidInput(
+            "unknown_assignee",
+            f"No member {member_id} in this workspace; pick one from GET /api/v1/members.",
+            field="assignee_id",
+        )
+    return assignee
+
+
+# -- workspaces and members -------------------------------------------------------------------
+
+
 async def create_workspace(uow: UnitOfWork, name: str, owner_email: str) -> NewWorkspace:
     async with uow:
         now = _now()
@@ -57,20 +97,72 @@ async def get_member(uow: UnitOfWork, workspace_id: UUID, member_id: UUID) -> Me
         return await _acting_member(uow, workspace_id, member_id)
 
 
+async def list_members(uow: UnitOfWork, workspace_id: UUID, actor_id: UUID) -> list[Member]:
+    async with uow:
+        await _acting_member(uow, workspace_id, actor_id)
+        return await uow.members.list(workspace_id)
+
+
+async def add_member(
+    uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, email: str, role: str
+) -> Member:
+    async with uow:
+        actor = await _acting_member(uow, workspace_id, actor_id)
+        member = Member.join(workspace_id, email, role, _now(), added_by=actor)
+        await uow.members.add(member)
+        await uow.commit()
+    return member
+
+
+async def change_member_role(
+    uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, member_id: UUID, role: str
+) -> Member:
+    async with uow:
+        await uow.members.lock_workspace_roles(workspace_id)
+        actor = await _acting_member(uow, workspace_id, actor_id)
+        member = await _member(uow, workspace_id, member_id)
+        member.change_role(actor, _now(), role, await uow.members.count_owners(workspace_id))
+        await uow.members.update(member)
+        await uow.commit()
+    return member
+
+
+async def remove_member(
+    uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, member_id: UUID
+) -> None:
+    async with uow:
+        await uow.members.lock_workspace_roles(workspace_id)
+        actor = await _acting_member(uow, workspace_id, actor_id)
+        member = await _member(uow, workspace_id, member_id)
+        now = _now()
+        member.remove(actor, now, await uow.members.count_owners(workspace_id))
+        # Their tickets go back to the queue rather than to someone who is gone.
+        for ticket in await uow.tickets.assigned_to(workspace_id, member_id):
+            ticket.assign(actor, now, None)
+            await uow.tickets.update(ticket, links_before=ticket.conversation_ids)
+        await uow.members.remove(member)
+        await uow.commit()
+
+
+async def _member(uow: UnitOfWork, workspace_id: UUID, member_id: UUID) -> Member:
+    member = await uow.members.get(workspace_id, member_id)
+    if member is None:
+        raise NotFound(f"No member {member_id} in this workspace.")
+    return member
+
+
+# -- tickets ------------------------------------------------------------------------------------
+
+
 async def create_ticket(uow: UnitOfWork, command: CreateTicket) -> Ticket:
     async with uow:
         actor = await _acting_member(uow, command.workspace_id, command.actor_id)
         permissions.ensure_can_create_ticket(actor, command.assignee_id)
         if command.assignee_id is not None:
-            assignee = await uow.members.get(command.workspace_id, command.assignee_id)
-            if assignee is None:
-                raise InvalidInput(
-                    "unknown_assignee",
-                    f"No member {command.assignee_id} in this workspace; "
-                    "pick the assignee from GET /api/v1/members.",
-                    field="assignee_id",
-                )
-            permissions.ensure_can_work_tickets(assignee)
+            permissions.ensure_can_work_tickets(
+                await _assignee(uow, command.workspace_id, command.assignee_id)
+            )
+        now = _now()
         ticket = Ticket.create(
             workspace_id=command.workspace_id,
             number=await uow.workspaces.take_ticket_number(command.workspace_id),
@@ -79,19 +171,159 @@ async def create_ticket(uow: UnitOfWork, command: CreateTicket) -> Ticket:
             priority=command.priority,
             assignee_id=command.assignee_id,
             actor=actor.as_actor,
-            now=_now(),
+            now=now,
         )
         await uow.tickets.add(ticket)
+        if command.idempotency_key:
+            await uow.idempotency.remember(
+                command.workspace_id,
+                command.actor_id,
+                command.idempotency_key,
+                _fingerprint(command),
+                ticket.snapshot(),
+                now,
+            )
         await uow.commit()
     return ticket
+
+
+async def create_ticket_once(uow: UnitOfWork, command: CreateTicket) -> dict[str, Any]:
+    """Create, unless this Idempotency-Key was seen: then answer what the first call answered."""
+    if not command.idempotency_key:
+        return (await create_ticket(uow, command)).snapshot()
+    fingerprint = _fingerprint(command)
+    async with uow:
+        await _acting_member(uow, command.workspace_id, command.actor_id)
+        earlier = await _earlier_answer(uow, command, fingerprint)
+    if earlier is not None:
+        return earlier
+    try:
+        return (await create_ticket(uow, command)).snapshot()
+    except IntegrityError:
+        # A concurrent retry with the same key committed first: answer as it did.
+        async with uow:
+            earlier = await _earlier_answer(uow, command, fingerprint)
+        if earlier is None:
+            raise
+        return earlier
+
+
+async def _earlier_answer(
+    uow: UnitOfWork, command: CreateTicket, fingerprint: str
+) -> dict[str, Any] | None:
+    assert command.idempotency_key is not None
+    earlier = await uow.idempotency.find(
+        command.workspace_id, command.actor_id, command.idempotency_key
+    )
+    if earlier is None:
+        return None
+    if earlier["request_fingerprint"] != fingerprint:
+        raise InvalidInput(
+            "idempotency_key_reused",
+            "This Idempotency-Key was used for a different request; use a new key per ticket.",
+            field="Idempotency-Key",
+        )
+    response: dict[str, Any] = earlier["response"]
+    return response
+
+
+def _fingerprint(command: CreateTicket) -> str:
+    body = [command.subject, command.description, command.priority, str(command.assignee_id)]
+    return hashlib.sha256(json.dumps(body).encode()).hexdigest()
 
 
 async def get_ticket(
     uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID
 ) -> Ticket:
     async with uow:
-        await _acting_member(uow, workspace_id, actor_id)
-        ticket = await uow.tickets.get(workspace_id, ticket_id)
-        if ticket is None:
-            raise NotFound(f"No ticket {ticket_id} in this workspace.")
-        return ticket
+        permissions.ensure_allowed(await _acting_member(uow, workspace_id, actor_id), Action.VIEW)
+        return await _ticket(uow, workspace_id, ticket_id)
+
+
+async def list_tickets(uow: UnitOfWork, actor_id: UUID, spec: TicketFilter) -> TicketListPage:
+    async with uow:
+        actor = await _acting_member(uow, spec.workspace_id, actor_id)
+        permissions.ensure_allowed(actor, Action.VIEW)
+        if spec.assignee == "me":
+            spec = replace(spec, assignee=actor.id)
+        return await uow.tickets.page(spec)
+
+
+async def update_ticket(uow: UnitOfWork, command: UpdateTicket) -> Ticket:
+    async with uow:
+        actor = await _acting_member(uow, command.workspace_id, command.actor_id)
+        ticket = await _ticket(uow, command.workspace_id, command.ticket_id)
+        if command.expected_version is not None and command.expected_version != ticket.version:
+            raise StaleVersion(
+                f"You sent If-Match {command.expected_version} but the ticket is at version "
+                f"{ticket.version}; reload it, re-apply your change and send the new ETag."
+            )
+        links = list(ticket.conversation_ids)
+        now, changes = _now(), command.changes
+        ticket.edit(
+            actor, now, subject=changes.get("subject"), description=changes.get("description")
+        )
+        if "priority" in changes:
+            ticket.change_priority(actor, now, changes["priority"])
+        if "assignee_id" in changes:
+            assignee_id = changes["assignee_id"]
+            assignee = (
+                await _assignee(uow, command.workspace_id, assignee_id) if assignee_id else None
+            )
+            ticket.assign(actor, now, assignee)
+        if "status" in changes:
+            ticket.change_status(actor, now, changes["status"])
+        await uow.tickets.update(ticket, links_before=links)
+        await uow.commit()
+    return ticket
+
+
+async def add_note(
+    uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID, body: str
+) -> tuple[Ticket, UUID]:
+    async with uow:
+        actor = await _acting_member(uow, workspace_id, actor_id)
+        ticket = await _ticket(uow, workspace_id, ticket_id)
+        note_id = ticket.add_note(actor, _now(), body)
+        await uow.tickets.update(ticket, links_before=ticket.conversation_ids)
+        await uow.commit()
+    return ticket, note_id
+
+
+async def link_conversation(
+    uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID, conversation_id: str
+) -> Ticket:
+    async with uow:
+        actor = await _acting_member(uow, workspace_id, actor_id)
+        ticket = await _ticket(uow, workspace_id, ticket_id)
+        links = list(ticket.conversation_ids)
+        linked_to = await uow.tickets.ticket_linked_to(workspace_id, conversation_id)
+        ticket.link_conversation(actor, _now(), conversation_id, linked_to)
+        await uow.tickets.update(ticket, links_before=links)
+        await uow.commit()
+    return ticket
+
+
+async def unlink_conversation(
+    uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID, conversation_id: str
+) -> Ticket:
+    async with uow:
+        actor = await _acting_member(uow, workspace_id, actor_id)
+        ticket = await _ticket(uow, workspace_id, ticket_id)
+        links = list(ticket.conversation_ids)
+        ticket.unlink_conversation(actor, _now(), conversation_id)
+        await uow.tickets.update(ticket, links_before=links)
+        await uow.commit()
+    return ticket
+
+
+async def delete_ticket(
+    uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID
+) -> None:
+    async with uow:
+        actor = await _acting_member(uow, workspace_id, actor_id)
+        ticket = await _ticket(uow, workspace_id, ticket_id)
+        links = list(ticket.conversation_ids)
+        ticket.delete(actor, _now())
+        await uow.tickets.update(ticket, links_before=links)
+        await uow.commit()

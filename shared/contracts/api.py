@@ -9,7 +9,13 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from .envelope import Actor
-from .tickets import DESCRIPTION_MAX_LENGTH, SUBJECT_MAX_LENGTH, TicketPriority, TicketStatus
+from .tickets import (
+    DESCRIPTION_MAX_LENGTH,
+    NOTE_MAX_LENGTH,
+    SUBJECT_MAX_LENGTH,
+    TicketPriority,
+    TicketStatus,
+)
 
 
 class Role(StrEnum):
@@ -40,6 +46,50 @@ class TicketCreate(BaseModel):
     )
 
 
+class TicketPatch(BaseModel):
+    """Only the fields sent are changed; `assignee_id: null` unassigns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str | None = Field(default=None, min_length=1, max_length=SUBJECT_MAX_LENGTH)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX_LENGTH)
+    priority: TicketPriority | None = None
+    status: TicketStatus | None = Field(
+        default=None, description="Moves allowed by the transition table (README)."
+    )
+    assignee_id: UUID | None = None
+
+
+class NoteCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    body: str = Field(
+        min_length=1,
+        max_length=NOTE_MAX_LENGTH,
+        description="Internal note: seen by the team, never by the visitor.",
+    )
+
+
+class Note(BaseModel):
+    id: UUID
+    ticket_id: UUID
+    body: str
+    author_id: UUID
+    ticket_version: int
+
+
+class ConversationLink(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conversation_id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        description="The chat conversation's id, as the widget knows it.",
+        examples=["conv_8f2a1c"],
+    )
+
+
 class Ticket(BaseModel):
     id: UUID
     number: int = Field(description="Per-workspace number: 1, 2, 3, ...")
@@ -52,6 +102,27 @@ class Ticket(BaseModel):
     version: int = Field(description="Increases with every change; sent as the ETag.")
     created_at: datetime
     updated_at: datetime
+
+
+class TicketPage(BaseModel):
+    items: list["Ticket"]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+    hidden_matches: dict[TicketStatus, int] = Field(
+        description="Tickets that match everything but the status filter, per hidden status."
+    )
+
+
+class MemberCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(max_length=254, examples=["agent@example.com"])
+    role: Role = Role.MEMBER
+
+
+class MemberPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
 
 
 class MemberOut(BaseModel):

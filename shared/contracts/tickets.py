@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 # Published limits: clients can check before sending; ticket-core enforces them.
 SUBJECT_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 20_000
+NOTE_MAX_LENGTH = 10_000
 
 
 class TicketStatus(StrEnum):
@@ -36,7 +37,26 @@ class TicketPriority(StrEnum):
 
 
 class TicketEventType(StrEnum):
+    """One type per kind of change; each carries `changes` with the old and new values."""
+
     CREATED = "ticket.created"
+    EDITED = "ticket.edited"
+    STATUS_CHANGED = "ticket.status_changed"
+    PRIORITY_CHANGED = "ticket.priority_changed"
+    ASSIGNED = "ticket.assigned"
+    UNASSIGNED = "ticket.unassigned"
+    NOTE_ADDED = "ticket.note_added"
+    CONVERSATION_LINKED = "ticket.conversation_linked"
+    CONVERSATION_UNLINKED = "ticket.conversation_unlinked"
+    DELETED = "ticket.deleted"
+
+
+class MemberEventType(StrEnum):
+    """Membership changes, on the same topic with the member id as subject and key."""
+
+    ADDED = "member.added"
+    ROLE_CHANGED = "member.role_changed"
+    REMOVED = "member.removed"
 
 
 class TicketSnapshot(BaseModel):

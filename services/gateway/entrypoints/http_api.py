@@ -3,17 +3,31 @@ service that owns the data, and answers with its result or its problem."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Annotated, Any
 from uuid import UUID
 
 import httpx
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 
-from shared.contracts.api import ActivityPage, Ticket, TicketCreate
+from shared.contracts.api import (
+    ActivityPage,
+    ConversationLink,
+    MemberCreate,
+    MemberOut,
+    MemberPatch,
+    Note,
+    NoteCreate,
+    Ticket,
+    TicketCreate,
+    TicketPage,
+    TicketPatch,
+)
+from shared.contracts.tickets import TicketPriority, TicketStatus
 from shared.http import create_service_app
 from shared.problems import PROBLEM_RESPONSES, Problem, problem_response
 
-from ..auth import CurrentCaller
+from ..auth import Caller, CurrentCaller
 from ..settings import GatewaySettings
 from ..upstream import Upstream
 
@@ -56,7 +70,38 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             expose_headers=["ETag", "X-Request-Id"],
         )
     app.include_router(_ticket_routes(), prefix="/api/v1")
+    app.include_router(_member_routes(), prefix="/api/v1")
     return app
+
+
+async def _ticket_core(
+    request: Request,
+    caller: Caller,
+    method: str,
+    path: str,
+    *,
+    json: Any = None,
+    params: Any = None,
+    headers: dict[str, str | None] | None = None,
+) -> Any:
+    """Forward to ticket-core as `caller`."""
+    upstream: Upstream = request.app.state.ticket_core
+    return await upstream.call(
+        method,
+        f"/internal/v1{path}",
+        workspace_id=caller.workspace_id,
+        member_id=caller.member_id,
+        request_id=caller.request_id,
+        json=json,
+        params=params,
+        extra_headers=headers,
+    )
+
+
+def _with_etag(answer: Any, response: Response) -> Ticket:
+    ticket = Ticket.model_validate(answer)
+    response.headers["ETag"] = f'"{ticket.version}"'
+    return ticket
 
 
 def _ticket_routes() -> APIRouter:
@@ -64,29 +109,160 @@ def _ticket_routes() -> APIRouter:
 
     @router.post("/tickets", status_code=201, response_model=Ticket, summary="Create a ticket")
     async def create_ticket(
-        body: TicketCreate, caller: CurrentCaller, request: Request, response: Response
+        body: TicketCreate,
+        caller: CurrentCaller,
+        request: Request,
+        response: Response,
+        idempotency_key: Annotated[
+            str | None,
+            Header(max_length=200, description="Retrying with the same key creates nothing more."),
+        ] = None,
     ) -> Ticket:
-        ticket = Ticket.model_validate(
-            await request.app.state.ticket_core.call(
+        ticket = _with_etag(
+            await _ticket_core(
+                request,
+                caller,
                 "POST",
-                "/internal/v1/tickets",
-                workspace_id=caller.workspace_id,
-                member_id=caller.member_id,
-                request_id=caller.request_id,
+                "/tickets",
                 json=body.model_dump(mode="json", exclude_none=True),
-            )
+                headers={"Idempotency-Key": idempotency_key},
+            ),
+            response,
         )
-        response.headers["ETag"] = f'"{ticket.version}"'
         response.headers["Location"] = f"/api/v1/tickets/{ticket.id}"
         return ticket
+
+    @router.get(
+        "/tickets",
+        response_model=TicketPage,
+        summary="List and search tickets",
+        description="Without `status`, closed and spam tickets are hidden; `hidden_matches` "
+        "says how many tickets matching the other filters the status filter hid.",
+    )
+    async def list_tickets(
+        caller: CurrentCaller,
+        request: Request,
+        status: Annotated[list[TicketStatus] | None, Query()] = None,
+        priority: Annotated[list[TicketPriority] | None, Query()] = None,
+        assignee_id: Annotated[str | None, Query(description="Member id, `me` or `none`.")] = None,
+        q: Annotated[str | None, Query(max_length=200, description="Subject contains")] = None,
+        cursor: Annotated[str | None, Query(max_length=500)] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> TicketPage:
+        params = {
+            "status": [s.value for s in status or ()],
+            "priority": [p.value for p in priority or ()],
+            "assignee_id": assignee_id,
+            "q": q,
+            "cursor": cursor,
+            "limit": limit,
+        }
+        return TicketPage.model_validate(
+            await _ticket_core(
+                request,
+                caller,
+                "GET",
+                "/tickets",
+                params={k: v for k, v in params.items() if v not in (None, [])},
+            )
+        )
 
     @router.get("/tickets/{ticket_id}", response_model=Ticket, summary="One ticket")
     async def get_ticket(
         ticket_id: UUID, caller: CurrentCaller, request: Request, response: Response
     ) -> Ticket:
-        ticket = await _fetch_ticket(request, caller, ticket_id)
-        response.headers["ETag"] = f'"{ticket.version}"'
-        return ticket
+        return _with_etag(
+            await _ticket_core(request, caller, "GET", f"/tickets/{ticket_id}"), response
+        )
+
+    @router.patch(
+        "/tickets/{ticket_id}",
+        response_model=Ticket,
+        summary="Change subject, description, priority, status or assignee",
+    )
+    async def update_ticket(
+        ticket_id: UUID,
+        body: TicketPatch,
+        caller: CurrentCaller,
+        request: Request,
+        response: Response,
+        if_match: Annotated[
+            str | None, Header(description="The ETag you read; 412 if the ticket changed since.")
+        ] = None,
+    ) -> Ticket:
+        return _with_etag(
+            await _ticket_core(
+                request,
+                caller,
+                "PATCH",
+                f"/tickets/{ticket_id}",
+                json=body.model_dump(mode="json", exclude_unset=True),
+                headers={"If-Match": if_match},
+            ),
+            response,
+        )
+
+    @router.post(
+        "/tickets/{ticket_id}/notes",
+        status_code=201,
+        response_model=Note,
+        summary="Add an internal note",
+    )
+    async def add_note(
+        ticket_id: UUID, body: NoteCreate, caller: CurrentCaller, request: Request
+    ) -> Note:
+        return Note.model_validate(
+            await _ticket_core(
+                request, caller, "POST", f"/tickets/{ticket_id}/notes", json=body.model_dump()
+            )
+        )
+
+    @router.post(
+        "/tickets/{ticket_id}/conversations",
+        response_model=Ticket,
+        summary="Link a chat conversation",
+    )
+    async def link_conversation(
+        ticket_id: UUID,
+        body: ConversationLink,
+        caller: CurrentCaller,
+        request: Request,
+        response: Response,
+    ) -> Ticket:
+        return _with_etag(
+            await _ticket_core(
+                request,
+                caller,
+                "POST",
+                f"/tickets/{ticket_id}/conversations",
+                json=body.model_dump(),
+            ),
+            response,
+        )
+
+    @router.delete(
+        "/tickets/{ticket_id}/conversations/{conversation_id}",
+        response_model=Ticket,
+        summary="Unlink a chat conversation",
+    )
+    async def unlink_conversation(
+        ticket_id: UUID,
+        conversation_id: str,
+        caller: CurrentCaller,
+        request: Request,
+        response: Response,
+    ) -> Ticket:
+        return _with_etag(
+            await _ticket_core(
+                request, caller, "DELETE", f"/tickets/{ticket_id}/conversations/{conversation_id}"
+            ),
+            response,
+        )
+
+    @router.delete("/tickets/{ticket_id}", status_code=204, summary="Delete (owner/admin)")
+    async def delete_ticket(ticket_id: UUID, caller: CurrentCaller, request: Request) -> Response:
+        await _ticket_core(request, caller, "DELETE", f"/tickets/{ticket_id}")
+        return Response(status_code=204)
 
     @router.get(
         "/tickets/{ticket_id}/activity",
@@ -98,9 +274,10 @@ def _ticket_routes() -> APIRouter:
     ) -> ActivityPage:
         # Ask the owner first: a ticket of another workspace is a 404 here, whatever
         # activity-log holds.
-        await _fetch_ticket(request, caller, ticket_id)
+        await _ticket_core(request, caller, "GET", f"/tickets/{ticket_id}")
+        activity_log: Upstream = request.app.state.activity_log
         return ActivityPage.model_validate(
-            await request.app.state.activity_log.call(
+            await activity_log.call(
                 "GET",
                 f"/internal/v1/tickets/{ticket_id}/activity",
                 workspace_id=caller.workspace_id,
@@ -112,16 +289,42 @@ def _ticket_routes() -> APIRouter:
     return router
 
 
-async def _fetch_ticket(request: Request, caller: CurrentCaller, ticket_id: UUID) -> Ticket:
-    return Ticket.model_validate(
-        await request.app.state.ticket_core.call(
-            "GET",
-            f"/internal/v1/tickets/{ticket_id}",
-            workspace_id=caller.workspace_id,
-            member_id=caller.member_id,
-            request_id=caller.request_id,
+def _member_routes() -> APIRouter:
+    router = APIRouter(tags=["members"], responses=PROBLEM_RESPONSES)
+
+    @router.get("/members", response_model=list[MemberOut], summary="The workspace's members")
+    async def list_members(caller: CurrentCaller, request: Request) -> list[MemberOut]:
+        answer = await _ticket_core(request, caller, "GET", "/members")
+        return [MemberOut.model_validate(member) for member in answer]
+
+    @router.post("/members", status_code=201, response_model=MemberOut, summary="Add a member")
+    async def add_member(body: MemberCreate, caller: CurrentCaller, request: Request) -> MemberOut:
+        return MemberOut.model_validate(
+            await _ticket_core(request, caller, "POST", "/members", json=body.model_dump())
         )
-    )
+
+    @router.get("/members/{member_id}", response_model=MemberOut, summary="One member")
+    async def get_member(member_id: UUID, caller: CurrentCaller, request: Request) -> MemberOut:
+        return MemberOut.model_validate(
+            await _ticket_core(request, caller, "GET", f"/members/{member_id}")
+        )
+
+    @router.patch("/members/{member_id}", response_model=MemberOut, summary="Change a role")
+    async def change_role(
+        member_id: UUID, body: MemberPatch, caller: CurrentCaller, request: Request
+    ) -> MemberOut:
+        return MemberOut.model_validate(
+            await _ticket_core(
+                request, caller, "PATCH", f"/members/{member_id}", json=body.model_dump()
+            )
+        )
+
+    @router.delete("/members/{member_id}", status_code=204, summary="Remove a member")
+    async def remove_member(member_id: UUID, caller: CurrentCaller, request: Request) -> Response:
+        await _ticket_core(request, caller, "DELETE", f"/members/{member_id}")
+        return Response(status_code=204)
+
+    return router
 
 
 def _body_size_limit(

@@ -18,6 +18,26 @@ class InvalidInput(DomainError):
         self.code = code
 
 
+class Conflict(DomainError):
+    """The command clashes with the current state (e.g. a conversation linked elsewhere)."""
+
+    def __init__(self, code: str, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail, field=field)
+        self.code = code
+
+
+class StaleVersion(DomainError):
+    """The caller's `If-Match` names an older version than the ticket's."""
+
+    code = "stale_version"
+
+
+class ConcurrentUpdate(DomainError):
+    """Another change committed between this command's read and its write."""
+
+    code = "concurrent_update"
+
+
 class NotFound(DomainError):
     code = "not_found"
 

@@ -1,13 +1,20 @@
-"""Workspaces and their members. The role decides what a member may do (see permissions.py)."""
+"""Workspaces and their members. The role decides what a member may do (permissions.py);
+the rules here are about the roles themselves: only an owner grants or removes `owner`, and a
+workspace always keeps at least one owner."""
+
+from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 from shared.contracts.api import Role
 from shared.contracts.envelope import Actor
+from shared.contracts.tickets import MemberEventType
 
-from .errors import InvalidInput
+from .errors import Conflict, Forbidden, InvalidInput
+from .events import EventSourced, change
 
 WORKSPACE_NAME_MAX_LENGTH = 120
 EMAIL_MAX_LENGTH = 254
@@ -20,7 +27,7 @@ class Workspace:
     created_at: datetime
 
     @classmethod
-    def found(cls, name: str, now: datetime) -> "Workspace":
+    def found(cls, name: str, now: datetime) -> Workspace:
         clean = name.strip()
         if not clean or len(clean) > WORKSPACE_NAME_MAX_LENGTH:
             raise InvalidInput(
@@ -32,7 +39,7 @@ class Workspace:
 
 
 @dataclass(slots=True)
-class Member:
+class Member(EventSourced):
     id: UUID
     workspace_id: UUID
     email: str
@@ -40,15 +47,125 @@ class Member:
     created_at: datetime
 
     @classmethod
-    def join(cls, workspace_id: UUID, email: str, role: Role, now: datetime) -> "Member":
-        clean = email.strip().lower()
-        local, _, domain = clean.partition("@")
-        if not local or "." not in domain or " " in clean or len(clean) > EMAIL_MAX_LENGTH:
-            raise InvalidInput(
-                "invalid_email", f"{email!r} is not a valid email address.", field="email"
-            )
-        return cls(id=uuid4(), workspace_id=workspace_id, email=clean, role=role, created_at=now)
+    def join(
+        cls,
+        workspace_id: UUID,
+        email: str,
+        role: Role | str,
+        now: datetime,
+        *,
+        added_by: Member | None = None,
+    ) -> Member:
+        """A new member; `added_by` is None only for a workspace's founding owner."""
+        new_role = parse_role(role)
+        if added_by is not None:
+            _ensure_manages_members(added_by)
+            _ensure_may_grant(added_by, new_role)
+        member = cls(
+            id=uuid4(),
+            workspace_id=workspace_id,
+            email=clean_email(email),
+            role=new_role,
+            created_at=now,
+        )
+        actor = added_by.as_actor if added_by else member.as_actor
+        member._append_event(
+            MemberEventType.ADDED.value,
+            actor,
+            now,
+            {"member": member.snapshot(), "changes": {"role": change(None, new_role.value)}},
+        )
+        return member
+
+    def change_role(self, by: Member, now: datetime, role: Role | str, owners: int) -> None:
+        """`owners`: how many owners the workspace has now."""
+        new_role = parse_role(role)
+        if new_role == self.role:
+            return
+        _ensure_manages_members(by)
+        _ensure_may_grant(by, new_role)
+        if self.role is Role.OWNER:
+            _ensure_may_grant(by, self.role)
+            _ensure_not_last_owner(owners, "demote")
+        old, self.role = self.role, new_role
+        self._append_event(
+            MemberEventType.ROLE_CHANGED.value,
+            by.as_actor,
+            now,
+            {"member": self.snapshot(), "changes": {"role": change(old.value, new_role.value)}},
+        )
+
+    def remove(self, by: Member, now: datetime, owners: int) -> None:
+        _ensure_manages_members(by)
+        if self.role is Role.OWNER:
+            _ensure_may_grant(by, self.role)
+            _ensure_not_last_owner(owners, "remove")
+        self._append_event(
+            MemberEventType.REMOVED.value,
+            by.as_actor,
+            now,
+            {"member": self.snapshot(), "changes": {"role": change(self.role.value, None)}},
+        )
 
     @property
     def as_actor(self) -> Actor:
         return Actor(type="member", id=str(self.id))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "workspace_id": str(self.workspace_id),
+            "email": self.email,
+            "role": self.role.value,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def _ensure_manages_members(actor: Member) -> None:
+    # Imported here: permissions imports this module for the Member type.
+    from .permissions import Action, ensure_allowed
+
+    ensure_allowed(actor, Action.MANAGE_MEMBERS)
+
+
+def _ensure_may_grant(actor: Member, role: Role) -> None:
+    if role is Role.OWNER and actor.role is not Role.OWNER:
+        raise Forbidden("Only an owner may grant or take away the owner role.")
+
+
+def _ensure_not_last_owner(owners: int, verb: str) -> None:
+    if owners <= 1:
+        raise Conflict(
+            "last_owner",
+            f"This is the workspace's last owner; make someone else owner before you {verb} them.",
+        )
+
+
+def clean_email(email: str) -> str:
+    clean = email.strip().lower()
+    local, _, domain = clean.partition("@")
+    valid = (
+        local
+        and "." in domain
+        and not domain.startswith(".")
+        and not domain.endswith(".")
+        and "@" not in domain
+        and not any(c.isspace() for c in clean)
+        and len(clean) <= EMAIL_MAX_LENGTH
+    )
+    if not valid:
+        raise InvalidInput(
+            "invalid_email", f"{email[:300]!r} is not a valid email address.", field="email"
+        )
+    return clean
+
+
+def parse_role(role: Role | str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise InvalidInput(
+            "unknown_role",
+            f"{role!r} is not a role; use one of: {', '.join(r.value for r in Role)}.",
+            field="role",
+        ) from None

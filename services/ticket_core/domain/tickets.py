@@ -1,9 +1,11 @@
 """The ticket aggregate. Every change goes through a method here, which checks the rule and
-records exactly one event for it; the store saves state and events in one transaction."""
+the permission and records exactly one event for it; a change to the same value records
+nothing. The store saves the state and the events in one transaction."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -11,28 +13,44 @@ from uuid import UUID, uuid4
 from shared.contracts.envelope import Actor
 from shared.contracts.tickets import (
     DESCRIPTION_MAX_LENGTH,
+    NOTE_MAX_LENGTH,
     SUBJECT_MAX_LENGTH,
     TicketEventType,
     TicketPriority,
     TicketStatus,
 )
 
-from .errors import InvalidInput
+from . import permissions
+from .errors import Conflict, Forbidden, InvalidInput
+from .events import EventSourced, change
+from .members import Member
+from .permissions import Action
+from .statuses import SYSTEM_TRANSITIONS, TRANSITIONS
+
+CONVERSATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
 @dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    """A change the aggregate made, in the order made; `sequence` is per ticket, gap-free."""
+class SystemProcess:
+    """A change nobody clicked: the auto-close scheduler, a customer's reply, the widget."""
 
-    type: str
-    sequence: int
-    actor: Actor
-    time: datetime
-    data: dict[str, Any]
+    name: str
+    actor_type: str = "system"
+
+    @property
+    def as_actor(self) -> Actor:
+        return Actor(type="visitor" if self.actor_type == "visitor" else "system", id=self.name)
+
+
+Requester = Member | SystemProcess
+
+
+def _id(value: UUID | None) -> str | None:
+    return str(value) if value else None
 
 
 @dataclass(slots=True)
-class Ticket:
+class Ticket(EventSourced):
     id: UUID
     workspace_id: UUID
     number: int
@@ -43,10 +61,9 @@ class Ticket:
     assignee_id: UUID | None
     conversation_ids: list[str]
     version: int
-    last_sequence: int
     created_at: datetime
     updated_at: datetime
-    pending_events: list[RecordedEvent] = field(default_factory=list)
+    deleted_at: datetime | None = None
 
     @classmethod
     def create(
@@ -60,6 +77,7 @@ class Ticket:
         assignee_id: UUID | None,
         actor: Actor,
         now: datetime,
+        conversation_id: str | None = None,
     ) -> Ticket:
         ticket = cls(
             id=uuid4(),
@@ -70,9 +88,8 @@ class Ticket:
             status=TicketStatus.NEW,
             priority=parse_priority(priority),
             assignee_id=assignee_id,
-            conversation_ids=[],
+            conversation_ids=[clean_conversation_id(conversation_id)] if conversation_id else [],
             version=1,
-            last_sequence=0,
             created_at=now,
             updated_at=now,
         )
@@ -84,12 +101,169 @@ class Ticket:
             {
                 "ticket": snapshot,
                 "changes": {
-                    name: {"from": None, "to": snapshot[name]}
-                    for name in ("subject", "description", "status", "priority", "assignee_id")
+                    name: change(None, snapshot[name])
+                    for name in (
+                        "subject",
+                        "description",
+                        "status",
+                        "priority",
+                        "assignee_id",
+                        "conversation_ids",
+                    )
                 },
             },
         )
         return ticket
+
+    # -- changes ----------------------------------------------------------------------------
+
+    def edit(
+        self, by: Requester, now: datetime, *, subject: str | None, description: str | None
+    ) -> None:
+        changes: dict[str, Any] = {}
+        if subject is not None and (new_subject := clean_subject(subject)) != self.subject:
+            changes["subject"] = change(self.subject, new_subject)
+        if (
+            description is not None
+            and (new_description := clean_description(description)) != self.description
+        ):
+            changes["description"] = change(self.description, new_description)
+        if not changes:
+            return
+        self._authorize(by, Action.EDIT)
+        for name, field_change in changes.items():
+            setattr(self, name, field_change["to"])
+        self._record(TicketEventType.EDITED, by.as_actor, now, {"changes": changes})
+
+    def change_priority(self, by: Requester, now: datetime, priority: str) -> None:
+        new = parse_priority(priority)
+        if new == self.priority:
+            return
+        self._authorize(by, Action.EDIT)
+        old, self.priority = self.priority, new
+        self._record(
+            TicketEventType.PRIORITY_CHANGED,
+            by.as_actor,
+            now,
+            {"changes": {"priority": change(old.value, new.value)}},
+        )
+
+    def change_status(self, by: Requester, now: datetime, status: str) -> None:
+        new = parse_status(status)
+        if new == self.status:
+            return
+        action = TRANSITIONS[self.status].get(new)
+        if isinstance(by, SystemProcess):
+            allowed = (self.status, new) in SYSTEM_TRANSITIONS
+        else:
+            allowed = action is not None
+        if not allowed or action is None:
+            raise InvalidInput(
+                "transition_not_allowed",
+                f"A ticket cannot go from {self.status} to {new}; from {self.status} it can go "
+                f"to: {', '.join(TRANSITIONS[self.status]) or 'nothing'}.",
+                field="status",
+            )
+        self._authorize(by, action)
+        old, self.status = self.status, new
+        self._record(
+            TicketEventType.STATUS_CHANGED,
+            by.as_actor,
+            now,
+            {"changes": {"status": change(old.value, new.value)}},
+        )
+
+    def assign(self, by: Requester, now: datetime, assignee: Member | None) -> None:
+        new = assignee.id if assignee else None
+        if new == self.assignee_id:
+            return
+        self._authorize(by, Action.ASSIGN)
+        if assignee is not None:
+            if assignee.workspace_id != self.workspace_id:
+                raise InvalidInput(
+                    "unknown_assignee",
+                    "The assignee is not in this workspace.",
+                    field="assignee_id",
+                )
+            permissions.ensure_can_work_tickets(assignee)
+        old, self.assignee_id = self.assignee_id, new
+        self._record(
+            TicketEventType.ASSIGNED if new else TicketEventType.UNASSIGNED,
+            by.as_actor,
+            now,
+            {"changes": {"assignee_id": change(_id(old), _id(new))}},
+        )
+
+    def add_note(self, by: Requester, now: datetime, body: str) -> UUID:
+        text = clean_note(body)
+        self._authorize(by, Action.ADD_NOTE)
+        note_id = uuid4()
+        self._record(
+            TicketEventType.NOTE_ADDED,
+            by.as_actor,
+            now,
+            {"note": {"id": str(note_id), "body": text}, "changes": {"note": change(None, text)}},
+        )
+        return note_id
+
+    def link_conversation(
+        self, by: Requester, now: datetime, conversation_id: str, linked_to: UUID | None
+    ) -> None:
+        """`linked_to`: the ticket this workspace's conversation is linked to now, if any."""
+        conversation = clean_conversation_id(conversation_id)
+        if conversation in self.conversation_ids:
+            return
+        self._authorize(by, Action.LINK_CONVERSATION)
+        if linked_to is not None and linked_to != self.id:
+            raise Conflict(
+                "conversation_already_linked",
+                f"Conversation {conversation} is linked to ticket {linked_to}; "
+                "unlink it there first.",
+            )
+        before = list(self.conversation_ids)
+        self.conversation_ids.append(conversation)
+        self._record(
+            TicketEventType.CONVERSATION_LINKED,
+            by.as_actor,
+            now,
+            {
+                "conversation_id": conversation,
+                "changes": {"conversation_ids": change(before, list(self.conversation_ids))},
+            },
+        )
+
+    def unlink_conversation(self, by: Requester, now: datetime, conversation_id: str) -> None:
+        conversation = clean_conversation_id(conversation_id)
+        if conversation not in self.conversation_ids:
+            return
+        self._authorize(by, Action.LINK_CONVERSATION)
+        before = list(self.conversation_ids)
+        self.conversation_ids.remove(conversation)
+        self._record(
+            TicketEventType.CONVERSATION_UNLINKED,
+            by.as_actor,
+            now,
+            {
+                "conversation_id": conversation,
+                "changes": {"conversation_ids": change(before, list(self.conversation_ids))},
+            },
+        )
+
+    def delete(self, by: Requester, now: datetime) -> None:
+        self._authorize(by, Action.DELETE)
+        self.deleted_at = now
+        self._record(
+            TicketEventType.DELETED,
+            by.as_actor,
+            now,
+            {"ticket": self.snapshot(), "changes": {"deleted": change(False, True)}},
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.pending_events)
 
     def snapshot(self) -> dict[str, Any]:
         """The ticket's state as plain JSON values (as published and as answered)."""
@@ -100,22 +274,27 @@ class Ticket:
             "description": self.description,
             "status": self.status.value,
             "priority": self.priority.value,
-            "assignee_id": str(self.assignee_id) if self.assignee_id else None,
+            "assignee_id": _id(self.assignee_id),
             "conversation_ids": list(self.conversation_ids),
             "version": self.version,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
 
+    def _authorize(self, by: Requester, action: Action) -> None:
+        if isinstance(by, Member):
+            permissions.ensure_allowed(by, action, self)
+        elif action not in (Action.CHANGE_STATUS, Action.CLOSE, Action.LINK_CONVERSATION):
+            raise Forbidden(f"The system may not {action}.")
+
     def _record(
         self, type_: TicketEventType, actor: Actor, now: datetime, data: dict[str, Any]
     ) -> None:
-        self.last_sequence += 1
-        self.pending_events.append(
-            RecordedEvent(
-                type=type_.value, sequence=self.last_sequence, actor=actor, time=now, data=data
-            )
-        )
+        if type_ is not TicketEventType.CREATED:
+            if not self.pending_events:
+                self.version += 1  # one write, one new version, however many events
+            self.updated_at = now
+        self._append_event(type_.value, actor, now, data)
 
 
 def clean_subject(subject: str) -> str:
@@ -147,6 +326,30 @@ def clean_description(description: str) -> str:
     return description
 
 
+def clean_note(body: str) -> str:
+    text = body.strip()
+    if not text:
+        raise InvalidInput("note_required", "The note is empty; write something.", field="body")
+    if len(text) > NOTE_MAX_LENGTH:
+        raise InvalidInput(
+            "note_too_long",
+            f"The note has {len(text)} characters; the limit is {NOTE_MAX_LENGTH}.",
+            field="body",
+        )
+    return text
+
+
+def clean_conversation_id(conversation_id: str) -> str:
+    if not CONVERSATION_ID.match(conversation_id):
+        raise InvalidInput(
+            "invalid_conversation_id",
+            f"{conversation_id[:140]!r} is not a conversation id: 1 to 128 letters, digits, "
+            "'.', '_', ':' or '-', starting with a letter or digit.",
+            field="conversation_id",
+        )
+    return conversation_id
+
+
 def parse_priority(priority: str | None) -> TicketPriority:
     if priority is None:
         return TicketPriority.NORMAL
@@ -158,4 +361,16 @@ def parse_priority(priority: str | None) -> TicketPriority:
             "unknown_priority",
             f"{priority!r} is not a priority; use one of: {allowed}.",
             field="priority",
+        ) from None
+
+
+def parse_status(status: str) -> TicketStatus:
+    try:
+        return TicketStatus(status)
+    except ValueError:
+        allowed = ", ".join(s.value for s in TicketStatus)
+        raise InvalidInput(
+            "unknown_status",
+            f"{status!r} is not a status; use one of: {allowed}.",
+            field="status",
         ) from None

@@ -3,14 +3,26 @@ and shapes the answer; domain refusals become problem+json here and nowhere else
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from shared.broker import stop_broker
-from shared.contracts.api import MemberOut, Ticket, TicketCreate
+from shared.contracts.api import (
+    ConversationLink,
+    MemberCreate,
+    MemberOut,
+    MemberPatch,
+    Note,
+    NoteCreate,
+    Ticket,
+    TicketCreate,
+    TicketPage,
+    TicketPatch,
+)
+from shared.contracts.tickets import TicketPriority, TicketStatus
 from shared.http import (
     MEMBER_HEADER,
     REQUEST_ID_HEADER,
@@ -24,9 +36,19 @@ from shared.problems import PROBLEM_RESPONSES, Problem, problem_response
 from .. import handlers
 from ..bootstrap import TicketCore, bootstrap
 from ..domain import tickets as ticket_model
-from ..domain.errors import DomainError, Forbidden, InvalidInput, NotFound, UnknownMember
+from ..domain.errors import (
+    ConcurrentUpdate,
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    StaleVersion,
+    UnknownMember,
+)
 from ..domain.members import Member
 from ..settings import TicketCoreSettings
+from ..store.ticket_list import ASSIGNEE_NONE, TicketFilter
 from ..store.unit_of_work import Causation, UnitOfWork
 
 DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
@@ -34,6 +56,9 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
     Forbidden: 403,
     UnknownMember: 401,
+    Conflict: 409,
+    ConcurrentUpdate: 409,
+    StaleVersion: 412,
 }
 
 
@@ -61,26 +86,27 @@ def create_app(settings: TicketCoreSettings | None = None) -> FastAPI:
         },
     )
     app.state.core = core
-
-    async def on_domain_error(_request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, DomainError)
-        status = next(
-            (code for kind, code in DOMAIN_ERROR_STATUS.items() if isinstance(error, kind)), 400
-        )
-        errors = [{"field": error.field, "message": error.detail}] if error.field else None
-        return problem_response(
-            Problem(
-                title=error.code.replace("_", " ").capitalize(),
-                status=status,
-                code=error.code,
-                detail=error.detail,
-                errors=errors,
-            )
-        )
-
-    app.add_exception_handler(DomainError, on_domain_error)
-    app.include_router(_routes(), prefix="/internal/v1")
+    app.add_exception_handler(DomainError, _on_domain_error)
+    app.include_router(_ticket_routes(), prefix="/internal/v1")
+    app.include_router(_member_routes(), prefix="/internal/v1")
     return app
+
+
+async def _on_domain_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DomainError)
+    status = next(
+        (code for kind, code in DOMAIN_ERROR_STATUS.items() if isinstance(error, kind)), 400
+    )
+    errors = [{"field": error.field, "message": error.detail}] if error.field else None
+    return problem_response(
+        Problem(
+            title=error.code.replace("_", " ").capitalize(),
+            status=status,
+            code=error.code,
+            detail=error.detail,
+            errors=errors,
+        )
+    )
 
 
 def _uow(
@@ -97,14 +123,38 @@ MemberId = Annotated[UUID, Header(alias=MEMBER_HEADER)]
 Uow = Annotated[UnitOfWork, Depends(_uow)]
 
 
-def _routes() -> APIRouter:
-    router = APIRouter(responses=PROBLEM_RESPONSES)
+def _ticket_out(ticket: ticket_model.Ticket, response: Response | None = None) -> Ticket:
+    if response is not None:
+        response.headers["ETag"] = f'"{ticket.version}"'
+    return Ticket.model_validate(ticket.snapshot())
 
-    @router.post("/tickets", status_code=201, response_model=Ticket, tags=["tickets"])
+
+def _parse_if_match(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise InvalidInput(
+            "invalid_if_match",
+            f"If-Match {if_match!r} is not an ETag of this API; send the ETag you received.",
+            field="If-Match",
+        )
+    return int(value)
+
+
+def _ticket_routes() -> APIRouter:
+    router = APIRouter(tags=["tickets"], responses=PROBLEM_RESPONSES)
+
+    @router.post("/tickets", status_code=201, response_model=Ticket)
     async def create_ticket(
-        body: TicketCreate, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
-    ) -> Ticket:
-        ticket = await handlers.create_ticket(
+        body: TicketCreate,
+        workspace_id: WorkspaceId,
+        member_id: MemberId,
+        uow: Uow,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> Any:
+        snapshot = await handlers.create_ticket_once(
             uow,
             handlers.CreateTicket(
                 workspace_id=workspace_id,
@@ -113,25 +163,142 @@ def _routes() -> APIRouter:
                 description=body.description,
                 priority=body.priority.value if body.priority else None,
                 assignee_id=body.assignee_id,
+                idempotency_key=idempotency_key,
             ),
         )
-        return _ticket_out(ticket)
+        response.headers["ETag"] = f'"{snapshot["version"]}"'
+        return snapshot
 
-    @router.get("/tickets/{ticket_id}", response_model=Ticket, tags=["tickets"])
+    @router.get("/tickets", response_model=TicketPage)
+    async def list_tickets(
+        workspace_id: WorkspaceId,
+        member_id: MemberId,
+        uow: Uow,
+        status: Annotated[list[TicketStatus] | None, Query()] = None,
+        priority: Annotated[list[TicketPriority] | None, Query()] = None,
+        assignee_id: Annotated[
+            str | None, Query(description="A member id, `me` or `none`.")
+        ] = None,
+        q: Annotated[str | None, Query(max_length=200)] = None,
+        cursor: Annotated[str | None, Query(max_length=500)] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> TicketPage:
+        page = await handlers.list_tickets(
+            uow,
+            member_id,
+            TicketFilter(
+                workspace_id=workspace_id,
+                statuses=frozenset(status) if status else None,
+                priorities=frozenset(p.value for p in priority) if priority else None,
+                assignee=_parse_assignee(assignee_id),
+                query=q or None,
+                cursor=cursor,
+                limit=limit,
+            ),
+        )
+        return TicketPage(
+            items=[Ticket.model_validate(row) for row in page.rows],
+            next_cursor=page.next_cursor,
+            hidden_matches=page.hidden_matches,
+        )
+
+    @router.get("/tickets/{ticket_id}", response_model=Ticket)
     async def get_ticket(
-        ticket_id: UUID, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
+        ticket_id: UUID,
+        workspace_id: WorkspaceId,
+        member_id: MemberId,
+        uow: Uow,
+        response: Response,
     ) -> Ticket:
-        return _ticket_out(await handlers.get_ticket(uow, workspace_id, member_id, ticket_id))
+        ticket = await handlers.get_ticket(uow, workspace_id, member_id, ticket_id)
+        return _ticket_out(ticket, response)
 
-    @router.get("/members/{member_id}", response_model=MemberOut, tags=["members"])
-    async def get_member(member_id: UUID, workspace_id: WorkspaceId, uow: Uow) -> MemberOut:
-        return _member_out(await handlers.get_member(uow, workspace_id, member_id))
+    @router.patch("/tickets/{ticket_id}", response_model=Ticket)
+    async def update_ticket(
+        ticket_id: UUID,
+        body: TicketPatch,
+        workspace_id: WorkspaceId,
+        member_id: MemberId,
+        uow: Uow,
+        response: Response,
+        if_match: Annotated[str | None, Header()] = None,
+    ) -> Ticket:
+        ticket = await handlers.update_ticket(
+            uow,
+            handlers.UpdateTicket(
+                workspace_id=workspace_id,
+                actor_id=member_id,
+                ticket_id=ticket_id,
+                changes=body.model_dump(mode="json", exclude_unset=True),
+                expected_version=_parse_if_match(if_match),
+            ),
+        )
+        return _ticket_out(ticket, response)
+
+    @router.post("/tickets/{ticket_id}/notes", status_code=201, response_model=Note)
+    async def add_note(
+        ticket_id: UUID, body: NoteCreate, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
+    ) -> Note:
+        ticket, note_id = await handlers.add_note(
+            uow, workspace_id, member_id, ticket_id, body.body
+        )
+        return Note(
+            id=note_id,
+            ticket_id=ticket.id,
+            body=body.body.strip(),
+            author_id=member_id,
+            ticket_version=ticket.version,
+        )
+
+    @router.post("/tickets/{ticket_id}/conversations", response_model=Ticket)
+    async def link_conversation(
+        ticket_id: UUID,
+        body: ConversationLink,
+        workspace_id: WorkspaceId,
+        member_id: MemberId,
+        uow: Uow,
+        response: Response,
+    ) -> Ticket:
+        ticket = await handlers.link_conversation(
+            uow, workspace_id, member_id, ticket_id, body.conversation_id
+        )
+        return _ticket_out(ticket, response)
+
+    @router.delete("/tickets/{ticket_id}/conversations/{conversation_id}", response_model=Ticket)
+    async def unlink_conversation(
+        ticket_id: UUID,
+        conversation_id: str,
+        workspace_id: WorkspaceId,
+        member_id: MemberId,
+        uow: Uow,
+        response: Response,
+    ) -> Ticket:
+        ticket = await handlers.unlink_conversation(
+            uow, workspace_id, member_id, ticket_id, conversation_id
+        )
+        return _ticket_out(ticket, response)
+
+    @router.delete("/tickets/{ticket_id}", status_code=204)
+    async def delete_ticket(
+        ticket_id: UUID, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
+    ) -> Response:
+        await handlers.delete_ticket(uow, workspace_id, member_id, ticket_id)
+        return Response(status_code=204)
 
     return router
 
 
-def _ticket_out(ticket: ticket_model.Ticket) -> Ticket:
-    return Ticket.model_validate(ticket.snapshot())
+def _parse_assignee(value: str | None) -> UUID | str | None:
+    if value in (None, "", "me", ASSIGNEE_NONE):
+        return value or None
+    try:
+        return UUID(value)
+    except ValueError:
+        raise InvalidInput(
+            "invalid_assignee_filter",
+            f"assignee_id={value!r}: use a member id, `me` or `none`.",
+            field="assignee_id",
+        ) from None
 
 
 def _member_out(member: Member) -> MemberOut:
@@ -142,3 +309,45 @@ def _member_out(member: Member) -> MemberOut:
         role=member.role,
         created_at=member.created_at,
     )
+
+
+def _member_routes() -> APIRouter:
+    router = APIRouter(tags=["members"], responses=PROBLEM_RESPONSES)
+
+    @router.get("/members", response_model=list[MemberOut])
+    async def list_members(
+        workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
+    ) -> list[MemberOut]:
+        return [_member_out(m) for m in await handlers.list_members(uow, workspace_id, member_id)]
+
+    @router.post("/members", status_code=201, response_model=MemberOut)
+    async def add_member(
+        body: MemberCreate, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
+    ) -> MemberOut:
+        member = await handlers.add_member(
+            uow, workspace_id, member_id, body.email, body.role.value
+        )
+        return _member_out(member)
+
+    @router.get("/members/{target_id}", response_model=MemberOut)
+    async def get_member(target_id: UUID, workspace_id: WorkspaceId, uow: Uow) -> MemberOut:
+        """Also the gateway's membership check: no caller header needed."""
+        return _member_out(await handlers.get_member(uow, workspace_id, target_id))
+
+    @router.patch("/members/{target_id}", response_model=MemberOut)
+    async def change_role(
+        target_id: UUID, body: MemberPatch, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
+    ) -> MemberOut:
+        member = await handlers.change_member_role(
+            uow, workspace_id, member_id, target_id, body.role.value
+        )
+        return _member_out(member)
+
+    @router.delete("/members/{target_id}", status_code=204)
+    async def remove_member(
+        target_id: UUID, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
+    ) -> Response:
+        await handlers.remove_member(uow, workspace_id, member_id, target_id)
+        return Response(status_code=204)
+
+    return router

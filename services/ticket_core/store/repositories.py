@@ -1,17 +1,22 @@
-"""Load and save domain objects with plain SQL; workspace id is part of every lookup, so
-nothing of one workspace is reachable from another."""
+"""Load and save domain objects with plain SQL. The workspace id is part of every lookup, so
+nothing of one workspace is reachable from another by id."""
 
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy import RowMapping, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.api import Role
 from shared.contracts.tickets import TicketPriority, TicketStatus
 
+from ..domain.errors import ConcurrentUpdate, Conflict
 from ..domain.members import Member, Workspace
 from ..domain.tickets import Ticket
 from . import tables
+from .ticket_list import TicketFilter, TicketListPage, list_tickets
 
 
 class WorkspaceRepository:
@@ -44,17 +49,26 @@ class WorkspaceRepository:
 class MemberRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        self.seen: list[Member] = []
 
     async def add(self, member: Member) -> None:
-        await self._session.execute(
-            insert(tables.members).values(
-                id=member.id,
-                workspace_id=member.workspace_id,
-                email=member.email,
-                role=member.role.value,
-                created_at=member.created_at,
-            )
-        )
+        try:
+            async with self._session.begin_nested():
+                await self._session.execute(
+                    insert(tables.members).values(
+                        id=member.id,
+                        workspace_id=member.workspace_id,
+                        email=member.email,
+                        role=member.role.value,
+                        last_sequence=member.last_sequence,
+                        created_at=member.created_at,
+                    )
+                )
+        except IntegrityError as error:
+            raise Conflict(
+                "member_exists", f"{member.email} is already a member of this workspace."
+            ) from error
+        self.seen.append(member)
 
     async def get(self, workspace_id: UUID, member_id: UUID) -> Member | None:
         row = (
@@ -71,13 +85,47 @@ class MemberRepository:
         )
         if row is None:
             return None
-        return Member(
-            id=row["id"],
-            workspace_id=row["workspace_id"],
-            email=row["email"],
-            role=Role(row["role"]),
-            created_at=row["created_at"],
+        member = _member_from_row(row)
+        self.seen.append(member)
+        return member
+
+    async def list(self, workspace_id: UUID) -> list[Member]:
+        rows = (
+            await self._session.execute(
+                select(tables.members)
+                .where(tables.members.c.workspace_id == workspace_id)
+                .order_by(tables.members.c.created_at, tables.members.c.email)
+            )
+        ).mappings()
+        return [_member_from_row(row) for row in rows]
+
+    async def count_owners(self, workspace_id: UUID) -> int:
+        count = await self._session.scalar(
+            select(func.count()).where(
+                tables.members.c.workspace_id == workspace_id,
+                tables.members.c.role == Role.OWNER.value,
+            )
         )
+        return int(count or 0)
+
+    async def lock_workspace_roles(self, workspace_id: UUID) -> None:
+        """Serialise role changes in one workspace, so two demotions cannot both see two
+        owners and leave none (PostgreSQL row lock; SQLite's write lock already does this)."""
+        await self._session.execute(
+            select(tables.workspaces.c.id)
+            .where(tables.workspaces.c.id == workspace_id)
+            .with_for_update()
+        )
+
+    async def update(self, member: Member) -> None:
+        await self._session.execute(
+            update(tables.members)
+            .where(tables.members.c.id == member.id)
+            .values(role=member.role.value, last_sequence=member.last_sequence)
+        )
+
+    async def remove(self, member: Member) -> None:
+        await self._session.execute(delete(tables.members).where(tables.members.c.id == member.id))
 
 
 class TicketRepository:
@@ -86,32 +134,20 @@ class TicketRepository:
         self.seen: list[Ticket] = []
 
     async def add(self, ticket: Ticket) -> None:
-        await self._session.execute(
-            insert(tables.tickets).values(
-                id=ticket.id,
-                workspace_id=ticket.workspace_id,
-                number=ticket.number,
-                subject=ticket.subject,
-                description=ticket.description,
-                status=ticket.status.value,
-                priority=ticket.priority.value,
-                assignee_id=ticket.assignee_id,
-                conversation_ids=ticket.conversation_ids,
-                version=ticket.version,
-                last_sequence=ticket.last_sequence,
-                created_at=ticket.created_at,
-                updated_at=ticket.updated_at,
-            )
-        )
+        await self._session.execute(insert(tables.tickets).values(**_ticket_row(ticket)))
+        for conversation_id in ticket.conversation_ids:
+            await self._link(ticket, conversation_id)
         self.seen.append(ticket)
 
     async def get(self, workspace_id: UUID, ticket_id: UUID) -> Ticket | None:
+        """A ticket of this workspace that is not deleted."""
         row = (
             (
                 await self._session.execute(
                     select(tables.tickets).where(
                         tables.tickets.c.workspace_id == workspace_id,
                         tables.tickets.c.id == ticket_id,
+                        tables.tickets.c.deleted_at.is_(None),
                     )
                 )
             )
@@ -123,6 +159,137 @@ class TicketRepository:
         ticket = _ticket_from_row(row)
         self.seen.append(ticket)
         return ticket
+
+    async def assigned_to(self, workspace_id: UUID, member_id: UUID) -> list[Ticket]:
+        rows = (
+            await self._session.execute(
+                select(tables.tickets).where(
+                    tables.tickets.c.workspace_id == workspace_id,
+                    tables.tickets.c.assignee_id == member_id,
+                    tables.tickets.c.deleted_at.is_(None),
+                )
+            )
+        ).mappings()
+        tickets = [_ticket_from_row(row) for row in rows]
+        self.seen.extend(tickets)
+        return tickets
+
+    async def update(self, ticket: Ticket, *, links_before: list[str]) -> None:
+        """Write a changed ticket; refused if someone else wrote it since it was read."""
+        if not ticket.changed:
+            return
+        row = _ticket_row(ticket)
+        del row["id"], row["workspace_id"], row["number"], row["created_at"]
+        result = await self._session.execute(
+            update(tables.tickets)
+            .where(tables.tickets.c.id == ticket.id, tables.tickets.c.version == ticket.version - 1)
+            .values(**row)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise ConcurrentUpdate(
+                "Someone changed this ticket at the same moment; reload it and try again."
+            )
+        for conversation_id in set(ticket.conversation_ids) - set(links_before):
+            await self._link(ticket, conversation_id)
+        gone = set(links_before) - set(ticket.conversation_ids)
+        if ticket.deleted_at is not None:
+            gone = set(links_before)
+        if gone:
+            await self._session.execute(
+                delete(tables.ticket_conversations).where(
+                    tables.ticket_conversations.c.workspace_id == ticket.workspace_id,
+                    tables.ticket_conversations.c.conversation_id.in_(gone),
+                )
+            )
+
+    async def page(self, spec: TicketFilter) -> TicketListPage:
+        return await list_tickets(self._session, spec)
+
+    async def ticket_linked_to(self, workspace_id: UUID, conversation_id: str) -> UUID | None:
+        linked: UUID | None = await self._session.scalar(
+            select(tables.ticket_conversations.c.ticket_id).where(
+                tables.ticket_conversations.c.workspace_id == workspace_id,
+                tables.ticket_conversations.c.conversation_id == conversation_id,
+            )
+        )
+        return linked
+
+    async def _link(self, ticket: Ticket, conversation_id: str) -> None:
+        try:
+            async with self._session.begin_nested():
+                await self._session.execute(
+                    insert(tables.ticket_conversations).values(
+                        workspace_id=ticket.workspace_id,
+                        conversation_id=conversation_id,
+                        ticket_id=ticket.id,
+                    )
+                )
+        except IntegrityError as error:
+            raise Conflict(
+                "conversation_already_linked",
+                f"Conversation {conversation_id} was just linked to another ticket; "
+                "unlink it there first.",
+            ) from error
+
+
+class IdempotencyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def find(self, workspace_id: UUID, member_id: UUID, key: str) -> RowMapping | None:
+        keys = tables.idempotency_keys
+        return (
+            (
+                await self._session.execute(
+                    select(keys.c.request_fingerprint, keys.c.response).where(
+                        keys.c.workspace_id == workspace_id,
+                        keys.c.member_id == member_id,
+                        keys.c.key == key,
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
+
+    async def remember(
+        self,
+        workspace_id: UUID,
+        member_id: UUID,
+        key: str,
+        fingerprint: str,
+        response: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        await self._session.execute(
+            insert(tables.idempotency_keys).values(
+                workspace_id=workspace_id,
+                member_id=member_id,
+                key=key,
+                request_fingerprint=fingerprint,
+                response=response,
+                created_at=now,
+            )
+        )
+
+
+def _ticket_row(ticket: Ticket) -> dict[str, Any]:
+    return {
+        "id": ticket.id,
+        "workspace_id": ticket.workspace_id,
+        "number": ticket.number,
+        "subject": ticket.subject,
+        "description": ticket.description,
+        "status": ticket.status.value,
+        "priority": ticket.priority.value,
+        "assignee_id": ticket.assignee_id,
+        "conversation_ids": list(ticket.conversation_ids),
+        "version": ticket.version,
+        "last_sequence": ticket.last_sequence,
+        "created_at": ticket.created_at,
+        "updated_at": ticket.updated_at,
+        "deleted_at": ticket.deleted_at,
+    }
 
 
 def _ticket_from_row(row: RowMapping) -> Ticket:
@@ -140,4 +307,16 @@ def _ticket_from_row(row: RowMapping) -> Ticket:
         last_sequence=row["last_sequence"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        deleted_at=row["deleted_at"],
+    )
+
+
+def _member_from_row(row: RowMapping) -> Member:
+    return Member(
+        id=row["id"],
+        workspace_id=row["workspace_id"],
+        email=row["email"],
+        role=Role(row["role"]),
+        created_at=row["created_at"],
+        last_sequence=row["last_sequence"],
     )

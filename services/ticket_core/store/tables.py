@@ -38,6 +38,7 @@ members = Table(
     Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
     Column("email", String(254), nullable=False),
     Column("role", String(20), nullable=False),
+    Column("last_sequence", Integer, nullable=False, default=0),
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("workspace_id", "email", name="uq_members_workspace_email"),
 )
@@ -58,8 +59,31 @@ tickets = Table(
     Column("last_sequence", Integer, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("deleted_at", UTCDateTime(), nullable=True),
     UniqueConstraint("workspace_id", "number", name="uq_tickets_workspace_number"),
     Index("ix_tickets_workspace_updated", "workspace_id", "updated_at"),
+)
+
+# A conversation is linked to at most one ticket per workspace: the primary key enforces it
+# even when two links race.
+ticket_conversations = Table(
+    "ticket_conversations",
+    metadata,
+    Column("workspace_id", Uuid, primary_key=True),
+    Column("conversation_id", String(128), primary_key=True),
+    Column("ticket_id", Uuid, ForeignKey("tickets.id"), nullable=False, index=True),
+)
+
+# A dashboard create retried with the same Idempotency-Key returns the first answer.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("workspace_id", Uuid, primary_key=True),
+    Column("member_id", Uuid, primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_fingerprint", String(64), nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 outbox = define_outbox_table(metadata)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,8 +14,16 @@ from shared.contracts.envelope import EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS
 from shared.outbox import outbox_row
 
+from ..domain.events import EventSourced
+from ..domain.members import Member
+from ..domain.tickets import Ticket
 from . import tables
-from .repositories import MemberRepository, TicketRepository, WorkspaceRepository
+from .repositories import (
+    IdempotencyRepository,
+    MemberRepository,
+    TicketRepository,
+    WorkspaceRepository,
+)
 
 SOURCE = "ticket-core"
 
@@ -37,6 +45,7 @@ class UnitOfWork:
     workspaces: WorkspaceRepository
     members: MemberRepository
     tickets: TicketRepository
+    idempotency: IdempotencyRepository
 
     def __init__(
         self,
@@ -54,6 +63,7 @@ class UnitOfWork:
         self.workspaces = WorkspaceRepository(self._session)
         self.members = MemberRepository(self._session)
         self.tickets = TicketRepository(self._session)
+        self.idempotency = IdempotencyRepository(self._session)
         return self
 
     async def __aexit__(
@@ -78,15 +88,17 @@ class UnitOfWork:
 
     def _collect_events(self) -> list[EventEnvelope]:
         envelopes: list[EventEnvelope] = []
-        for ticket in self.tickets.seen:
-            for recorded in ticket.pending_events:
+        aggregates: list[EventSourced] = [*self.tickets.seen, *self.members.seen]
+        for aggregate in aggregates:
+            workspace_id, subject = _identity(aggregate)
+            for recorded in aggregate.pending_events:
                 envelopes.append(
                     EventEnvelope(
                         type=recorded.type,
                         source=SOURCE,
                         time=recorded.time,
-                        workspace_id=ticket.workspace_id,
-                        subject=str(ticket.id),
+                        workspace_id=workspace_id,
+                        subject=subject,
                         sequence=recorded.sequence,
                         correlation_id=self._causation.correlation_id,
                         causation_id=self._causation.causation_id,
@@ -94,8 +106,14 @@ class UnitOfWork:
                         data=recorded.data,
                     )
                 )
-            ticket.pending_events.clear()
+            aggregate.pending_events.clear()
         return envelopes
+
+
+def _identity(aggregate: EventSourced) -> tuple[UUID, str]:
+    """The workspace and the subject (the Kafka key) of an aggregate's events."""
+    assert isinstance(aggregate, Ticket | Member)
+    return aggregate.workspace_id, str(aggregate.id)
 
 
 UnitOfWorkFactory = Callable[[Causation], UnitOfWork]
