@@ -3,20 +3,40 @@ needs, lets the domain decide, and commits the result with its events (unit of w
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
 
 from shared.contracts.api import Role
+from shared.contracts.commands import (
+    CommandOutcome,
+    CommandResult,
+    CommandResultType,
+    CommandType,
+    CreateFromConversation,
+)
+from shared.contracts.conversations import VisitorReplied
+from shared.contracts.envelope import EventEnvelope
+from shared.contracts.tickets import TicketStatus
+from shared.contracts.topics import TICKET_COMMAND_RESULTS
 
 from .domain import permissions
-from .domain.errors import InvalidInput, NotFound, StaleVersion, UnknownMember
+from .domain.errors import (
+    ConcurrentUpdate,
+    DomainError,
+    InvalidInput,
+    NotFound,
+    StaleVersion,
+    UnknownMember,
+)
 from .domain.members import Member, Workspace
 from .domain.permissions import Action
-from .domain.tickets import Ticket
+from .domain.tickets import SystemProcess, Ticket
 from .store.ticket_list import TicketFilter, TicketListPage
 from .store.unit_of_work import UnitOfWork
 
@@ -327,3 +347,140 @@ async def delete_ticket(
         ticket.delete(actor, _now())
         await uow.tickets.update(ticket, links_before=links)
         await uow.commit()
+
+
+# -- workspace settings -------------------------------------------------------------------------
+
+
+async def get_workspace(uow: UnitOfWork, workspace_id: UUID, actor_id: UUID) -> Workspace:
+    async with uow:
+        await _acting_member(uow, workspace_id, actor_id)
+        return await _workspace(uow, workspace_id)
+
+
+async def set_auto_close(
+    uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, days: int
+) -> Workspace:
+    async with uow:
+        actor = await _acting_member(uow, workspace_id, actor_id)
+        workspace = await _workspace(uow, workspace_id)
+        workspace.set_auto_close(actor, _now(), days)
+        await uow.workspaces.update(workspace)
+        await uow.commit()
+    return workspace
+
+
+async def _workspace(uow: UnitOfWork, workspace_id: UUID) -> Workspace:
+    workspace = await uow.workspaces.get(workspace_id)
+    if workspace is None:
+        raise NotFound(f"No workspace {workspace_id}.")
+    return workspace
+
+
+# -- messages from other services -----------------------------------------------------------------
+
+COMMANDS_CONSUMER = "ticket-core:commands"
+CONVERSATIONS_CONSUMER = "ticket-core:conversations"
+AUTO_CLOSE = SystemProcess("auto-close")
+CUSTOMER_REPLY = SystemProcess("customer-reply")
+
+
+async def create_ticket_from_conversation(uow: UnitOfWork, command: EventEnvelope) -> None:
+    """Run a `ticket.create_from_conversation` command once, and answer it on
+    `ticket.command-results.v1` in the same commit. A conversation that already has a ticket
+    gets that ticket as the answer, never a second one."""
+    data = CreateFromConversation.model_validate(command.data)
+    async with uow:
+        if not await uow.first_delivery(COMMANDS_CONSUMER, command.id):
+            return
+        result = await _decide_creation(uow, command, data)
+        uow.reply(TICKET_COMMAND_RESULTS.name, _result_envelope(command, result))
+        await uow.commit()
+
+
+async def _decide_creation(
+    uow: UnitOfWork, command: EventEnvelope, data: CreateFromConversation
+) -> CommandResult:
+    answer = partial(
+        CommandResult, command_id=command.id, command_type=CommandType.CREATE_FROM_CONVERSATION
+    )
+    if await uow.workspaces.get(command.workspace_id) is None:
+        return answer(
+            outcome=CommandOutcome.REJECTED,
+            reason="unknown_workspace",
+            detail=f"No workspace {command.workspace_id}.",
+        )
+    linked = await uow.tickets.ticket_linked_to(command.workspace_id, data.conversation_id)
+    if linked is not None and (existing := await uow.tickets.get(command.workspace_id, linked)):
+        return answer(
+            outcome=CommandOutcome.ALREADY_LINKED,
+            ticket_id=existing.id,
+            ticket_number=existing.number,
+        )
+    try:
+        async with uow.savepoint():
+            ticket = Ticket.create(
+                workspace_id=command.workspace_id,
+                number=await uow.workspaces.take_ticket_number(command.workspace_id),
+                subject=data.subject,
+                description=data.description,
+                priority=data.priority.value if data.priority else None,
+                assignee_id=None,
+                actor=command.actor,
+                now=_now(),
+                conversation_id=data.conversation_id,
+            )
+            await uow.tickets.add(ticket)
+    except DomainError as error:
+        return answer(outcome=CommandOutcome.REJECTED, reason=error.code, detail=error.detail)
+    return answer(outcome=CommandOutcome.CREATED, ticket_id=ticket.id, ticket_number=ticket.number)
+
+
+def _result_envelope(command: EventEnvelope, result: CommandResult) -> EventEnvelope:
+    return EventEnvelope(
+        type=CommandResultType.RESULT,
+        source="ticket-core",
+        workspace_id=command.workspace_id,
+        subject=str(command.id),
+        sequence=1,
+        correlation_id=command.correlation_id or str(command.id),
+        causation_id=str(command.id),
+        actor=command.actor,
+        data=result.model_dump(mode="json"),
+    )
+
+
+async def reopen_on_visitor_reply(uow: UnitOfWork, event: EventEnvelope) -> None:
+    """The visitor wrote again: a linked ticket waiting on them goes back to `open`."""
+    data = VisitorReplied.model_validate(event.data)
+    async with uow:
+        if not await uow.first_delivery(CONVERSATIONS_CONSUMER, event.id):
+            return
+        linked = await uow.tickets.ticket_linked_to(event.workspace_id, data.conversation_id)
+        ticket = await uow.tickets.get(event.workspace_id, linked) if linked else None
+        if ticket is not None and ticket.status is TicketStatus.WAITING_ON_CUSTOMER:
+            ticket.change_status(CUSTOMER_REPLY, _now(), TicketStatus.OPEN.value)
+            await uow.tickets.update(ticket, links_before=ticket.conversation_ids)
+        await uow.commit()
+
+
+async def close_resolved_tickets(new_uow: Callable[[], UnitOfWork], now: datetime) -> int:
+    """Close every resolved ticket idle for its workspace's auto-close period; returns how
+    many this call closed. Safe with several replicas: a ticket another replica closed first
+    is a lost version race here, and skipped."""
+    async with (uow := new_uow()):
+        due = await uow.tickets.resolved_long_enough(now)
+    closed = 0
+    for workspace_id, ticket_id in due:
+        try:
+            async with (uow := new_uow()):
+                ticket = await uow.tickets.get(workspace_id, ticket_id)
+                if ticket is None or ticket.status is not TicketStatus.RESOLVED:
+                    continue
+                ticket.change_status(AUTO_CLOSE, now, TicketStatus.CLOSED.value)
+                await uow.tickets.update(ticket, links_before=ticket.conversation_ids)
+                await uow.commit()
+                closed += 1
+        except ConcurrentUpdate:
+            continue
+    return closed

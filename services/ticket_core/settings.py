@@ -10,3 +10,5 @@ class TicketCoreSettings(ServiceSettings):
 
     database_url: str = "sqlite+aiosqlite:///./var/ticket_core.db"
     http_port: int = 8101
+    auto_close_interval_seconds: float = 60.0
+    consumer_group: str = "ticket-core"

@@ -112,6 +112,20 @@ class TicketPage(BaseModel):
     )
 
 
+class WorkspaceOut(BaseModel):
+    id: UUID
+    name: str
+    auto_close_after_days: int = Field(
+        description="A resolved ticket closes itself after this many days without activity."
+    )
+
+
+class WorkspacePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    auto_close_after_days: int = Field(ge=1, le=365)
+
+
 class MemberCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

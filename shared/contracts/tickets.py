@@ -51,6 +51,12 @@ class TicketEventType(StrEnum):
     DELETED = "ticket.deleted"
 
 
+class WorkspaceEventType(StrEnum):
+    """Workspace settings changes; the subject and key are the workspace id."""
+
+    SETTINGS_CHANGED = "workspace.settings_changed"
+
+
 class MemberEventType(StrEnum):
     """Membership changes, on the same topic with the member id as subject and key."""
 

@@ -26,18 +26,26 @@ TICKET_COMMANDS = Topic(
 TICKET_EVENTS = Topic(
     "ticket.events.v1", 6, "Every change of a ticket, keyed by ticket id (public contract)."
 )
+TICKET_COMMAND_RESULTS = Topic(
+    "ticket.command-results.v1", 6, "ticket-core's answer to each command, keyed by command id."
+)
 WIDGET_TICKET_REQUESTS = Topic(
     "widget.ticket-requests.v1", 6, "Widget requests to turn a conversation into a ticket."
 )
 INTAKE_REQUEST_OUTCOMES = Topic(
     "intake.request-outcomes.v1", 3, "Outcome of each widget ticket request."
 )
+INTAKE_CONVERSATIONS = Topic(
+    "intake.conversations.v1", 6, "What happens on widget conversations, keyed by conversation id."
+)
 
 ALL_TOPICS: tuple[Topic, ...] = (
     TICKET_COMMANDS,
     TICKET_EVENTS,
+    TICKET_COMMAND_RESULTS,
     WIDGET_TICKET_REQUESTS,
     INTAKE_REQUEST_OUTCOMES,
+    INTAKE_CONVERSATIONS,
 )
 
 

@@ -4,7 +4,7 @@ import argparse
 import asyncio
 import logging
 
-from tests.benchmarks import pipeline
+from tests.benchmarks import pipeline, updates
 
 
 def main() -> None:
@@ -12,13 +12,22 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=1000, help="tickets per pipeline run")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent creators")
     parser.add_argument("--paced-rate", type=float, default=50.0, help="tickets/s, latency run")
+    parser.add_argument("--update-seconds", type=float, default=5.0, help="per update run")
+    parser.add_argument(
+        "--suite", choices=["all", "pipeline", "updates"], default="all", help="what to run"
+    )
     args = parser.parse_args()
     # The figures are the output; the broker client's INFO chatter would bury them.
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("faststream").setLevel(logging.WARNING)
-    asyncio.run(
-        pipeline.run(tickets=args.tickets, concurrency=args.concurrency, paced_rate=args.paced_rate)
-    )
+    if args.suite in ("all", "pipeline"):
+        asyncio.run(
+            pipeline.run(
+                tickets=args.tickets, concurrency=args.concurrency, paced_rate=args.paced_rate
+            )
+        )
+    if args.suite in ("all", "updates"):
+        asyncio.run(updates.run(seconds=args.update_seconds))
 
 
 main()

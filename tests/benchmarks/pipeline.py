@@ -82,20 +82,25 @@ async def run(*, tickets: int, concurrency: int, paced_rate: float) -> None:
 
 
 async def _postgres_databases(admin_url: str) -> tuple[str, str]:
+    return (
+        await postgres_database(admin_url, "bench_tc"),
+        await postgres_database(admin_url, "bench_al"),
+    )
+
+
+async def postgres_database(admin_url: str, prefix: str) -> str:
+    """A new, empty database on the benchmark's PostgreSQL server."""
     import asyncpg  # type: ignore[import-untyped]
     from sqlalchemy.engine import make_url
 
-    urls = []
+    database = f"{prefix}_{uuid4().hex[:8]}"
     connection = await asyncpg.connect(admin_url)
     try:
-        for name in ("bench_tc", "bench_al"):
-            database = f"{name}_{uuid4().hex[:8]}"
-            await connection.execute(f'CREATE DATABASE "{database}"')
-            url = make_url(admin_url).set(drivername="postgresql+asyncpg", database=database)
-            urls.append(url.render_as_string(hide_password=False))
+        await connection.execute(f'CREATE DATABASE "{database}"')
     finally:
         await connection.close()
-    return urls[0], urls[1]
+    url = make_url(admin_url).set(drivername="postgresql+asyncpg", database=database)
+    return url.render_as_string(hide_password=False)
 
 
 async def _pipeline(

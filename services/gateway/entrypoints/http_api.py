@@ -22,6 +22,8 @@ from shared.contracts.api import (
     TicketCreate,
     TicketPage,
     TicketPatch,
+    WorkspaceOut,
+    WorkspacePatch,
 )
 from shared.contracts.tickets import TicketPriority, TicketStatus
 from shared.http import create_service_app
@@ -291,6 +293,23 @@ def _ticket_routes() -> APIRouter:
 
 def _member_routes() -> APIRouter:
     router = APIRouter(tags=["members"], responses=PROBLEM_RESPONSES)
+
+    @router.get("/workspace", response_model=WorkspaceOut, tags=["workspace"], summary="Settings")
+    async def get_workspace(caller: CurrentCaller, request: Request) -> WorkspaceOut:
+        return WorkspaceOut.model_validate(await _ticket_core(request, caller, "GET", "/workspace"))
+
+    @router.patch(
+        "/workspace",
+        response_model=WorkspaceOut,
+        tags=["workspace"],
+        summary="Change settings (owner/admin)",
+    )
+    async def change_workspace(
+        body: WorkspacePatch, caller: CurrentCaller, request: Request
+    ) -> WorkspaceOut:
+        return WorkspaceOut.model_validate(
+            await _ticket_core(request, caller, "PATCH", "/workspace", json=body.model_dump())
+        )
 
     @router.get("/members", response_model=list[MemberOut], summary="The workspace's members")
     async def list_members(caller: CurrentCaller, request: Request) -> list[MemberOut]:

@@ -11,20 +11,23 @@ from uuid import UUID, uuid4
 
 from shared.contracts.api import Role
 from shared.contracts.envelope import Actor
-from shared.contracts.tickets import MemberEventType
+from shared.contracts.tickets import MemberEventType, WorkspaceEventType
 
 from .errors import Conflict, Forbidden, InvalidInput
 from .events import EventSourced, change
 
 WORKSPACE_NAME_MAX_LENGTH = 120
 EMAIL_MAX_LENGTH = 254
+DEFAULT_AUTO_CLOSE_DAYS = 7
+AUTO_CLOSE_DAYS_RANGE = range(1, 366)
 
 
 @dataclass(slots=True)
-class Workspace:
+class Workspace(EventSourced):
     id: UUID
     name: str
     created_at: datetime
+    auto_close_after_days: int = DEFAULT_AUTO_CLOSE_DAYS
 
     @classmethod
     def found(cls, name: str, now: datetime) -> Workspace:
@@ -36,6 +39,27 @@ class Workspace:
                 field="name",
             )
         return cls(id=uuid4(), name=clean, created_at=now)
+
+    def set_auto_close(self, by: Member, now: datetime, days: int) -> None:
+        """Resolved tickets close themselves after `days` days without activity."""
+        if days not in AUTO_CLOSE_DAYS_RANGE:
+            raise InvalidInput(
+                "invalid_auto_close_days",
+                f"auto_close_after_days must be 1 to {AUTO_CLOSE_DAYS_RANGE.stop - 1}.",
+                field="auto_close_after_days",
+            )
+        if days == self.auto_close_after_days:
+            return
+        from .permissions import Action, ensure_allowed
+
+        ensure_allowed(by, Action.CONFIGURE)
+        old, self.auto_close_after_days = self.auto_close_after_days, days
+        self._append_event(
+            WorkspaceEventType.SETTINGS_CHANGED.value,
+            by.as_actor,
+            now,
+            {"changes": {"auto_close_after_days": change(old, days)}},
+        )
 
 
 @dataclass(slots=True)

@@ -21,6 +21,8 @@ from shared.contracts.api import (
     TicketCreate,
     TicketPage,
     TicketPatch,
+    WorkspaceOut,
+    WorkspacePatch,
 )
 from shared.contracts.tickets import TicketPriority, TicketStatus
 from shared.http import (
@@ -46,7 +48,7 @@ from ..domain.errors import (
     StaleVersion,
     UnknownMember,
 )
-from ..domain.members import Member
+from ..domain.members import Member, Workspace
 from ..settings import TicketCoreSettings
 from ..store.ticket_list import ASSIGNEE_NONE, TicketFilter
 from ..store.unit_of_work import Causation, UnitOfWork
@@ -69,9 +71,11 @@ def create_app(settings: TicketCoreSettings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await core.broker.start()
         core.relay.start()
+        core.auto_closer.start()
         try:
             yield
         finally:
+            await core.auto_closer.stop()
             await core.relay.stop()
             await stop_broker(core.broker)
             await core.engine.dispose()
@@ -311,8 +315,31 @@ def _member_out(member: Member) -> MemberOut:
     )
 
 
+def _workspace_out(workspace: Workspace) -> WorkspaceOut:
+    return WorkspaceOut(
+        id=workspace.id,
+        name=workspace.name,
+        auto_close_after_days=workspace.auto_close_after_days,
+    )
+
+
 def _member_routes() -> APIRouter:
     router = APIRouter(tags=["members"], responses=PROBLEM_RESPONSES)
+
+    @router.get("/workspace", response_model=WorkspaceOut, tags=["workspace"])
+    async def get_workspace(
+        workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
+    ) -> WorkspaceOut:
+        return _workspace_out(await handlers.get_workspace(uow, workspace_id, member_id))
+
+    @router.patch("/workspace", response_model=WorkspaceOut, tags=["workspace"])
+    async def change_workspace(
+        body: WorkspacePatch, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
+    ) -> WorkspaceOut:
+        workspace = await handlers.set_auto_close(
+            uow, workspace_id, member_id, body.auto_close_after_days
+        )
+        return _workspace_out(workspace)
 
     @router.get("/members", response_model=list[MemberOut])
     async def list_members(

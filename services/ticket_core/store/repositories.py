@@ -1,7 +1,7 @@
 """Load and save domain objects with plain SQL. The workspace id is part of every lookup, so
 nothing of one workspace is reachable from another by id."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -13,7 +13,7 @@ from shared.contracts.api import Role
 from shared.contracts.tickets import TicketPriority, TicketStatus
 
 from ..domain.errors import ConcurrentUpdate, Conflict
-from ..domain.members import Member, Workspace
+from ..domain.members import AUTO_CLOSE_DAYS_RANGE, Member, Workspace
 from ..domain.tickets import Ticket
 from . import tables
 from .ticket_list import TicketFilter, TicketListPage, list_tickets
@@ -22,6 +22,7 @@ from .ticket_list import TicketFilter, TicketListPage, list_tickets
 class WorkspaceRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        self.seen: list[Workspace] = []
 
     async def add(self, workspace: Workspace) -> None:
         await self._session.execute(
@@ -29,7 +30,39 @@ class WorkspaceRepository:
                 id=workspace.id,
                 name=workspace.name,
                 last_ticket_number=0,
+                auto_close_after_days=workspace.auto_close_after_days,
+                last_sequence=workspace.last_sequence,
                 created_at=workspace.created_at,
+            )
+        )
+        self.seen.append(workspace)
+
+    async def get(self, workspace_id: UUID) -> Workspace | None:
+        w = tables.workspaces
+        row = (
+            (await self._session.execute(select(w).where(w.c.id == workspace_id)))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        workspace = Workspace(
+            id=row["id"],
+            name=row["name"],
+            created_at=row["created_at"],
+            auto_close_after_days=row["auto_close_after_days"],
+            last_sequence=row["last_sequence"],
+        )
+        self.seen.append(workspace)
+        return workspace
+
+    async def update(self, workspace: Workspace) -> None:
+        await self._session.execute(
+            update(tables.workspaces)
+            .where(tables.workspaces.c.id == workspace.id)
+            .values(
+                auto_close_after_days=workspace.auto_close_after_days,
+                last_sequence=workspace.last_sequence,
             )
         )
 
@@ -201,6 +234,25 @@ class TicketRepository:
                     tables.ticket_conversations.c.conversation_id.in_(gone),
                 )
             )
+
+    async def resolved_long_enough(self, now: datetime) -> list[tuple[UUID, UUID]]:
+        """(workspace id, ticket id) of resolved tickets untouched for their workspace's
+        auto-close period."""
+        t, w = tables.tickets, tables.workspaces
+        rows = await self._session.execute(
+            select(t.c.workspace_id, t.c.id, t.c.updated_at, w.c.auto_close_after_days)
+            .join(w, w.c.id == t.c.workspace_id)
+            .where(
+                t.c.status == TicketStatus.RESOLVED.value,
+                t.c.deleted_at.is_(None),
+                t.c.updated_at <= now - timedelta(days=AUTO_CLOSE_DAYS_RANGE.start),
+            )
+        )
+        return [
+            (workspace_id, ticket_id)
+            for workspace_id, ticket_id, updated_at, days in rows
+            if updated_at <= now - timedelta(days=days)
+        ]
 
     async def page(self, spec: TicketFilter) -> TicketListPage:
         return await list_tickets(self._session, spec)

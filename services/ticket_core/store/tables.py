@@ -28,6 +28,8 @@ workspaces = Table(
     # The next ticket number is taken with an UPDATE on this row, which serialises concurrent
     # creates in one workspace: numbers never repeat and never skip.
     Column("last_ticket_number", Integer, nullable=False, default=0),
+    Column("auto_close_after_days", Integer, nullable=False, server_default="7"),
+    Column("last_sequence", Integer, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
@@ -62,6 +64,7 @@ tickets = Table(
     Column("deleted_at", UTCDateTime(), nullable=True),
     UniqueConstraint("workspace_id", "number", name="uq_tickets_workspace_number"),
     Index("ix_tickets_workspace_updated", "workspace_id", "updated_at"),
+    Index("ix_tickets_status_updated", "status", "updated_at"),  # the auto-close sweep
 )
 
 # A conversation is linked to at most one ticket per workspace: the primary key enforces it

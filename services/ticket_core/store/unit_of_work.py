@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from uuid import UUID, uuid4
@@ -12,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts.envelope import EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS
+from shared.inbox import first_delivery
 from shared.outbox import outbox_row
 
 from ..domain.events import EventSourced
-from ..domain.members import Member
+from ..domain.members import Member, Workspace
 from ..domain.tickets import Ticket
 from . import tables
 from .repositories import (
@@ -64,7 +66,22 @@ class UnitOfWork:
         self.members = MemberRepository(self._session)
         self.tickets = TicketRepository(self._session)
         self.idempotency = IdempotencyRepository(self._session)
+        self._replies: list[tuple[str, EventEnvelope]] = []
         return self
+
+    async def first_delivery(self, consumer: str, message_id: UUID) -> bool:
+        """Record a consumed message; False when this consumer already applied it."""
+        return await first_delivery(self._session, tables.inbox, consumer, message_id)
+
+    def reply(self, topic: str, envelope: EventEnvelope) -> None:
+        """A message to publish with this transaction's commit (e.g. a command's result)."""
+        self._replies.append((topic, envelope))
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """Undo what the block wrote if it raises, and keep the rest of the transaction."""
+        async with self._session.begin_nested():
+            yield
 
     async def __aexit__(
         self,
@@ -80,6 +97,7 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         rows = [outbox_row(TICKET_EVENTS.name, event) for event in self._collect_events()]
+        rows += [outbox_row(topic, envelope) for topic, envelope in self._replies]
         if rows:
             await self._session.execute(insert(tables.outbox), rows)
         await self._session.commit()
@@ -88,7 +106,11 @@ class UnitOfWork:
 
     def _collect_events(self) -> list[EventEnvelope]:
         envelopes: list[EventEnvelope] = []
-        aggregates: list[EventSourced] = [*self.tickets.seen, *self.members.seen]
+        aggregates: list[EventSourced] = [
+            *self.tickets.seen,
+            *self.members.seen,
+            *self.workspaces.seen,
+        ]
         for aggregate in aggregates:
             workspace_id, subject = _identity(aggregate)
             for recorded in aggregate.pending_events:
@@ -112,6 +134,8 @@ class UnitOfWork:
 
 def _identity(aggregate: EventSourced) -> tuple[UUID, str]:
     """The workspace and the subject (the Kafka key) of an aggregate's events."""
+    if isinstance(aggregate, Workspace):
+        return aggregate.id, str(aggregate.id)
     assert isinstance(aggregate, Ticket | Member)
     return aggregate.workspace_id, str(aggregate.id)
 
