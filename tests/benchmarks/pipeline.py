@@ -19,6 +19,7 @@ from uuid import uuid4
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from sqlalchemy import select
 
 import services.activity_log.handlers as activity_handlers
 from services.activity_log.bootstrap import MIGRATIONS_DIR as ACTIVITY_LOG_MIGRATIONS
@@ -29,6 +30,7 @@ from services.ticket_core import handlers
 from services.ticket_core.bootstrap import MIGRATIONS_DIR as TICKET_CORE_MIGRATIONS
 from services.ticket_core.bootstrap import bootstrap as bootstrap_ticket_core
 from services.ticket_core.settings import TicketCoreSettings
+from services.ticket_core.store import tables
 from shared.broker import stop_broker
 from shared.contracts.envelope import EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS
@@ -170,16 +172,15 @@ async def _pipeline(
         await asyncio.wait_for(all_stored.wait(), timeout=600)
         elapsed = time.perf_counter() - begin
         async with core.session_factory() as session:
-            from sqlalchemy import select
-
-            from services.ticket_core.store import tables
-
-            sample = await session.scalar(select(tables.outbox.c.payload).limit(1))
+            # The size of a real ticket.created event, for the raw baseline's messages.
+            sample = await session.scalar(
+                select(tables.outbox.c.payload).order_by(tables.outbox.c.position.desc()).limit(1)
+            )
     finally:
         activity_handlers.record_event = record_event
         await stop_broker(activity.broker)
         await core.relay.stop()
-        await core.broker.stop()
+        await stop_broker(core.broker)
         await core.engine.dispose()
         await activity.engine.dispose()
     latencies = [(stored[key] - started[key]) * 1000 for key in started]
