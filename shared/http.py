@@ -12,13 +12,16 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.problems import install_problem_handlers
+from shared.problems import Problem, install_problem_handlers, problem_response
+
+log = structlog.get_logger(__name__)
 
 # Internal calls from the gateway carry the authenticated caller in these headers; services
 # are reachable only on the internal network, and they re-check membership themselves.
 WORKSPACE_HEADER = "X-Workspace-Id"
 MEMBER_HEADER = "X-Member-Id"
 REQUEST_ID_HEADER = "X-Request-Id"
+ROLE_HEADER = "X-Member-Role"  # the role ticket-core holds, for services that don't own members
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -65,6 +68,19 @@ async def _request_id_middleware(
     structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
         response = await call_next(request)
+    except Exception:
+        # Answered here rather than left to the server: a bug still gets a problem+json
+        # answer, and the connection stays usable for the caller's next request.
+        log.exception("unhandled_error", path=request.url.path)
+        response = problem_response(
+            Problem(
+                title="Internal error",
+                status=500,
+                code="internal_error",
+                detail=f"Something broke on our side; quote request id {request_id} when "
+                "you report it.",
+            )
+        )
     finally:
         structlog.contextvars.unbind_contextvars("request_id")
     response.headers[REQUEST_ID_HEADER] = request_id

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -17,6 +17,8 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 class Problem(BaseModel):
     """An error answer: `code` is stable and meant for programs, `detail` for people."""
+
+    model_config = ConfigDict(extra="allow")  # e.g. the widget API's `reason`, `request_id`
 
     type: str = Field(default="about:blank")
     title: str

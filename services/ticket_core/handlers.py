@@ -280,6 +280,7 @@ async def update_ticket(uow: UnitOfWork, command: UpdateTicket) -> Ticket:
             )
         links = list(ticket.conversation_ids)
         now, changes = _now(), command.changes
+        _refuse_nulls(changes)
         ticket.edit(
             actor, now, subject=changes.get("subject"), description=changes.get("description")
         )
@@ -288,7 +289,9 @@ async def update_ticket(uow: UnitOfWork, command: UpdateTicket) -> Ticket:
         if "assignee_id" in changes:
             assignee_id = changes["assignee_id"]
             assignee = (
-                await _assignee(uow, command.workspace_id, assignee_id) if assignee_id else None
+                await _assignee(uow, command.workspace_id, UUID(str(assignee_id)))
+                if assignee_id
+                else None
             )
             ticket.assign(actor, now, assignee)
         if "status" in changes:
@@ -296,6 +299,17 @@ async def update_ticket(uow: UnitOfWork, command: UpdateTicket) -> Ticket:
         await uow.tickets.update(ticket, links_before=links)
         await uow.commit()
     return ticket
+
+
+def _refuse_nulls(changes: dict[str, Any]) -> None:
+    """Only the assignee can be set to nothing; a null anywhere else is a client mistake."""
+    for name in ("subject", "description", "priority", "status"):
+        if name in changes and changes[name] is None:
+            raise InvalidInput(
+                f"{name}_required",
+                f"{name} cannot be null; leave it out to keep the current value.",
+                field=name,
+            )
 
 
 async def add_note(
@@ -382,6 +396,8 @@ async def _workspace(uow: UnitOfWork, workspace_id: UUID) -> Workspace:
 COMMANDS_CONSUMER = "ticket-core:commands"
 CONVERSATIONS_CONSUMER = "ticket-core:conversations"
 AUTO_CLOSE = SystemProcess("auto-close")
+WIDGET = SystemProcess("widget")
+FINISHED = frozenset({TicketStatus.CLOSED, TicketStatus.SPAM})
 CUSTOMER_REPLY = SystemProcess("customer-reply")
 
 
@@ -411,7 +427,8 @@ async def _decide_creation(
             detail=f"No workspace {command.workspace_id}.",
         )
     linked = await uow.tickets.ticket_linked_to(command.workspace_id, data.conversation_id)
-    if linked is not None and (existing := await uow.tickets.get(command.workspace_id, linked)):
+    existing = await uow.tickets.get(command.workspace_id, linked) if linked else None
+    if existing is not None and existing.status not in FINISHED:
         return answer(
             outcome=CommandOutcome.ALREADY_LINKED,
             ticket_id=existing.id,
@@ -419,6 +436,11 @@ async def _decide_creation(
         )
     try:
         async with uow.savepoint():
+            if existing is not None:
+                # The conversation's ticket is finished: the new one takes the link over.
+                links = list(existing.conversation_ids)
+                existing.unlink_conversation(WIDGET, _now(), data.conversation_id)
+                await uow.tickets.update(existing, links_before=links)
             ticket = Ticket.create(
                 workspace_id=command.workspace_id,
                 number=await uow.workspaces.take_ticket_number(command.workspace_id),

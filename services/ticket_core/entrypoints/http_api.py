@@ -233,7 +233,7 @@ def _ticket_routes() -> APIRouter:
                 workspace_id=workspace_id,
                 actor_id=member_id,
                 ticket_id=ticket_id,
-                changes=body.model_dump(mode="json", exclude_unset=True),
+                changes=body.model_dump(exclude_unset=True),
                 expected_version=_parse_if_match(if_match),
             ),
         )

@@ -331,6 +331,7 @@ def _ticket_row(ticket: Ticket) -> dict[str, Any]:
         "workspace_id": ticket.workspace_id,
         "number": ticket.number,
         "subject": ticket.subject,
+        "subject_folded": ticket.subject.casefold(),
         "description": ticket.description,
         "status": ticket.status.value,
         "priority": ticket.priority.value,

@@ -52,6 +52,9 @@ tickets = Table(
     Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
     Column("number", Integer, nullable=False),
     Column("subject", String(200), nullable=False),
+    # The subject case-folded in Python, so search ignores case for every alphabet, whatever
+    # the database's own lower() and locale do.
+    Column("subject_folded", String(400), nullable=False, server_default=""),
     Column("description", Text, nullable=False),
     Column("status", String(32), nullable=False),
     Column("priority", String(16), nullable=False),

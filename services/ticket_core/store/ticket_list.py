@@ -92,8 +92,10 @@ def _matching(spec: TicketFilter, columns: tuple[Any, ...] | None = None) -> Sel
         query = query.where(t.c.assignee_id == spec.assignee)
     if spec.query:
         # Literal match: the user's %, _ and \\ are escaped, never wildcards.
-        escaped = spec.query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(func.lower(t.c.subject).like(f"%{escaped}%", escape="\\"))
+        escaped = (
+            spec.query.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        )
+        query = query.where(t.c.subject_folded.like(f"%{escaped}%", escape="\\"))
     return query
 
 
