@@ -10,8 +10,13 @@ from shared.broker import create_broker
 from shared.db import create_engine, create_session_factory
 from shared.outbox import OutboxRelay
 
+from .domain.requests import RateLimits
+from .entrypoints.consumer import register_consumers
+from .entrypoints.scheduler import RequestExpirer
+from .handlers import IntakeLimits
 from .settings import IntakeSettings
 from .store import tables
+from .store.unit_of_work import UnitOfWork
 
 MIGRATIONS_DIR = Path(__file__).parent / "store" / "migrations"
 SERVICE_NAME = "intake"
@@ -24,6 +29,8 @@ class Intake:
     session_factory: async_sessionmaker[AsyncSession]
     broker: KafkaBroker
     relay: OutboxRelay = field(init=False)
+    limits: IntakeLimits = field(init=False)
+    expirer: RequestExpirer = field(init=False)
 
     def __post_init__(self) -> None:
         self.relay = OutboxRelay(
@@ -33,6 +40,25 @@ class Intake:
             poll_interval_seconds=self.settings.outbox_poll_interval_seconds,
             lock_name=f"{SERVICE_NAME}-outbox",
         )
+        self.limits = IntakeLimits(
+            rate=RateLimits(
+                window_seconds=self.settings.rate_window_seconds,
+                per_assistant=self.settings.rate_limit_per_assistant,
+                per_conversation=self.settings.rate_limit_per_conversation,
+            ),
+            request_timeout_seconds=self.settings.request_timeout_seconds,
+        )
+        self.expirer = RequestExpirer(
+            self.unit_of_work,
+            self.settings.request_timeout_seconds,
+            self.settings.timeout_check_interval_seconds,
+        )
+        register_consumers(
+            self.broker, self.unit_of_work, self.limits, group_id=self.settings.consumer_group
+        )
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self.session_factory, after_commit=self.relay.wake)
 
 
 def bootstrap(settings: IntakeSettings | None = None) -> Intake:

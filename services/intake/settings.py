@@ -10,3 +10,9 @@ class IntakeSettings(ServiceSettings):
 
     database_url: str = "sqlite+aiosqlite:///./var/intake.db"
     http_port: int = 8103
+    consumer_group: str = "intake"
+    rate_window_seconds: int = 60
+    rate_limit_per_assistant: int = 120
+    rate_limit_per_conversation: int = 10
+    request_timeout_seconds: int = 120
+    timeout_check_interval_seconds: float = 5.0

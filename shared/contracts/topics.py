@@ -35,6 +35,9 @@ WIDGET_TICKET_REQUESTS = Topic(
 INTAKE_REQUEST_OUTCOMES = Topic(
     "intake.request-outcomes.v1", 3, "Outcome of each widget ticket request."
 )
+INTAKE_ASSISTANTS = Topic(
+    "intake.assistants.v1", 3, "Changes of assistants' ticket settings, keyed by assistant id."
+)
 INTAKE_CONVERSATIONS = Topic(
     "intake.conversations.v1", 6, "What happens on widget conversations, keyed by conversation id."
 )
@@ -45,6 +48,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     TICKET_COMMAND_RESULTS,
     WIDGET_TICKET_REQUESTS,
     INTAKE_REQUEST_OUTCOMES,
+    INTAKE_ASSISTANTS,
     INTAKE_CONVERSATIONS,
 )
 

@@ -61,6 +61,11 @@ class System:
     def gateway(self) -> str:
         return f"http://127.0.0.1:{self.running.plan.gateway_port}"
 
+    @property
+    def widget(self) -> str:
+        """intake's public widget API."""
+        return f"http://127.0.0.1:{self.running.plan.intake_port}"
+
     def helpdesk(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "services", *args],
@@ -139,6 +144,8 @@ def system(
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
         "HELPDESK_JWT_SECRET": "e2e-secret-" + "x" * 32,
         "ACTIVITY_LOG_CONSUMER_GROUP": group,
+        # Low enough for a test to reach it with a few requests.
+        "INTAKE_RATE_LIMIT_PER_CONVERSATION": "4",
         **{f"{name}_DATABASE_URL": url for name, url in urls.items()},
     }
     plan = SystemPlan(

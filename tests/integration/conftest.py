@@ -9,6 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from services.activity_log.bootstrap import MIGRATIONS_DIR as ACTIVITY_LOG_MIGRATIONS
+from services.intake.bootstrap import MIGRATIONS_DIR as INTAKE_MIGRATIONS
+from services.intake.bootstrap import Intake
+from services.intake.bootstrap import bootstrap as bootstrap_intake
+from services.intake.settings import IntakeSettings
 from services.ticket_core.bootstrap import MIGRATIONS_DIR as TICKET_CORE_MIGRATIONS
 from services.ticket_core.bootstrap import TicketCore
 from services.ticket_core.bootstrap import bootstrap as bootstrap_ticket_core
@@ -29,6 +33,23 @@ async def activity_log_url(new_database: NewDatabase) -> str:
     url = await new_database("activity-log")
     await upgrade_to_head(ACTIVITY_LOG_MIGRATIONS, url)
     return url
+
+
+@pytest.fixture
+async def intake_url(new_database: NewDatabase) -> str:
+    url = await new_database("intake")
+    await upgrade_to_head(INTAKE_MIGRATIONS, url)
+    return url
+
+
+@pytest.fixture
+async def intake(intake_url: str) -> AsyncIterator[Intake]:
+    """intake's parts on a fresh, migrated database; its broker is not started."""
+    service = bootstrap_intake(
+        IntakeSettings(database_url=intake_url, rate_limit_per_conversation=5)
+    )
+    yield service
+    await service.engine.dispose()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import httpx
-from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 
 from shared.contracts.api import (
@@ -26,7 +26,14 @@ from shared.contracts.api import (
     WorkspacePatch,
 )
 from shared.contracts.tickets import TicketPriority, TicketStatus
-from shared.http import create_service_app
+from shared.contracts.widget import (
+    AssistantTicketSettings,
+    AssistantTicketSettingsOut,
+    ConversationOut,
+    RequestStatus,
+    TicketRequestRecord,
+)
+from shared.http import ROLE_HEADER, create_service_app
 from shared.problems import PROBLEM_RESPONSES, Problem, problem_response
 
 from ..auth import Caller, CurrentCaller
@@ -62,6 +69,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.ticket_core = upstream("ticket-core", settings.ticket_core_url)
     app.state.activity_log = upstream("activity-log", settings.activity_log_url)
+    app.state.intake = upstream("intake", settings.intake_url)
     app.middleware("http")(_body_size_limit(settings.max_body_bytes))
     if settings.cors_origins:
         app.add_middleware(
@@ -73,6 +81,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
     app.include_router(_ticket_routes(), prefix="/api/v1")
     app.include_router(_member_routes(), prefix="/api/v1")
+    app.include_router(_intake_routes(), prefix="/api/v1")
     return app
 
 
@@ -98,6 +107,9 @@ async def _ticket_core(
         params=params,
         extra_headers=headers,
     )
+
+
+AssistantId = Annotated[str, Path(min_length=1, max_length=100)]
 
 
 def _with_etag(answer: Any, response: Response) -> Ticket:
@@ -342,6 +354,105 @@ def _member_routes() -> APIRouter:
     async def remove_member(member_id: UUID, caller: CurrentCaller, request: Request) -> Response:
         await _ticket_core(request, caller, "DELETE", f"/members/{member_id}")
         return Response(status_code=204)
+
+    return router
+
+
+async def _intake(
+    request: Request,
+    caller: Caller,
+    method: str,
+    path: str,
+    *,
+    json: Any = None,
+    params: Any = None,
+) -> Any:
+    """Forward to intake as `caller`; intake learns the role from the gateway (the role is
+    ticket-core's, read for this request) and decides with it."""
+    upstream: Upstream = request.app.state.intake
+    return await upstream.call(
+        method,
+        f"/internal/v1{path}",
+        workspace_id=caller.workspace_id,
+        member_id=caller.member_id,
+        request_id=caller.request_id,
+        json=json,
+        params=params,
+        extra_headers={ROLE_HEADER: caller.role.value},
+    )
+
+
+def _intake_routes() -> APIRouter:
+    router = APIRouter(tags=["assistants"], responses=PROBLEM_RESPONSES)
+    settings_path = "/assistants/{assistant_id}/ticket-settings"
+
+    @router.get(
+        settings_path,
+        response_model=AssistantTicketSettingsOut,
+        summary="An assistant's ticket settings and their history (owner/admin)",
+    )
+    async def get_ticket_settings(
+        assistant_id: AssistantId, caller: CurrentCaller, request: Request
+    ) -> AssistantTicketSettingsOut:
+        return AssistantTicketSettingsOut.model_validate(
+            await _intake(request, caller, "GET", f"/assistants/{assistant_id}/ticket-settings")
+        )
+
+    @router.put(
+        settings_path,
+        response_model=AssistantTicketSettingsOut,
+        summary="Turn widget ticket creation on or off, require contact info (owner/admin)",
+    )
+    async def put_ticket_settings(
+        assistant_id: AssistantId,
+        body: AssistantTicketSettings,
+        caller: CurrentCaller,
+        request: Request,
+    ) -> AssistantTicketSettingsOut:
+        return AssistantTicketSettingsOut.model_validate(
+            await _intake(
+                request,
+                caller,
+                "PUT",
+                f"/assistants/{assistant_id}/ticket-settings",
+                json=body.model_dump(),
+            )
+        )
+
+    @router.get(
+        "/assistants/{assistant_id}/ticket-requests",
+        response_model=list[TicketRequestRecord],
+        summary="Recent widget requests with outcome and reason (owner/admin)",
+    )
+    async def list_ticket_requests(
+        assistant_id: AssistantId,
+        caller: CurrentCaller,
+        request: Request,
+        outcome: Annotated[RequestStatus | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> list[TicketRequestRecord]:
+        params: dict[str, Any] = {"limit": limit}
+        if outcome is not None:
+            params["outcome"] = outcome.value
+        answer = await _intake(
+            request, caller, "GET", f"/assistants/{assistant_id}/ticket-requests", params=params
+        )
+        return [TicketRequestRecord.model_validate(row) for row in answer]
+
+    @router.get(
+        "/conversations/{conversation_id}",
+        response_model=ConversationOut,
+        tags=["conversations"],
+        summary="A conversation's messages, as intake stored them",
+    )
+    async def get_conversation(
+        conversation_id: Annotated[str, Path(max_length=128)],
+        caller: CurrentCaller,
+        request: Request,
+    ) -> ConversationOut:
+        return ConversationOut.model_validate(
+            await _intake(request, caller, "GET", f"/conversations/{conversation_id}")
+        )
 
     return router
 

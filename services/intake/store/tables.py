@@ -1,10 +1,95 @@
-"""intake's tables: so far the outbox and inbox every message-driven service has."""
+"""intake's tables: assistants' ticket settings (and their history), widget requests and
+their outcome, conversation snapshots, plus the outbox and inbox every service has."""
 
-from sqlalchemy import MetaData
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+)
 
+from shared.db import UTCDateTime
 from shared.inbox import define_inbox_table
 from shared.outbox import define_outbox_table
 
 metadata = MetaData()
+
+assistants = Table(
+    "assistants",
+    metadata,
+    Column("assistant_id", String(100), primary_key=True),
+    # The workspace that first saved the assistant's settings owns it.
+    Column("workspace_id", Uuid, nullable=False, index=True),
+    Column("ticket_creation_enabled", Boolean, nullable=False),
+    Column("require_contact_info", Boolean, nullable=False),
+    Column("last_sequence", Integer, nullable=False, server_default="0"),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+assistant_settings_changes = Table(
+    "assistant_settings_changes",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("assistant_id", String(100), nullable=False, index=True),
+    Column("changed_at", UTCDateTime(), nullable=False),
+    Column("changed_by", String(100), nullable=False),
+    Column("changes", JSON, nullable=False),
+)
+
+ticket_requests = Table(
+    "ticket_requests",
+    metadata,
+    Column("request_id", String(100), primary_key=True),
+    Column("assistant_id", String(100), nullable=False),
+    Column("workspace_id", Uuid, nullable=True),  # None: the assistant is unknown
+    Column("conversation_id", String(200), nullable=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("command_id", Uuid, nullable=True, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(40), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("ticket_id", Uuid, nullable=True),
+    Column("ticket_number", Integer, nullable=True),
+    Column("last_sequence", Integer, nullable=False, server_default="0"),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("decided_at", UTCDateTime(), nullable=True),
+    Index("ix_ticket_requests_assistant_received", "assistant_id", "received_at"),
+    Index("ix_ticket_requests_conversation_received", "conversation_id", "received_at"),
+    Index("ix_ticket_requests_status_received", "status", "received_at"),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("assistant_id", String(100), primary_key=True),
+    Column("conversation_id", String(128), primary_key=True),
+    Column("workspace_id", Uuid, nullable=False, index=True),
+    Column("ticket_id", Uuid, nullable=True),
+    Column("last_sequence", Integer, nullable=False, server_default="0"),
+)
+
+conversation_messages = Table(
+    "conversation_messages",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("assistant_id", String(100), nullable=False),
+    Column("conversation_id", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=False),
+    Index("ix_conversation_messages_conversation", "assistant_id", "conversation_id", "sent_at"),
+)
+
 outbox = define_outbox_table(metadata)
 inbox = define_inbox_table(metadata)

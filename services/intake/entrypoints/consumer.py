@@ -1,0 +1,44 @@
+"""Where messages enter intake: widget requests published by a widget's backend, and
+ticket-core's answers to intake's commands."""
+
+from collections.abc import Callable
+
+from faststream.kafka import KafkaBroker
+
+from shared.broker import subscribe
+from shared.contracts.commands import CommandResultType
+from shared.contracts.envelope import EventEnvelope
+from shared.contracts.topics import TICKET_COMMAND_RESULTS, WIDGET_TICKET_REQUESTS
+from shared.contracts.widget import WidgetTicketRequest
+
+from .. import handlers
+from ..store.unit_of_work import UnitOfWork
+
+
+def register_consumers(
+    broker: KafkaBroker,
+    unit_of_work: Callable[[], UnitOfWork],
+    limits: handlers.IntakeLimits,
+    *,
+    group_id: str,
+) -> None:
+    @subscribe(
+        broker,
+        WIDGET_TICKET_REQUESTS.name,
+        group_id=f"{group_id}.{WIDGET_TICKET_REQUESTS.name}",
+        title="intake:on_widget_ticket_requests",
+        description="The same body as POST /widget/v1/ticket-requests; the same handler.",
+    )
+    async def on_widget_ticket_requests(request: WidgetTicketRequest) -> None:
+        await handlers.receive_request(unit_of_work(), request, limits)
+
+    @subscribe(
+        broker,
+        TICKET_COMMAND_RESULTS.name,
+        group_id=f"{group_id}.{TICKET_COMMAND_RESULTS.name}",
+        title="intake:on_ticket_command_results",
+        description="ticket-core's answer to each create-from-conversation command.",
+    )
+    async def on_ticket_command_results(message: EventEnvelope) -> None:
+        if message.type == CommandResultType.RESULT:
+            await handlers.record_command_result(unit_of_work(), message)
