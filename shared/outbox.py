@@ -31,7 +31,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.contracts.envelope import EventEnvelope
 from shared.db import UTCDateTime
@@ -85,14 +85,16 @@ def envelope_headers(payload: str) -> dict[str, str]:
 class OutboxRelay:
     """Publishes a service's outbox rows to Kafka, oldest first, and marks them published.
 
-    One relay publishes at a time per database: on PostgreSQL an advisory lock elects it, so
-    several replicas of a service never interleave one ticket's events; on SQLite the write
-    lock taken by `BEGIN IMMEDIATE` does the same.
+    No transaction is open while it waits for Kafka: it reads a batch, publishes it, then
+    marks it, so the service's own writes never queue behind a network round trip. On
+    PostgreSQL a session advisory lock elects one publishing replica, so several replicas
+    never interleave one ticket's events. Anywhere, a crash between publishing and marking
+    publishes those rows again: consumers drop them by event id.
     """
 
     def __init__(
         self,
-        session_factory: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         broker: KafkaBroker,
         table: Table,
         *,
@@ -100,7 +102,7 @@ class OutboxRelay:
         batch_size: int = 500,
         lock_name: str = "outbox",
     ) -> None:
-        self._session_factory = session_factory
+        self._engine = engine
         self._broker = broker
         self._table = table
         self._poll_interval = poll_interval_seconds
@@ -115,31 +117,36 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows were published."""
-        async with self._session_factory() as session, session.begin():
-            if not await self._acquire_relay_lock(session):
+        async with self._engine.connect() as connection:
+            if not await self._lock(connection):
                 return 0
-            rows = (
-                await session.execute(
-                    select(
-                        self._table.c.position,
-                        self._table.c.topic,
-                        self._table.c.message_key,
-                        self._table.c.payload,
+            try:
+                rows = (
+                    await connection.execute(
+                        select(
+                            self._table.c.position,
+                            self._table.c.topic,
+                            self._table.c.message_key,
+                            self._table.c.payload,
+                        )
+                        .where(self._table.c.published_at.is_(None))
+                        .order_by(self._table.c.position)
+                        .limit(self._batch_size)
                     )
-                    .where(self._table.c.published_at.is_(None))
-                    .order_by(self._table.c.position)
-                    .limit(self._batch_size)
+                ).all()
+                await connection.commit()
+                if not rows:
+                    return 0
+                await self._publish(rows)
+                await connection.execute(
+                    update(self._table)
+                    .where(self._table.c.position.in_([row.position for row in rows]))
+                    .values(published_at=datetime.now(UTC))
                 )
-            ).all()
-            if not rows:
-                return 0
-            await self._publish(rows)
-            await session.execute(
-                update(self._table)
-                .where(self._table.c.position.in_([row.position for row in rows]))
-                .values(published_at=datetime.now(UTC))
-            )
-            return len(rows)
+                await connection.commit()
+                return len(rows)
+            finally:
+                await self._unlock(connection)
 
     async def _publish(self, rows: Sequence[Any]) -> None:
         # Hand every record to the producer first, then wait for all acknowledgements
@@ -156,13 +163,22 @@ class OutboxRelay:
         ]
         await asyncio.gather(*pending)
 
-    async def _acquire_relay_lock(self, session: AsyncSession) -> bool:
-        if session.get_bind().dialect.name != "postgresql":
+    async def _lock(self, connection: AsyncConnection) -> bool:
+        if connection.dialect.name != "postgresql":
             return True
-        acquired = await session.scalar(
-            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": self._lock_key}
+        acquired = await connection.scalar(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": self._lock_key}
         )
+        await connection.commit()
         return bool(acquired)
+
+    async def _unlock(self, connection: AsyncConnection) -> None:
+        if connection.dialect.name == "postgresql":
+            await connection.rollback()  # a failed batch may have left a transaction open
+            await connection.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": self._lock_key}
+            )
+            await connection.commit()
 
     async def run_forever(self) -> None:
         while True:
@@ -192,8 +208,8 @@ class OutboxRelay:
         self._task = None
 
     async def pending_count(self) -> int:
-        async with self._session_factory() as session:
-            count = await session.scalar(
+        async with self._engine.connect() as connection:
+            count = await connection.scalar(
                 select(func.count())
                 .select_from(self._table)
                 .where(self._table.c.published_at.is_(None))

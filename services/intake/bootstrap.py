@@ -34,7 +34,7 @@ class Intake:
 
     def __post_init__(self) -> None:
         self.relay = OutboxRelay(
-            self.session_factory,
+            self.engine,
             self.broker,
             tables.outbox,
             poll_interval_seconds=self.settings.outbox_poll_interval_seconds,

@@ -4,7 +4,7 @@ import argparse
 import asyncio
 import logging
 
-from tests.benchmarks import pipeline, updates
+from tests.benchmarks import pipeline, updates, widget
 
 
 def main() -> None:
@@ -14,7 +14,10 @@ def main() -> None:
     parser.add_argument("--paced-rate", type=float, default=50.0, help="tickets/s, latency run")
     parser.add_argument("--update-seconds", type=float, default=5.0, help="per update run")
     parser.add_argument(
-        "--suite", choices=["all", "pipeline", "updates"], default="all", help="what to run"
+        "--suite",
+        choices=["all", "pipeline", "updates", "widget"],
+        default="all",
+        help="what to run",
     )
     args = parser.parse_args()
     # The figures are the output; the broker client's INFO chatter would bury them.
@@ -28,6 +31,12 @@ def main() -> None:
         )
     if args.suite in ("all", "updates"):
         asyncio.run(updates.run(seconds=args.update_seconds))
+    if args.suite in ("all", "widget"):
+        asyncio.run(
+            widget.run(
+                requests=args.tickets, concurrency=args.concurrency, paced_rate=args.paced_rate
+            )
+        )
 
 
 main()

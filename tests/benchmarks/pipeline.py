@@ -37,7 +37,7 @@ from shared.contracts.topics import TICKET_EVENTS
 from shared.kafka_admin import ensure_topics
 from shared.migrations import upgrade_to_head
 from tests.benchmarks.stats import HEADER, Figures, progress, ratio_line
-from tests.support.kafka_reader import start_group_at_end
+from tests.support.kafka_reader import start_group_at_end, start_service_groups_at_end
 
 
 async def run(*, tickets: int, concurrency: int, paced_rate: float) -> None:
@@ -73,7 +73,7 @@ async def run(*, tickets: int, concurrency: int, paced_rate: float) -> None:
                 )
                 results.append(figures)
             print(f"raw aiokafka, {mode}: {count} messages of {payload_size} bytes")
-            baseline = await _raw_kafka(bootstrap, mode, count, payload_size, concurrency, rate)
+            baseline = await raw_kafka(bootstrap, mode, count, payload_size, concurrency, rate)
             print()
             print(HEADER)
             for figures in [*results, baseline]:
@@ -114,8 +114,14 @@ async def _pipeline(
     concurrency: int,
     rate: float | None,
 ) -> tuple[Figures, int]:
+    core_group = f"bench-core-{uuid4().hex[:8]}"
+    await start_service_groups_at_end(bootstrap, core_group)
     core = bootstrap_ticket_core(
-        TicketCoreSettings(database_url=ticket_core_url, kafka_bootstrap_servers=bootstrap)
+        TicketCoreSettings(
+            database_url=ticket_core_url,
+            kafka_bootstrap_servers=bootstrap,
+            consumer_group=core_group,
+        )
     )
     group = f"bench-activity-{uuid4().hex[:8]}"
     await start_group_at_end(bootstrap, group, TICKET_EVENTS)
@@ -154,7 +160,7 @@ async def _pipeline(
         async def creator() -> None:
             while not queue.empty():
                 i = queue.get_nowait()
-                await _pace(begin, i, rate)
+                await pace(begin, i, rate)
                 begun = time.perf_counter()
                 ticket = await handlers.create_ticket(
                     core.unit_of_work(),
@@ -187,13 +193,13 @@ async def _pipeline(
     return Figures(f"pipeline ({kind})", tickets, elapsed, latencies), len(sample or "")
 
 
-async def _pace(begin: float, i: int, rate: float | None) -> None:
+async def pace(begin: float, i: int, rate: float | None) -> None:
     """At a paced rate, wait until the i-th message's slot."""
     if rate is not None:
         await asyncio.sleep(max(0.0, begin + i / rate - time.perf_counter()))
 
 
-async def _raw_kafka(
+async def raw_kafka(
     bootstrap: str, mode: str, count: int, size: int, concurrency: int, rate: float | None
 ) -> Figures:
     topic = f"bench.raw.{uuid4().hex[:8]}"
@@ -217,7 +223,7 @@ async def _raw_kafka(
 
         async def sender(worker: int) -> None:
             for i in range(worker, count, concurrency):
-                await _pace(begin, i, rate)
+                await pace(begin, i, rate)
                 key = f"{i}".encode()
                 sent[key] = time.perf_counter()
                 await producer.send_and_wait(topic, body, key=key)

@@ -26,7 +26,7 @@ from shared.contracts.topics import TICKET_EVENTS
 from shared.db import create_engine
 from tests.conftest import DATABASE_KINDS
 from tests.support.infrastructure import REPO_ROOT
-from tests.support.kafka_reader import start_group_at_end
+from tests.support.kafka_reader import start_group_at_end, start_service_groups_at_end
 
 pytestmark = pytest.mark.e2e
 
@@ -136,14 +136,17 @@ def system(
     tmp = tmp_path_factory.mktemp(f"system-{kind}")
     admin_url = request.getfixturevalue("postgres_server") if kind == "postgres" else None
     urls = asyncio.run(_database_urls(kind, tmp, admin_url))
-    group = f"activity-log-e2e-{uuid4().hex[:8]}"
-    # A fresh activity-log reads ticket.events.v1 from the beginning; here it starts at the
-    # end so the tests do not wait for the backlog earlier tests left in the topic.
+    group = f"e2e-{uuid4().hex[:8]}"
+    # Fresh consumer groups read their topics from the beginning; these start at the end,
+    # so the system does not first work through the backlog earlier tests left.
     asyncio.run(start_group_at_end(kafka, group, TICKET_EVENTS))
+    asyncio.run(start_service_groups_at_end(kafka, group))
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
         "HELPDESK_JWT_SECRET": "e2e-secret-" + "x" * 32,
         "ACTIVITY_LOG_CONSUMER_GROUP": group,
+        "TICKET_CORE_CONSUMER_GROUP": group,
+        "INTAKE_CONSUMER_GROUP": group,
         # Low enough for a test to reach it with a few requests.
         "INTAKE_RATE_LIMIT_PER_CONVERSATION": "4",
         **{f"{name}_DATABASE_URL": url for name, url in urls.items()},

@@ -5,6 +5,7 @@ Not running: the other services; where a test needs their messages it publishes 
 """
 
 from collections.abc import AsyncIterator
+from uuid import uuid4
 
 import pytest
 
@@ -19,6 +20,7 @@ from services.ticket_core.bootstrap import bootstrap as bootstrap_ticket_core
 from services.ticket_core.settings import TicketCoreSettings
 from shared.migrations import upgrade_to_head
 from tests.conftest import NewDatabase
+from tests.support.kafka_reader import start_service_groups_at_end
 
 
 @pytest.fixture
@@ -33,6 +35,16 @@ async def activity_log_url(new_database: NewDatabase) -> str:
     url = await new_database("activity-log")
     await upgrade_to_head(ACTIVITY_LOG_MIGRATIONS, url)
     return url
+
+
+@pytest.fixture
+async def fresh_group(kafka: str) -> str:
+    """A consumer group name whose per-topic groups (`<group>.<topic>`) start at the end of
+    every topic, so a service started with it sees only what the test publishes, not the
+    backlog of earlier tests."""
+    group = f"test-{uuid4()}"
+    await start_service_groups_at_end(kafka, group)
+    return group
 
 
 @pytest.fixture

@@ -13,10 +13,12 @@ from tests.support.kafka_reader import body, header, read_until
 
 
 async def test_committed_events_reach_the_topic_keyed_by_ticket_and_are_marked_published(
-    kafka: str, ticket_core_url: str
+    kafka: str, ticket_core_url: str, fresh_group: str
 ) -> None:
     core: TicketCore = bootstrap_ticket_core(
-        TicketCoreSettings(database_url=ticket_core_url, kafka_bootstrap_servers=kafka)
+        TicketCoreSettings(
+            database_url=ticket_core_url, kafka_bootstrap_servers=kafka, consumer_group=fresh_group
+        )
     )
     await core.broker.start()
     try:

@@ -19,21 +19,19 @@ from services.ticket_core.settings import TicketCoreSettings
 from services.ticket_core.store.ticket_list import TicketFilter
 from shared.broker import stop_broker
 from shared.contracts.envelope import Actor, EventEnvelope
-from shared.contracts.topics import INTAKE_CONVERSATIONS, TICKET_COMMANDS
-from tests.support.kafka_reader import body, header, read_until, start_group_at_end
+from tests.support.kafka_reader import body, header, read_until
 from tests.support.waiting import eventually
 
 VISITOR = Actor(type="visitor", id="visitor-7")
 
 
 @pytest.fixture
-async def running_core(kafka: str, ticket_core_url: str) -> AsyncIterator[TicketCore]:
-    group = f"ticket-core-test-{uuid4()}"
-    for topic in (TICKET_COMMANDS, INTAKE_CONVERSATIONS):
-        await start_group_at_end(kafka, f"{group}.{topic.name}", topic)
+async def running_core(
+    kafka: str, ticket_core_url: str, fresh_group: str
+) -> AsyncIterator[TicketCore]:
     core = bootstrap_ticket_core(
         TicketCoreSettings(
-            database_url=ticket_core_url, kafka_bootstrap_servers=kafka, consumer_group=group
+            database_url=ticket_core_url, kafka_bootstrap_servers=kafka, consumer_group=fresh_group
         )
     )
     await core.broker.start()

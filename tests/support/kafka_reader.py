@@ -8,7 +8,7 @@ from uuid import uuid4
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from shared.contracts.topics import Topic
+from shared.contracts.topics import ALL_TOPICS, Topic
 
 
 async def read_until(
@@ -68,3 +68,10 @@ async def start_group_at_end(bootstrap: str, group: str, topic: Topic) -> None:
         await consumer.commit({partition: offset for partition, offset in ends.items()})
     finally:
         await consumer.stop()
+
+
+async def start_service_groups_at_end(bootstrap: str, group: str) -> None:
+    """A service started with `consumer_group=group` uses `<group>.<topic>` per topic: start
+    each at the end, so it sees only what is published from now on."""
+    for topic in ALL_TOPICS:
+        await start_group_at_end(bootstrap, f"{group}.{topic.name}", topic)
