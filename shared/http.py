@@ -101,3 +101,19 @@ def broker_check(broker: Any) -> ReadinessCheck:
             raise RuntimeError("the Kafka broker does not answer")
 
     return check
+
+
+def run_service(name: str, settings: Any, create_app: Callable[[Any], FastAPI]) -> None:
+    """Run one service process: JSON logs, then the HTTP app (which starts the consumers)."""
+    import uvicorn
+
+    from shared.logging import configure_logging
+
+    configure_logging(name, settings.log_level, settings.log_format)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,  # keep our JSON logging
+        access_log=False,  # request ids are in our own log lines
+    )

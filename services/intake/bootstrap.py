@@ -6,13 +6,14 @@ from pathlib import Path
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.background import PeriodicTask
 from shared.broker import create_broker
 from shared.db import create_engine, create_session_factory
 from shared.outbox import OutboxRelay
 
 from .domain.requests import RateLimits
 from .entrypoints.consumer import register_consumers
-from .entrypoints.scheduler import RequestExpirer
+from .entrypoints.scheduler import request_expirer
 from .handlers import IntakeLimits
 from .settings import IntakeSettings
 from .store import tables
@@ -30,7 +31,7 @@ class Intake:
     broker: KafkaBroker
     relay: OutboxRelay = field(init=False)
     limits: IntakeLimits = field(init=False)
-    expirer: RequestExpirer = field(init=False)
+    expirer: PeriodicTask = field(init=False)
 
     def __post_init__(self) -> None:
         self.relay = OutboxRelay(
@@ -48,7 +49,7 @@ class Intake:
             ),
             request_timeout_seconds=self.settings.request_timeout_seconds,
         )
-        self.expirer = RequestExpirer(
+        self.expirer = request_expirer(
             self.unit_of_work,
             self.settings.request_timeout_seconds,
             self.settings.timeout_check_interval_seconds,

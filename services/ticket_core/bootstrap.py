@@ -6,12 +6,13 @@ from pathlib import Path
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.background import PeriodicTask
 from shared.broker import create_broker
 from shared.db import create_engine, create_session_factory
 from shared.outbox import OutboxRelay
 
 from .entrypoints.consumer import register_consumers
-from .entrypoints.scheduler import AutoCloser
+from .entrypoints.scheduler import auto_closer
 from .settings import TicketCoreSettings
 from .store import tables
 from .store.unit_of_work import Causation, UnitOfWork
@@ -27,7 +28,7 @@ class TicketCore:
     session_factory: async_sessionmaker[AsyncSession]
     broker: KafkaBroker
     relay: OutboxRelay = field(init=False)
-    auto_closer: AutoCloser = field(init=False)
+    auto_closer: PeriodicTask = field(init=False)
 
     def __post_init__(self) -> None:
         self.relay = OutboxRelay(
@@ -37,7 +38,7 @@ class TicketCore:
             poll_interval_seconds=self.settings.outbox_poll_interval_seconds,
             lock_name=f"{SERVICE_NAME}-outbox",
         )
-        self.auto_closer = AutoCloser(self.unit_of_work, self.settings.auto_close_interval_seconds)
+        self.auto_closer = auto_closer(self.unit_of_work, self.settings.auto_close_interval_seconds)
         register_consumers(self.broker, self.unit_of_work, group_id=self.settings.consumer_group)
 
     def unit_of_work(self, causation: Causation | None = None) -> UnitOfWork:

@@ -410,7 +410,7 @@ async def create_ticket_from_conversation(uow: UnitOfWork, command: EventEnvelop
         if not await uow.first_delivery(COMMANDS_CONSUMER, command.id):
             return
         result = await _decide_creation(uow, command, data)
-        uow.reply(TICKET_COMMAND_RESULTS.name, _result_envelope(command, result))
+        uow.send(TICKET_COMMAND_RESULTS.name, _result_envelope(command, result))
         await uow.commit()
 
 

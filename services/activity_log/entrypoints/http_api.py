@@ -1,13 +1,11 @@
 """activity-log's internal HTTP API: a ticket's history, for the gateway."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, Header, Request
 
-from shared.broker import stop_broker
+from shared.background import service_lifespan
 from shared.contracts.api import ActivityEntry, ActivityPage
 from shared.http import WORKSPACE_HEADER, broker_check, create_service_app, database_check
 from shared.problems import PROBLEM_RESPONSES
@@ -19,20 +17,10 @@ from ..settings import ActivityLogSettings
 
 def create_app(settings: ActivityLogSettings | None = None) -> FastAPI:
     service = bootstrap(settings)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await service.broker.start()
-        try:
-            yield
-        finally:
-            await stop_broker(service.broker)
-            await service.engine.dispose()
-
     app = create_service_app(
         title="activity-log (internal)",
         description="Immutable ticket history, fed by ticket.events.v1.",
-        lifespan=lifespan,
+        lifespan=service_lifespan(service.broker, service.engine),
         readiness_checks={
             "database": database_check(service.engine),
             "broker": broker_check(service.broker),

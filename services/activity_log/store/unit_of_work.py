@@ -1,39 +1,16 @@
-from types import TracebackType
+"""One transaction per event: the entry and the inbox record commit together."""
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.inbox import first_delivery
+from shared.unit_of_work import SqlUnitOfWork
 
 from . import tables
 from .repository import ActivityRepository
 
 
-class UnitOfWork:
+class UnitOfWork(SqlUnitOfWork):
+    inbox_table = tables.inbox
     activity: ActivityRepository
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
-        self._session_factory = session_factory
-
-    async def __aenter__(self) -> "UnitOfWork":
-        self._session = self._session_factory()
-        await self._session.begin()
-        self.activity = ActivityRepository(self._session)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if self._session.in_transaction():
-                await self._session.rollback()
-        finally:
-            await self._session.close()
-
-    async def first_delivery(self, consumer: str, message_id: object) -> bool:
-        return await first_delivery(self._session, tables.inbox, consumer, str(message_id))
-
-    async def commit(self) -> None:
-        await self._session.commit()
+    def _open_repositories(self, session: AsyncSession) -> None:
+        self.activity = ActivityRepository(session)

@@ -1,8 +1,6 @@
 """intake's HTTP app: the public widget API (`/widget/v1`, no login) and the internal API the
 gateway uses for the dashboard (`/internal/v1`: settings, diagnostics, conversations)."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -10,7 +8,7 @@ from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from shared.broker import stop_broker
+from shared.background import service_lifespan
 from shared.contracts.api import Role
 from shared.contracts.widget import (
     AssistantSettingsChange,
@@ -59,24 +57,10 @@ WIDGET_REFUSALS: dict[int | str, dict[str, Any]] = {
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     service = bootstrap(settings)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await service.broker.start()
-        service.relay.start()
-        service.expirer.start()
-        try:
-            yield
-        finally:
-            await service.expirer.stop()
-            await service.relay.stop()
-            await stop_broker(service.broker)
-            await service.engine.dispose()
-
     app = create_service_app(
         title="intake",
         description="Widget ticket requests: `/widget/v1` is public, `/internal/v1` internal.",
-        lifespan=lifespan,
+        lifespan=service_lifespan(service.broker, service.engine, [service.relay, service.expirer]),
         readiness_checks={
             "database": database_check(service.engine),
             "broker": broker_check(service.broker),

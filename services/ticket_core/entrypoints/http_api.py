@@ -1,15 +1,13 @@
 """ticket-core's internal HTTP API: the gateway's way in. Each route parses, calls one handler
 and shapes the answer; domain refusals become problem+json here and nowhere else."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from shared.broker import stop_broker
+from shared.background import service_lifespan
 from shared.contracts.api import (
     ConversationLink,
     MemberCreate,
@@ -66,24 +64,10 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
 
 def create_app(settings: TicketCoreSettings | None = None) -> FastAPI:
     core = bootstrap(settings)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await core.broker.start()
-        core.relay.start()
-        core.auto_closer.start()
-        try:
-            yield
-        finally:
-            await core.auto_closer.stop()
-            await core.relay.stop()
-            await stop_broker(core.broker)
-            await core.engine.dispose()
-
     app = create_service_app(
         title="ticket-core (internal)",
         description="The only writer of tickets. Called by the gateway only.",
-        lifespan=lifespan,
+        lifespan=service_lifespan(core.broker, core.engine, [core.relay, core.auto_closer]),
         readiness_checks={
             "database": database_check(core.engine),
             "broker": broker_check(core.broker),

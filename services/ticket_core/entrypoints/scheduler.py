@@ -4,12 +4,12 @@ Every replica runs it; the version check on each close makes sure a ticket is cl
 its event published) once, whichever replica gets there first.
 """
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
+
+from shared.background import PeriodicTask
 
 from .. import handlers
 from ..store.unit_of_work import UnitOfWork
@@ -17,27 +17,10 @@ from ..store.unit_of_work import UnitOfWork
 log = structlog.get_logger(__name__)
 
 
-class AutoCloser:
-    def __init__(self, new_uow: Callable[[], UnitOfWork], interval_seconds: float) -> None:
-        self._new_uow = new_uow
-        self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
+def auto_closer(new_uow: Callable[[], UnitOfWork], interval_seconds: float) -> PeriodicTask:
+    async def close_due() -> None:
+        closed = await handlers.close_resolved_tickets(new_uow, datetime.now(UTC))
+        if closed:
+            log.info("resolved_tickets_auto_closed", count=closed)
 
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                closed = await handlers.close_resolved_tickets(self._new_uow, datetime.now(UTC))
-                if closed:
-                    log.info("resolved_tickets_auto_closed", count=closed)
-            except Exception:
-                log.exception("auto_close_failed")  # tried again next round
-            await asyncio.sleep(self._interval)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run_forever(), name="auto-close")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    return PeriodicTask("auto-close", interval_seconds, close_due)

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from uuid import UUID, uuid4
 
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts.envelope import EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS
-from shared.inbox import first_delivery
-from shared.outbox import outbox_row
+from shared.unit_of_work import SqlUnitOfWork
 
 from ..domain.events import EventSourced
 from ..domain.members import Member, Workspace
@@ -43,7 +39,11 @@ class Causation:
         return cls(correlation_id=request_id, causation_id=request_id)
 
 
-class UnitOfWork:
+class UnitOfWork(SqlUnitOfWork):
+    """Also publishes, with the commit, every event the loaded aggregates recorded."""
+
+    outbox_table = tables.outbox
+    inbox_table = tables.inbox
     workspaces: WorkspaceRepository
     members: MemberRepository
     tickets: TicketRepository
@@ -55,54 +55,17 @@ class UnitOfWork:
         causation: Causation,
         after_commit: Callable[[], None] = lambda: None,
     ) -> None:
-        self._session_factory = session_factory
+        super().__init__(session_factory, after_commit)
         self._causation = causation
-        self._after_commit = after_commit
 
-    async def __aenter__(self) -> UnitOfWork:
-        self._session = self._session_factory()
-        await self._session.begin()
-        self.workspaces = WorkspaceRepository(self._session)
-        self.members = MemberRepository(self._session)
-        self.tickets = TicketRepository(self._session)
-        self.idempotency = IdempotencyRepository(self._session)
-        self._replies: list[tuple[str, EventEnvelope]] = []
-        return self
+    def _open_repositories(self, session: AsyncSession) -> None:
+        self.workspaces = WorkspaceRepository(session)
+        self.members = MemberRepository(session)
+        self.tickets = TicketRepository(session)
+        self.idempotency = IdempotencyRepository(session)
 
-    async def first_delivery(self, consumer: str, message_id: UUID) -> bool:
-        """Record a consumed message; False when this consumer already applied it."""
-        return await first_delivery(self._session, tables.inbox, consumer, message_id)
-
-    def reply(self, topic: str, envelope: EventEnvelope) -> None:
-        """A message to publish with this transaction's commit (e.g. a command's result)."""
-        self._replies.append((topic, envelope))
-
-    @asynccontextmanager
-    async def savepoint(self) -> AsyncIterator[None]:
-        """Undo what the block wrote if it raises, and keep the rest of the transaction."""
-        async with self._session.begin_nested():
-            yield
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if self._session.in_transaction():
-                await self._session.rollback()
-        finally:
-            await self._session.close()
-
-    async def commit(self) -> None:
-        rows = [outbox_row(TICKET_EVENTS.name, event) for event in self._collect_events()]
-        rows += [outbox_row(topic, envelope) for topic, envelope in self._replies]
-        if rows:
-            await self._session.execute(insert(tables.outbox), rows)
-        await self._session.commit()
-        if rows:
-            self._after_commit()
+    def _collect_messages(self) -> list[tuple[str, EventEnvelope]]:
+        return [(TICKET_EVENTS.name, event) for event in self._collect_events()]
 
     def _collect_events(self) -> list[EventEnvelope]:
         envelopes: list[EventEnvelope] = []
