@@ -365,3 +365,40 @@ async def test_settings_and_diagnostics_are_for_owners_and_admins_of_the_workspa
         "require_contact_info": {"from": False, "to": True},
     }
     assert history[0]["changed_by"] == team.member_id
+
+
+async def test_a_visitor_writing_again_reopens_a_ticket_that_waits_on_them(
+    system: System, gateway: httpx.AsyncClient, widget: httpx.AsyncClient
+) -> None:
+    team = system.create_workspace()
+    assistant = await configure(gateway, team)
+    request = body(assistant)
+    conversation = request["conversation"]["id"]
+    await widget.post("/widget/v1/ticket-requests", json=request)
+    ticket_id = (await settled(widget, request["request_id"]))["ticket_id"]
+    waiting = await gateway.patch(
+        f"/api/v1/tickets/{ticket_id}", json={"status": "waiting_on_customer"}, headers=team.auth
+    )
+    assert waiting.status_code == 200, waiting.text
+
+    added = await widget.post(
+        f"/widget/v1/conversations/{conversation}/messages",
+        json={
+            "assistant_id": assistant,
+            "messages": [
+                {"role": "visitor", "text": "Any news?", "sent_at": datetime.now(UTC).isoformat()}
+            ],
+        },
+    )
+
+    assert added.json() == {"added": 1}
+
+    async def reopened() -> dict[str, Any] | None:
+        ticket: dict[str, Any] = (
+            await gateway.get(f"/api/v1/tickets/{ticket_id}", headers=team.auth)
+        ).json()
+        return ticket if ticket["status"] == "open" else None
+
+    await eventually(reopened, what="the ticket to reopen")
+    opened = (await gateway.get(f"/api/v1/conversations/{conversation}", headers=team.auth)).json()
+    assert opened["messages"][-1]["text"] == "Any news?"
