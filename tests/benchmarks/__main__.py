@@ -14,6 +14,9 @@ def main() -> None:
     parser.add_argument("--paced-rate", type=float, default=50.0, help="tickets/s, latency run")
     parser.add_argument("--update-seconds", type=float, default=5.0, help="per update run")
     parser.add_argument(
+        "--widget-paced-rate", type=float, default=20.0, help="requests/s, widget latency run"
+    )
+    parser.add_argument(
         "--suite",
         choices=["all", "pipeline", "updates", "widget"],
         default="all",
@@ -34,7 +37,9 @@ def main() -> None:
     if args.suite in ("all", "widget"):
         asyncio.run(
             widget.run(
-                requests=args.tickets, concurrency=args.concurrency, paced_rate=args.paced_rate
+                requests=args.tickets,
+                concurrency=args.concurrency,
+                paced_rate=args.widget_paced_rate,
             )
         )
 
