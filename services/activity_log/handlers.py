@@ -1,24 +1,52 @@
-"""activity-log's use cases."""
+"""activity-log's use cases: record an event in its subject's order, read a history, report
+what is held back."""
 
+from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 
 from shared.contracts.envelope import EventEnvelope
 
 from .domain.entries import ActivityEntry
+from .domain.ordering import Verdict, place
 from .store.unit_of_work import UnitOfWork
 
 CONSUMER = "activity-log"
 
+log = structlog.get_logger(__name__)
+
 
 async def record_event(uow: UnitOfWork, event: EventEnvelope) -> bool:
-    """Store the event's entry once; False when it was already stored (a redelivery)."""
+    """Apply the event once and in order; False when it was a redelivery.
+
+    After a gap the event is held, and applied (with any held ones after it) as soon as the
+    missing one arrives; an event whose sequence is already taken is held as a conflict.
+    """
     try:
         async with uow:
             if not await uow.first_delivery(CONSUMER, event.id):
                 return False
-            await uow.activity.add(ActivityEntry.from_event(event))
+            last = await uow.positions.last_applied(event.subject)
+            verdict = place(last or 0, event.sequence)
+            if verdict is Verdict.APPLY:
+                applied = await _apply_in_order(uow, event)
+                await uow.positions.advance(
+                    event.subject, event.workspace_id, applied, new=last is None
+                )
+            else:
+                log.warning(
+                    "event_held",
+                    reason=verdict.value,
+                    subject=event.subject,
+                    sequence=event.sequence,
+                    last_applied=last or 0,
+                )
+                await uow.positions.hold(
+                    event, "gap" if verdict is Verdict.HOLD else "conflict", datetime.now(UTC)
+                )
             await uow.commit()
     except IntegrityError:
         # Another replica stored the same event between our check and our commit.
@@ -26,8 +54,24 @@ async def record_event(uow: UnitOfWork, event: EventEnvelope) -> bool:
     return True
 
 
+async def _apply_in_order(uow: UnitOfWork, event: EventEnvelope) -> int:
+    """Store `event`, then every held event that now follows; the last sequence stored."""
+    current: EventEnvelope | None = event
+    sequence = event.sequence
+    while current is not None:
+        await uow.activity.add(ActivityEntry.from_event(current))
+        sequence = current.sequence
+        current = await uow.positions.release(event.subject, sequence + 1)
+    return sequence
+
+
 async def ticket_history(
     uow: UnitOfWork, workspace_id: UUID, ticket_id: str
 ) -> list[ActivityEntry]:
     async with uow:
         return await uow.activity.for_ticket(workspace_id, ticket_id)
+
+
+async def held_back(uow: UnitOfWork) -> list[dict[str, Any]]:
+    async with uow:
+        return await uow.positions.report()

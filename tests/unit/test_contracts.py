@@ -4,6 +4,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from services.activity_log.domain.entries import ActivityEntry
+from services.activity_log.domain.ordering import place
 from shared.broker import _describe
 from shared.contracts.envelope import Actor, EventEnvelope
 from shared.contracts.topics import ALL_TOPICS, topic_names_with_dead_letters
@@ -87,3 +88,20 @@ def test_a_dead_letter_reason_names_the_broken_field() -> None:
         Body.model_validate({"sequence": "three"})
     reason = _describe(invalid.value)
     assert reason.startswith("invalid message: sequence:")
+
+
+@pytest.mark.parametrize(
+    ("last", "sequence", "verdict"),
+    [
+        (0, 1, "apply"),
+        (4, 5, "apply"),
+        (0, 2, "hold"),
+        (4, 9, "hold"),
+        (4, 4, "conflict"),
+        (4, 1, "conflict"),
+    ],
+)
+def test_an_event_is_applied_only_right_after_the_last_one(
+    last: int, sequence: int, verdict: str
+) -> None:
+    assert place(last, sequence).value == verdict

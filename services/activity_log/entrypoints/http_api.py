@@ -1,6 +1,6 @@
 """activity-log's internal HTTP API: a ticket's history, for the gateway."""
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, Header, Request
@@ -52,6 +52,16 @@ def create_app(settings: ActivityLogSettings | None = None) -> FastAPI:
                 for entry in entries
             ]
         )
+
+    @router.get(
+        "/health/held-events",
+        tags=["health"],
+        summary="Subjects whose events wait behind a sequence gap, or conflict",
+    )
+    async def held_events(request: Request) -> dict[str, Any]:
+        service: ActivityLog = request.app.state.service
+        held = await handlers.held_back(service.unit_of_work())
+        return {"status": "ok" if not held else "holding", "subjects": held}
 
     app.include_router(router)
     return app

@@ -25,4 +25,27 @@ activity_entries = Table(
     Index("ix_activity_workspace_ticket", "workspace_id", "ticket_id", "sequence"),
 )
 
+# Where each subject's history stands: the last sequence applied.
+positions = Table(
+    "subject_positions",
+    metadata,
+    Column("subject", String(64), primary_key=True),
+    Column("workspace_id", Uuid, nullable=False),
+    Column("last_sequence", Integer, nullable=False),
+)
+
+# Events that came after a gap, kept until the missing ones arrive; and events whose
+# sequence was already taken (conflicts), kept for an operator to look at.
+held_events = Table(
+    "held_events",
+    metadata,
+    Column("event_id", Uuid, primary_key=True),
+    Column("subject", String(64), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("reason", String(16), nullable=False),  # "gap" or "conflict"
+    Column("payload", JSON, nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Index("ix_held_events_subject_sequence", "subject", "sequence"),
+)
+
 inbox = define_inbox_table(metadata)
