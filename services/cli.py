@@ -21,6 +21,7 @@ from shared.migrations import upgrade_to_head
 from shared.settings import ServiceSettings, SystemSettings
 
 from .activity_log.bootstrap import MIGRATIONS_DIR as ACTIVITY_LOG_MIGRATIONS
+from .activity_log.entrypoints.rebuild import NotEmpty, RebuildReport, rebuild
 from .activity_log.settings import ActivityLogSettings
 from .intake.bootstrap import MIGRATIONS_DIR as INTAKE_MIGRATIONS
 from .intake.settings import IntakeSettings
@@ -175,6 +176,31 @@ Press Ctrl-C to stop.
     finally:
         system.stop()
     typer.echo("all services stopped")
+
+
+activity = typer.Typer(help="The activity log.")
+app.add_typer(activity, name="activity")
+
+
+@activity.command("rebuild")
+def rebuild_activity(
+    into: Annotated[
+        str, typer.Option("--into", help="URL of a new, empty database for the rebuilt log.")
+    ],
+) -> None:
+    """Replay ticket.events.v1 from its first offset into a fresh activity store."""
+
+    def show(report: RebuildReport, total: int) -> None:
+        typer.echo(f"  {report.read}/{total} events read, {report.applied} applied", err=True)
+
+    try:
+        report = _run(rebuild(SystemSettings().kafka_bootstrap_servers, into, show))
+    except NotEmpty as error:
+        raise _fail(str(error)) from error
+    typer.echo(
+        f"rebuilt: {report.applied} entries from {report.read} events "
+        f"({report.skipped_invalid} invalid skipped) into {_redact(into)}"
+    )
 
 
 def _print(values: dict[str, str], as_json: bool) -> None:

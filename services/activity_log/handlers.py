@@ -27,30 +27,41 @@ async def record_event(uow: UnitOfWork, event: EventEnvelope) -> bool:
     """
     try:
         async with uow:
-            if not await uow.first_delivery(CONSUMER, event.id):
-                return False
-            last = await uow.positions.last_applied(event.subject)
-            verdict = place(last or 0, event.sequence)
-            if verdict is Verdict.APPLY:
-                applied = await _apply_in_order(uow, event)
-                await uow.positions.advance(
-                    event.subject, event.workspace_id, applied, new=last is None
-                )
-            else:
-                log.warning(
-                    "event_held",
-                    reason=verdict.value,
-                    subject=event.subject,
-                    sequence=event.sequence,
-                    last_applied=last or 0,
-                )
-                await uow.positions.hold(
-                    event, "gap" if verdict is Verdict.HOLD else "conflict", datetime.now(UTC)
-                )
+            recorded = await _record(uow, event)
             await uow.commit()
     except IntegrityError:
         # Another replica stored the same event between our check and our commit.
         return False
+    return recorded
+
+
+async def record_events(uow: UnitOfWork, events: list[EventEnvelope]) -> int:
+    """Apply a batch in one transaction (a rebuild: one writer); returns how many were new."""
+    async with uow:
+        recorded = [await _record(uow, event) for event in events]
+        await uow.commit()
+    return sum(recorded)
+
+
+async def _record(uow: UnitOfWork, event: EventEnvelope) -> bool:
+    if not await uow.first_delivery(CONSUMER, event.id):
+        return False
+    last = await uow.positions.last_applied(event.subject)
+    verdict = place(last or 0, event.sequence)
+    if verdict is Verdict.APPLY:
+        applied = await _apply_in_order(uow, event)
+        await uow.positions.advance(event.subject, event.workspace_id, applied, new=last is None)
+    else:
+        log.warning(
+            "event_held",
+            reason=verdict.value,
+            subject=event.subject,
+            sequence=event.sequence,
+            last_applied=last or 0,
+        )
+        await uow.positions.hold(
+            event, "gap" if verdict is Verdict.HOLD else "conflict", datetime.now(UTC)
+        )
     return True
 
 

@@ -1,0 +1,97 @@
+"""Rebuild: replay `ticket.events.v1` from its first offset into a fresh activity store.
+
+It reads with a plain consumer (no group, so the live service's offsets are untouched) up to
+the end offsets it saw when it started, and applies every event through the same handler as
+the live consumer, so the rebuilt history equals the live one entry for entry.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+from sqlalchemy import func, select
+
+from shared.contracts.envelope import EventEnvelope
+from shared.contracts.topics import TICKET_EVENTS
+from shared.db import create_engine, create_session_factory
+from shared.migrations import upgrade_to_head
+
+from .. import handlers
+from ..store import tables
+from ..store.unit_of_work import UnitOfWork
+
+MIGRATIONS_DIR = Path(__file__).parents[1] / "store" / "migrations"
+
+
+class NotEmpty(Exception):
+    """The target store already holds entries: a rebuild goes into a fresh one."""
+
+
+@dataclass
+class RebuildReport:
+    read: int = 0
+    applied: int = 0
+    skipped_invalid: int = 0
+
+
+async def rebuild(
+    bootstrap_servers: str,
+    database_url: str,
+    progress: Callable[[RebuildReport, int], None] = lambda _report, _total: None,
+) -> RebuildReport:
+    await upgrade_to_head(MIGRATIONS_DIR, database_url)
+    engine = create_engine(database_url)
+    session_factory = create_session_factory(engine)
+    try:
+        async with engine.connect() as connection:
+            if await connection.scalar(select(func.count()).select_from(tables.activity_entries)):
+                raise NotEmpty(
+                    f"{database_url} already has activity entries; rebuild into a new, empty "
+                    "database, then point ACTIVITY_LOG_DATABASE_URL at it."
+                )
+        return await _replay(bootstrap_servers, lambda: UnitOfWork(session_factory), progress)
+    finally:
+        await engine.dispose()
+
+
+async def _replay(
+    bootstrap_servers: str,
+    new_uow: Callable[[], UnitOfWork],
+    progress: Callable[[RebuildReport, int], None],
+) -> RebuildReport:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    report = RebuildReport()
+    try:
+        partitions = [
+            TopicPartition(TICKET_EVENTS.name, p) for p in range(TICKET_EVENTS.partitions)
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        starts = {tp: await consumer.position(tp) for tp in partitions}
+        ends = await consumer.end_offsets(partitions)
+        total = sum(ends[tp] - starts[tp] for tp in partitions)
+        remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, records in batches.items():
+                events = []
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        continue
+                    report.read += 1
+                    try:
+                        events.append(EventEnvelope.model_validate_json(record.value))
+                    except ValidationError:
+                        report.skipped_invalid += 1  # the live consumer dead-lettered it too
+                # One transaction per fetched batch of a partition: a partition holds whole
+                # tickets, so each ticket's events still go in order.
+                report.applied += await handlers.record_events(new_uow(), events)
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+            progress(report, total)
+    finally:
+        await consumer.stop()
+    return report
