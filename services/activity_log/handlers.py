@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shared.contracts.envelope import EventEnvelope
 
-from .domain.entries import ActivityEntry
+from .domain.entries import ActivityEntry, may_read_history
 from .domain.ordering import Verdict, place
 from .store.unit_of_work import UnitOfWork
 
@@ -76,11 +76,38 @@ async def _apply_in_order(uow: UnitOfWork, event: EventEnvelope) -> int:
     return sequence
 
 
+class HistoryNotFound(Exception):
+    """No history of this ticket in the caller's workspace (or not for the caller's role)."""
+
+
 async def ticket_history(
     uow: UnitOfWork, workspace_id: UUID, ticket_id: str
 ) -> list[ActivityEntry]:
     async with uow:
         return await uow.activity.for_ticket(workspace_id, ticket_id)
+
+
+async def read_history(
+    uow: UnitOfWork,
+    workspace_id: UUID,
+    ticket_id: str,
+    role: str,
+    *,
+    after_sequence: int,
+    types: frozenset[str] | None,
+    limit: int,
+    deleted_only: bool = False,
+) -> list[ActivityEntry]:
+    """A page of a ticket's history as the caller may see it. `deleted_only`: the caller
+    knows the ticket is gone (ticket-core no longer has it) and asks for its history."""
+    async with uow:
+        deleted = await uow.activity.is_deleted(workspace_id, ticket_id)
+        hidden = deleted is not None and not may_read_history(role, deleted)
+        if hidden or (deleted_only and not deleted):
+            raise HistoryNotFound(f"No ticket {ticket_id} in this workspace.")
+        return await uow.activity.for_ticket(
+            workspace_id, ticket_id, after_sequence=after_sequence, types=types, limit=limit
+        )
 
 
 async def held_back(uow: UnitOfWork) -> list[dict[str, Any]]:

@@ -158,3 +158,6 @@ class ActivityEntry(BaseModel):
 
 class ActivityPage(BaseModel):
     items: list[ActivityEntry] = Field(description="Oldest first.")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null on the last one."
+    )

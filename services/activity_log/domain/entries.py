@@ -38,3 +38,12 @@ class ActivityEntry:
             changes=changes if isinstance(changes, dict) else {},
             data=event.data,
         )
+
+
+HISTORY_READERS_AFTER_DELETION = frozenset({"owner", "admin"})
+
+
+def may_read_history(role: str, deleted: bool) -> bool:
+    """Everyone in the workspace reads a ticket's history (notes included); once the ticket
+    is deleted, only owners and admins do."""
+    return not deleted or role in HISTORY_READERS_AFTER_DELETION

@@ -3,12 +3,19 @@
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, FastAPI, Header, Request
+from fastapi import APIRouter, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse
 
 from shared.background import service_lifespan
 from shared.contracts.api import ActivityEntry, ActivityPage
-from shared.http import WORKSPACE_HEADER, broker_check, create_service_app, database_check
-from shared.problems import PROBLEM_RESPONSES
+from shared.http import (
+    ROLE_HEADER,
+    WORKSPACE_HEADER,
+    broker_check,
+    create_service_app,
+    database_check,
+)
+from shared.problems import PROBLEM_RESPONSES, Problem, problem_response
 
 from .. import handlers
 from ..bootstrap import ActivityLog, bootstrap
@@ -34,11 +41,24 @@ def create_app(settings: ActivityLogSettings | None = None) -> FastAPI:
         ticket_id: UUID,
         request: Request,
         workspace_id: Annotated[UUID, Header(alias=WORKSPACE_HEADER)],
+        role: Annotated[str, Header(alias=ROLE_HEADER)],
+        cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,9}$")] = None,
+        type: Annotated[list[str] | None, Query(max_length=20)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        deleted_only: bool = False,
     ) -> ActivityPage:
         service: ActivityLog = request.app.state.service
-        entries = await handlers.ticket_history(
-            service.unit_of_work(), workspace_id, str(ticket_id)
+        entries = await handlers.read_history(
+            service.unit_of_work(),
+            workspace_id,
+            str(ticket_id),
+            role,
+            after_sequence=int(cursor or 0),
+            types=frozenset(type) if type else None,
+            limit=limit + 1,
+            deleted_only=deleted_only,
         )
+        page = entries[:limit]
         return ActivityPage(
             items=[
                 ActivityEntry(
@@ -49,8 +69,9 @@ def create_app(settings: ActivityLogSettings | None = None) -> FastAPI:
                     changes=entry.changes,
                     event_id=entry.event_id,
                 )
-                for entry in entries
-            ]
+                for entry in page
+            ],
+            next_cursor=str(page[-1].sequence) if len(entries) > limit else None,
         )
 
     @router.get(
@@ -63,5 +84,11 @@ def create_app(settings: ActivityLogSettings | None = None) -> FastAPI:
         held = await handlers.held_back(service.unit_of_work())
         return {"status": "ok" if not held else "holding", "subjects": held}
 
+    async def on_not_found(_request: Request, error: Exception) -> JSONResponse:
+        return problem_response(
+            Problem(title="Not found", status=404, code="not_found", detail=str(error))
+        )
+
+    app.add_exception_handler(handlers.HistoryNotFound, on_not_found)
     app.include_router(router)
     return app

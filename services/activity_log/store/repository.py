@@ -10,6 +10,8 @@ from shared.contracts.envelope import Actor, EventEnvelope
 from ..domain.entries import ActivityEntry
 from . import tables
 
+DELETED = "ticket.deleted"
+
 
 class ActivityRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -32,15 +34,30 @@ class ActivityRepository:
             )
         )
 
-    async def for_ticket(self, workspace_id: UUID, ticket_id: str) -> list[ActivityEntry]:
+    async def for_ticket(
+        self,
+        workspace_id: UUID,
+        ticket_id: str,
+        *,
+        after_sequence: int = 0,
+        types: frozenset[str] | None = None,
+        limit: int | None = None,
+    ) -> list[ActivityEntry]:
         entries = tables.activity_entries
-        rows = (
-            await self._session.execute(
-                select(entries)
-                .where(entries.c.workspace_id == workspace_id, entries.c.ticket_id == ticket_id)
-                .order_by(entries.c.sequence)
+        query = (
+            select(entries)
+            .where(
+                entries.c.workspace_id == workspace_id,
+                entries.c.ticket_id == ticket_id,
+                entries.c.sequence > after_sequence,
             )
-        ).mappings()
+            .order_by(entries.c.sequence)
+        )
+        if types:
+            query = query.where(entries.c.type.in_(types))
+        if limit is not None:
+            query = query.limit(limit)
+        rows = (await self._session.execute(query)).mappings()
         return [
             ActivityEntry(
                 event_id=row["event_id"],
@@ -56,6 +73,22 @@ class ActivityRepository:
             )
             for row in rows
         ]
+
+    async def is_deleted(self, workspace_id: UUID, ticket_id: str) -> bool | None:
+        """None when the workspace has no history for this ticket at all."""
+        entries = tables.activity_entries
+        types = set(
+            (
+                await self._session.scalars(
+                    select(entries.c.type)
+                    .where(entries.c.workspace_id == workspace_id, entries.c.ticket_id == ticket_id)
+                    .distinct()
+                )
+            ).all()
+        )
+        if not types:
+            return None
+        return DELETED in types
 
 
 class PositionRepository:

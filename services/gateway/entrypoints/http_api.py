@@ -38,7 +38,7 @@ from shared.problems import PROBLEM_RESPONSES, Problem, problem_response
 
 from ..auth import Caller, CurrentCaller
 from ..settings import GatewaySettings
-from ..upstream import Upstream
+from ..upstream import Upstream, UpstreamProblem
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -282,14 +282,32 @@ def _ticket_routes() -> APIRouter:
         "/tickets/{ticket_id}/activity",
         response_model=ActivityPage,
         summary="A ticket's history, oldest first",
+        description="Every role reads it, notes included; once a ticket is deleted its "
+        "history stays readable for owners and admins only.",
     )
     async def ticket_activity(
-        ticket_id: UUID, caller: CurrentCaller, request: Request
+        ticket_id: UUID,
+        caller: CurrentCaller,
+        request: Request,
+        cursor: Annotated[str | None, Query(max_length=12)] = None,
+        type: Annotated[list[str] | None, Query(description="Only these event types.")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> ActivityPage:
-        # Ask the owner first: a ticket of another workspace is a 404 here, whatever
-        # activity-log holds.
-        await _ticket_core(request, caller, "GET", f"/tickets/{ticket_id}")
+        # ticket-core is asked first: it owns which tickets exist in the workspace. A ticket
+        # it no longer has may be a deleted one, whose history activity-log still keeps.
+        try:
+            await _ticket_core(request, caller, "GET", f"/tickets/{ticket_id}")
+            deleted_only = False
+        except UpstreamProblem as problem:
+            if problem.problem.status != 404:
+                raise
+            deleted_only = True
         activity_log: Upstream = request.app.state.activity_log
+        params: dict[str, Any] = {"limit": limit, "deleted_only": deleted_only}
+        if cursor:
+            params["cursor"] = cursor
+        if type:
+            params["type"] = type
         return ActivityPage.model_validate(
             await activity_log.call(
                 "GET",
@@ -297,6 +315,8 @@ def _ticket_routes() -> APIRouter:
                 workspace_id=caller.workspace_id,
                 member_id=caller.member_id,
                 request_id=caller.request_id,
+                params=params,
+                extra_headers={ROLE_HEADER: caller.role.value},
             )
         )
 
