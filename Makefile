@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: help install run test test-unit lint format bench docs kafka-start kafka-stop clean
+.PHONY: help install run test test-unit lint format bench contract kafka-start kafka-stop clean
 
 help:
 	@echo "make run    start Kafka and the four services (Ctrl-C stops everything)"
@@ -42,6 +42,9 @@ format: install
 
 bench: install
 	@bash deploy/test.sh --bench
+
+contract: install
+	@$(BIN)/helpdesk contract --output docs/asyncapi.json
 
 kafka-start:
 	@bash deploy/kafka/kafka.sh start

@@ -16,6 +16,7 @@ from uuid import UUID
 import typer
 
 from shared.auth import issue_token
+from shared.contracts.asyncapi import specification_json
 from shared.kafka_admin import ensure_topics
 from shared.migrations import upgrade_to_head
 from shared.settings import ServiceSettings, SystemSettings
@@ -176,6 +177,21 @@ Press Ctrl-C to stop.
     finally:
         system.stop()
     typer.echo("all services stopped")
+
+
+@app.command()
+def contract(
+    output: Annotated[
+        Path | None, typer.Option(help="Write here instead of printing (docs/asyncapi.json).")
+    ] = None,
+) -> None:
+    """Print (or write) the AsyncAPI document of the Kafka contract, generated from the code."""
+    document = specification_json()
+    if output is None:
+        typer.echo(document, nl=False)
+        return
+    output.write_text(document)
+    typer.echo(f"wrote {output}")
 
 
 activity = typer.Typer(help="The activity log.")

@@ -2,7 +2,9 @@
 ticket through the gateway, ticket-core publishes `ticket.created` through its outbox,
 activity-log stores it, and both the dashboard and a plain Kafka subscriber see it."""
 
+import json
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -204,3 +206,10 @@ async def test_every_service_reports_ready(system: System) -> None:
         for service in system.running.plan.services():
             ready = await client.get(f"http://127.0.0.1:{service.port}/readyz")
             assert ready.status_code == 200, (service.name, ready.text)
+
+
+async def test_the_gateway_serves_the_published_kafka_contract(gateway: httpx.AsyncClient) -> None:
+    served = await gateway.get("/api/v1/asyncapi.json")
+    committed = json.loads((Path(__file__).parents[2] / "docs" / "asyncapi.json").read_text())
+    assert served.status_code == 200
+    assert served.json() == committed

@@ -25,6 +25,7 @@ from shared.contracts.api import (
     WorkspaceOut,
     WorkspacePatch,
 )
+from shared.contracts.asyncapi import specification
 from shared.contracts.tickets import TicketPriority, TicketStatus
 from shared.contracts.widget import (
     AssistantTicketSettings,
@@ -82,6 +83,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(_ticket_routes(), prefix="/api/v1")
     app.include_router(_member_routes(), prefix="/api/v1")
     app.include_router(_intake_routes(), prefix="/api/v1")
+
+    @app.get(
+        "/api/v1/asyncapi.json",
+        tags=["contract"],
+        summary="The Kafka contract (AsyncAPI 3), for teams that subscribe to ticket events",
+    )
+    async def asyncapi() -> dict[str, Any]:
+        return contract
+
+    contract = specification()
     return app
 
 
