@@ -4,7 +4,7 @@ import argparse
 import asyncio
 import logging
 
-from tests.benchmarks import pipeline, updates, widget
+from tests.benchmarks import activity, pipeline, updates, widget
 
 
 def main() -> None:
@@ -13,6 +13,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent creators")
     parser.add_argument("--paced-rate", type=float, default=50.0, help="tickets/s, latency run")
     parser.add_argument("--update-seconds", type=float, default=5.0, help="per update run")
+    parser.add_argument("--events", type=int, default=5000, help="activity-log backlog size")
+    parser.add_argument("--rebuild-events", type=int, default=100_000, help="events to rebuild")
     parser.add_argument(
         "--widget-paced-rate", type=float, default=20.0, help="requests/s, widget latency run"
     )
@@ -42,6 +44,9 @@ def main() -> None:
                 paced_rate=args.widget_paced_rate,
             )
         )
+
+    if args.suite in ("all", "activity"):
+        asyncio.run(activity.run(events=args.events, rebuild_events=args.rebuild_events))
 
 
 main()

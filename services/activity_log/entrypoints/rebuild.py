@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from shared.contracts.envelope import EventEnvelope
-from shared.contracts.topics import TICKET_EVENTS
+from shared.contracts.topics import TICKET_EVENTS, Topic
 from shared.db import create_engine, create_session_factory
 from shared.migrations import upgrade_to_head
 
@@ -40,7 +40,9 @@ async def rebuild(
     bootstrap_servers: str,
     database_url: str,
     progress: Callable[[RebuildReport, int], None] = lambda _report, _total: None,
+    topic: Topic = TICKET_EVENTS,
 ) -> RebuildReport:
+    """`topic` is only ever changed by the benchmark, which replays a copy of its own."""
     await upgrade_to_head(MIGRATIONS_DIR, database_url)
     engine = create_engine(database_url)
     session_factory = create_session_factory(engine)
@@ -51,13 +53,16 @@ async def rebuild(
                     f"{database_url} already has activity entries; rebuild into a new, empty "
                     "database, then point ACTIVITY_LOG_DATABASE_URL at it."
                 )
-        return await _replay(bootstrap_servers, lambda: UnitOfWork(session_factory), progress)
+        return await _replay(
+            bootstrap_servers, topic, lambda: UnitOfWork(session_factory), progress
+        )
     finally:
         await engine.dispose()
 
 
 async def _replay(
     bootstrap_servers: str,
+    topic: Topic,
     new_uow: Callable[[], UnitOfWork],
     progress: Callable[[RebuildReport, int], None],
 ) -> RebuildReport:
@@ -65,9 +70,7 @@ async def _replay(
     await consumer.start()
     report = RebuildReport()
     try:
-        partitions = [
-            TopicPartition(TICKET_EVENTS.name, p) for p in range(TICKET_EVENTS.partitions)
-        ]
+        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         starts = {tp: await consumer.position(tp) for tp in partitions}
