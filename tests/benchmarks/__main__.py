@@ -20,7 +20,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--suite",
-        choices=["all", "pipeline", "updates", "widget"],
+        choices=["all", "pipeline", "updates", "widget", "activity"],
         default="all",
         help="what to run",
     )
