@@ -28,4 +28,4 @@ def register_consumers(
     async def on_ticket_events(event: EventEnvelope) -> None:
         stored = await handlers.record_event(unit_of_work(), event)
         if not stored:
-            log.info("duplicate_event_dropped", event_id=str(event.id), type=event.type)
+            log.debug("duplicate_event_dropped", event_id=str(event.id), type=event.type)
