@@ -219,3 +219,20 @@ async def test_a_conversation_of_another_workspace_is_not_found(intake: Intake) 
     except handlers.NotFound:
         return
     raise AssertionError("another workspace read the conversation")
+
+
+async def test_a_request_id_reused_by_another_assistant_is_refused_and_changes_nothing(
+    intake: Intake,
+) -> None:
+    await configure(intake)
+    first = await handlers.receive_request(intake.unit_of_work(), widget_request(), intake.limits)
+
+    reused = await handlers.receive_request(
+        intake.unit_of_work(), widget_request(assistant_id="asst-other"), intake.limits
+    )
+
+    assert first.status == "pending"
+    assert (reused.status, reused.reason) == ("rejected", "request_id_reused")
+    assert reused.detail
+    assert await handlers.request_status(intake.unit_of_work(), "req-1") == first
+    assert len(await outbox(intake, "ticket.commands.v1")) == 1
