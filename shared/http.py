@@ -26,6 +26,69 @@ ROLE_HEADER = "X-Member-Role"  # the role ticket-core holds, for services that d
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 
+class BodyTooLarge(Exception):
+    """The request body grew past the limit while it was being read."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The request body is larger than the limit of {limit} bytes.")
+        self.limit = limit
+
+
+class BodySizeLimit:
+    """Refuses bodies over `max_bytes` with 413: a declared Content-Length at once, a chunked
+    body as soon as what has arrived passes the limit (so nothing larger is ever buffered)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = _too_large(self.max_bytes)
+            await response(scope, receive, send)
+            return
+        received = 0
+        too_large = False
+        answered = False
+
+        async def counted() -> Any:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    too_large = True
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        async def answer(message: Any) -> None:
+            # The framework may turn the read error into its own 400: once the body is known
+            # to be too large, its answer is replaced by ours.
+            nonlocal answered
+            if not too_large:
+                await send(message)
+            elif not answered:
+                answered = True
+                await _too_large(self.max_bytes)(scope, receive, send)
+
+        await self.app(scope, counted, answer)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return problem_response(
+        Problem(
+            title="Request body too large",
+            status=413,
+            code="body_too_large",
+            detail=f"The request body is larger than the limit of {limit} bytes; send less.",
+        )
+    )
+
+
 def create_service_app(
     *,
     title: str,
@@ -68,6 +131,8 @@ async def _request_id_middleware(
     structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
         response = await call_next(request)
+    except BodyTooLarge as error:
+        response = _too_large(error.limit)
     except Exception:
         # Answered here rather than left to the server: a bug still gets a problem+json
         # answer, and the connection stays usable for the caller's next request.

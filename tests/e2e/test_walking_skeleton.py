@@ -3,6 +3,7 @@ ticket through the gateway, ticket-core publishes `ticket.created` through its o
 activity-log stores it, and both the dashboard and a plain Kafka subscriber see it."""
 
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -213,3 +214,31 @@ async def test_the_gateway_serves_the_published_kafka_contract(gateway: httpx.As
     committed = json.loads((Path(__file__).parents[2] / "docs" / "asyncapi.json").read_text())
     assert served.status_code == 200
     assert served.json() == committed
+
+
+async def test_an_oversized_body_is_refused_with_413_whether_declared_or_streamed(
+    system: System, gateway: httpx.AsyncClient
+) -> None:
+    team = system.create_workspace()
+    before = await system.ticket_core_counts()
+    big = b'{"subject": "x", "description": "' + b"y" * 1_100_000 + b'"}'
+
+    async def chunks() -> AsyncIterator[bytes]:
+        # No Content-Length: the body arrives chunked and is counted as it comes.
+        for start in range(0, len(big), 64_000):
+            yield big[start : start + 64_000]
+
+    declared = await gateway.post(
+        "/api/v1/tickets", content=big, headers={**team.auth, "Content-Type": "application/json"}
+    )
+    streamed = await gateway.post(
+        "/api/v1/tickets",
+        content=chunks(),
+        headers={**team.auth, "Content-Type": "application/json"},
+    )
+
+    for answer in (declared, streamed):
+        assert answer.status_code == 413, answer.text
+        assert answer.json()["code"] == "body_too_large"
+    assert "content-length" not in streamed.request.headers
+    assert await system.ticket_core_counts() == before

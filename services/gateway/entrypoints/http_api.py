@@ -1,7 +1,7 @@
 """The dashboard API (`/api/v1/...`). Each route authenticates the caller, forwards to the
 service that owns the data, and answers with its result or its problem."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from uuid import UUID
@@ -34,8 +34,8 @@ from shared.contracts.widget import (
     RequestStatus,
     TicketRequestRecord,
 )
-from shared.http import ROLE_HEADER, create_service_app
-from shared.problems import PROBLEM_RESPONSES, Problem, problem_response
+from shared.http import ROLE_HEADER, BodySizeLimit, create_service_app
+from shared.problems import PROBLEM_RESPONSES
 
 from ..auth import Caller, CurrentCaller
 from ..settings import GatewaySettings
@@ -71,7 +71,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.ticket_core = upstream("ticket-core", settings.ticket_core_url)
     app.state.activity_log = upstream("activity-log", settings.activity_log_url)
     app.state.intake = upstream("intake", settings.intake_url)
-    app.middleware("http")(_body_size_limit(settings.max_body_bytes))
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -486,24 +486,3 @@ def _intake_routes() -> APIRouter:
         )
 
     return router
-
-
-def _body_size_limit(
-    max_bytes: int,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    async def limit(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            return problem_response(
-                Problem(
-                    title="Request body too large",
-                    status=413,
-                    code="body_too_large",
-                    detail=f"The body has {declared} bytes; the limit is {max_bytes}.",
-                )
-            )
-        return await call_next(request)
-
-    return limit
