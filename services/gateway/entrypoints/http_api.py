@@ -96,8 +96,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     return app
 
 
-async def _ticket_core(
-    request: Request,
+async def _forward(
+    upstream: Upstream,
     caller: Caller,
     method: str,
     path: str,
@@ -106,8 +106,8 @@ async def _ticket_core(
     params: Any = None,
     headers: dict[str, str | None] | None = None,
 ) -> Any:
-    """Forward to ticket-core as `caller`."""
-    upstream: Upstream = request.app.state.ticket_core
+    """Call an internal service as `caller`: its workspace, member, request id and the role
+    ticket-core holds for it (services that own no members decide with that role)."""
     return await upstream.call(
         method,
         f"/internal/v1{path}",
@@ -116,8 +116,18 @@ async def _ticket_core(
         request_id=caller.request_id,
         json=json,
         params=params,
-        extra_headers=headers,
+        extra_headers={ROLE_HEADER: caller.role.value, **(headers or {})},
     )
+
+
+async def _ticket_core(
+    request: Request, caller: Caller, method: str, path: str, **options: Any
+) -> Any:
+    return await _forward(request.app.state.ticket_core, caller, method, path, **options)
+
+
+async def _intake(request: Request, caller: Caller, method: str, path: str, **options: Any) -> Any:
+    return await _forward(request.app.state.intake, caller, method, path, **options)
 
 
 AssistantId = Annotated[str, Path(min_length=1, max_length=100)]
@@ -313,21 +323,18 @@ def _ticket_routes() -> APIRouter:
             if problem.problem.status != 404:
                 raise
             deleted_only = True
-        activity_log: Upstream = request.app.state.activity_log
         params: dict[str, Any] = {"limit": limit, "deleted_only": deleted_only}
         if cursor:
             params["cursor"] = cursor
         if type:
             params["type"] = type
         return ActivityPage.model_validate(
-            await activity_log.call(
+            await _forward(
+                request.app.state.activity_log,
+                caller,
                 "GET",
-                f"/internal/v1/tickets/{ticket_id}/activity",
-                workspace_id=caller.workspace_id,
-                member_id=caller.member_id,
-                request_id=caller.request_id,
+                f"/tickets/{ticket_id}/activity",
                 params=params,
-                extra_headers={ROLE_HEADER: caller.role.value},
             )
         )
 
@@ -387,30 +394,6 @@ def _member_routes() -> APIRouter:
         return Response(status_code=204)
 
     return router
-
-
-async def _intake(
-    request: Request,
-    caller: Caller,
-    method: str,
-    path: str,
-    *,
-    json: Any = None,
-    params: Any = None,
-) -> Any:
-    """Forward to intake as `caller`; intake learns the role from the gateway (the role is
-    ticket-core's, read for this request) and decides with it."""
-    upstream: Upstream = request.app.state.intake
-    return await upstream.call(
-        method,
-        f"/internal/v1{path}",
-        workspace_id=caller.workspace_id,
-        member_id=caller.member_id,
-        request_id=caller.request_id,
-        json=json,
-        params=params,
-        extra_headers={ROLE_HEADER: caller.role.value},
-    )
 
 
 def _intake_routes() -> APIRouter:
