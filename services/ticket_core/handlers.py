@@ -269,6 +269,18 @@ async def list_tickets(uow: UnitOfWork, actor_id: UUID, spec: TicketFilter) -> T
         return await uow.tickets.page(spec)
 
 
+async def count_tickets(
+    uow: UnitOfWork, actor_id: UUID, spec: TicketFilter
+) -> dict[TicketStatus, int]:
+    """Tickets per status matching the filters other than status: the dashboard's tabs."""
+    async with uow:
+        actor = await _acting_member(uow, spec.workspace_id, actor_id)
+        permissions.ensure_allowed(actor, Action.VIEW)
+        if spec.assignee == "me":
+            spec = replace(spec, assignee=actor.id)
+        return await uow.tickets.counts(spec)
+
+
 async def update_ticket(uow: UnitOfWork, command: UpdateTicket) -> Ticket:
     async with uow:
         actor = await _acting_member(uow, command.workspace_id, command.actor_id)

@@ -112,6 +112,20 @@ class TicketPage(BaseModel):
     )
 
 
+class TicketSort(StrEnum):
+    UPDATED = "updated"  # most recently changed first (the default)
+    CREATED = "created"  # newest first
+    PRIORITY = "priority"  # most urgent first, then most recently changed
+
+
+class TicketCounts(BaseModel):
+    counts: dict[TicketStatus, int] = Field(
+        description="Tickets per status matching the filters (status aside); every status "
+        "is present, zero included."
+    )
+    total: int = Field(description="The sum of `counts`.")
+
+
 class WorkspaceOut(BaseModel):
     id: UUID
     name: str

@@ -19,9 +19,11 @@ from shared.contracts.api import (
     Note,
     NoteCreate,
     Ticket,
+    TicketCounts,
     TicketCreate,
     TicketPage,
     TicketPatch,
+    TicketSort,
     WorkspaceOut,
     WorkspacePatch,
 )
@@ -130,6 +132,10 @@ async def _intake(request: Request, caller: Caller, method: str, path: str, **op
     return await _forward(request.app.state.intake, caller, method, path, **options)
 
 
+SEARCH = (
+    "Words the subject must contain, in any order, ignoring case; each word matches "
+    "anywhere in the subject and `%`, `_`, `\\` are literal."
+)
 AssistantId = Annotated[str, Path(min_length=1, max_length=100)]
 
 
@@ -180,7 +186,8 @@ def _ticket_routes() -> APIRouter:
         status: Annotated[list[TicketStatus] | None, Query()] = None,
         priority: Annotated[list[TicketPriority] | None, Query()] = None,
         assignee_id: Annotated[str | None, Query(description="Member id, `me` or `none`.")] = None,
-        q: Annotated[str | None, Query(max_length=200, description="Subject contains")] = None,
+        q: Annotated[str | None, Query(max_length=200, description=SEARCH)] = None,
+        sort: TicketSort = TicketSort.UPDATED,
         cursor: Annotated[str | None, Query(max_length=500)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> TicketPage:
@@ -189,6 +196,7 @@ def _ticket_routes() -> APIRouter:
             "priority": [p.value for p in priority or ()],
             "assignee_id": assignee_id,
             "q": q,
+            "sort": sort.value,
             "cursor": cursor,
             "limit": limit,
         }
@@ -198,6 +206,35 @@ def _ticket_routes() -> APIRouter:
                 caller,
                 "GET",
                 "/tickets",
+                params={k: v for k, v in params.items() if v not in (None, [])},
+            )
+        )
+
+    @router.get(
+        "/ticket-counts",
+        response_model=TicketCounts,
+        summary="Tickets per status, for the dashboard's tabs",
+        description="Counts every status, closed and spam included, of the tickets matching "
+        "the other filters.",
+    )
+    async def count_tickets(
+        caller: CurrentCaller,
+        request: Request,
+        priority: Annotated[list[TicketPriority] | None, Query()] = None,
+        assignee_id: Annotated[str | None, Query(description="Member id, `me` or `none`.")] = None,
+        q: Annotated[str | None, Query(max_length=200, description=SEARCH)] = None,
+    ) -> TicketCounts:
+        params = {
+            "priority": [p.value for p in priority or ()],
+            "assignee_id": assignee_id,
+            "q": q,
+        }
+        return TicketCounts.model_validate(
+            await _ticket_core(
+                request,
+                caller,
+                "GET",
+                "/ticket-counts",
                 params={k: v for k, v in params.items() if v not in (None, [])},
             )
         )

@@ -49,6 +49,10 @@ def _id(value: UUID | None) -> str | None:
     return str(value) if value else None
 
 
+# Most urgent first: the order of the list's `priority` sort.
+URGENCY: dict[TicketPriority, int] = {p: rank for rank, p in enumerate(TicketPriority)}
+
+
 @dataclass(slots=True)
 class Ticket(EventSourced):
     id: UUID

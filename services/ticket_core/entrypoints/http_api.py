@@ -16,9 +16,11 @@ from shared.contracts.api import (
     Note,
     NoteCreate,
     Ticket,
+    TicketCounts,
     TicketCreate,
     TicketPage,
     TicketPatch,
+    TicketSort,
     WorkspaceOut,
     WorkspacePatch,
 )
@@ -168,6 +170,7 @@ def _ticket_routes() -> APIRouter:
             str | None, Query(description="A member id, `me` or `none`.")
         ] = None,
         q: Annotated[str | None, Query(max_length=200)] = None,
+        sort: TicketSort = TicketSort.UPDATED,
         cursor: Annotated[str | None, Query(max_length=500)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> TicketPage:
@@ -180,6 +183,7 @@ def _ticket_routes() -> APIRouter:
                 priorities=frozenset(p.value for p in priority) if priority else None,
                 assignee=_parse_assignee(assignee_id),
                 query=q or None,
+                sort=sort,
                 cursor=cursor,
                 limit=limit,
             ),
@@ -189,6 +193,29 @@ def _ticket_routes() -> APIRouter:
             next_cursor=page.next_cursor,
             hidden_matches=page.hidden_matches,
         )
+
+    @router.get("/ticket-counts", response_model=TicketCounts)
+    async def count_tickets(
+        workspace_id: WorkspaceId,
+        member_id: MemberId,
+        uow: Uow,
+        priority: Annotated[list[TicketPriority] | None, Query()] = None,
+        assignee_id: Annotated[
+            str | None, Query(description="A member id, `me` or `none`.")
+        ] = None,
+        q: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> TicketCounts:
+        counts = await handlers.count_tickets(
+            uow,
+            member_id,
+            TicketFilter(
+                workspace_id=workspace_id,
+                priorities=frozenset(p.value for p in priority) if priority else None,
+                assignee=_parse_assignee(assignee_id),
+                query=q or None,
+            ),
+        )
+        return TicketCounts(counts=counts, total=sum(counts.values()))
 
     @router.get("/tickets/{ticket_id}", response_model=Ticket)
     async def get_ticket(

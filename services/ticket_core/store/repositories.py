@@ -6,6 +6,8 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import RowMapping, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,9 +16,18 @@ from shared.contracts.tickets import TicketPriority, TicketStatus
 
 from ..domain.errors import ConcurrentUpdate, Conflict
 from ..domain.members import AUTO_CLOSE_DAYS_RANGE, Member, Workspace
-from ..domain.tickets import Ticket
+from ..domain.tickets import URGENCY, Ticket
 from . import tables
-from .ticket_list import TicketFilter, TicketListPage, list_tickets
+from .ticket_list import (
+    NO_ASSIGNEE,
+    TicketFilter,
+    TicketListPage,
+    count_by_status,
+    list_tickets,
+)
+
+# Where a ticket counts in `ticket_counts`: (status, priority, assignee), None once deleted.
+CountKey = tuple[str, str, UUID] | None
 
 
 class WorkspaceRepository:
@@ -165,12 +176,19 @@ class TicketRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
         self.seen: list[Ticket] = []
+        self._count_keys_read: dict[UUID, CountKey] = {}
+
+    def _remember(self, ticket: Ticket) -> Ticket:
+        self.seen.append(ticket)
+        self._count_keys_read[ticket.id] = _count_key(ticket)
+        return ticket
 
     async def add(self, ticket: Ticket) -> None:
         await self._session.execute(insert(tables.tickets).values(**_ticket_row(ticket)))
         for conversation_id in ticket.conversation_ids:
             await self._link(ticket, conversation_id)
-        self.seen.append(ticket)
+        await self._recount(ticket.workspace_id, None, _count_key(ticket))
+        self._remember(ticket)
 
     async def get(self, workspace_id: UUID, ticket_id: UUID) -> Ticket | None:
         """A ticket of this workspace that is not deleted."""
@@ -189,9 +207,7 @@ class TicketRepository:
         )
         if row is None:
             return None
-        ticket = _ticket_from_row(row)
-        self.seen.append(ticket)
-        return ticket
+        return self._remember(_ticket_from_row(row))
 
     async def assigned_to(self, workspace_id: UUID, member_id: UUID) -> list[Ticket]:
         rows = (
@@ -203,9 +219,7 @@ class TicketRepository:
                 )
             )
         ).mappings()
-        tickets = [_ticket_from_row(row) for row in rows]
-        self.seen.extend(tickets)
-        return tickets
+        return [self._remember(_ticket_from_row(row)) for row in rows]
 
     async def update(self, ticket: Ticket, *, links_before: list[str]) -> None:
         """Write a changed ticket; refused if someone else wrote it since it was read."""
@@ -222,6 +236,10 @@ class TicketRepository:
             raise ConcurrentUpdate(
                 "Someone changed this ticket at the same moment; reload it and try again."
             )
+        await self._recount(
+            ticket.workspace_id, self._count_keys_read[ticket.id], _count_key(ticket)
+        )
+        self._count_keys_read[ticket.id] = _count_key(ticket)
         for conversation_id in set(ticket.conversation_ids) - set(links_before):
             await self._link(ticket, conversation_id)
         gone = set(links_before) - set(ticket.conversation_ids)
@@ -256,6 +274,35 @@ class TicketRepository:
 
     async def page(self, spec: TicketFilter) -> TicketListPage:
         return await list_tickets(self._session, spec)
+
+    async def counts(self, spec: TicketFilter) -> dict[TicketStatus, int]:
+        return await count_by_status(self._session, spec)
+
+    async def _recount(self, workspace_id: UUID, before: CountKey, after: CountKey) -> None:
+        """Move the ticket's one count from `before` to `after` in the rollup. Rows are
+        touched in key order, so two transactions never wait for each other in a cycle."""
+        if before == after:
+            return
+        deltas = sorted(
+            [(key, delta) for key, delta in ((before, -1), (after, +1)) if key is not None]
+        )
+        c = tables.ticket_counts
+        dialect = self._session.get_bind().dialect.name
+        upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        for (status, priority, assignee_key), delta in deltas:
+            statement = upsert(c).values(
+                workspace_id=workspace_id,
+                status=status,
+                priority=priority,
+                assignee_key=assignee_key,
+                tickets=delta,
+            )
+            await self._session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[c.c.workspace_id, c.c.status, c.c.priority, c.c.assignee_key],
+                    set_={"tickets": c.c.tickets + delta},
+                )
+            )
 
     async def ticket_linked_to(self, workspace_id: UUID, conversation_id: str) -> UUID | None:
         linked: UUID | None = await self._session.scalar(
@@ -335,6 +382,7 @@ def _ticket_row(ticket: Ticket) -> dict[str, Any]:
         "description": ticket.description,
         "status": ticket.status.value,
         "priority": ticket.priority.value,
+        "priority_rank": URGENCY[ticket.priority],
         "assignee_id": ticket.assignee_id,
         "conversation_ids": list(ticket.conversation_ids),
         "version": ticket.version,
@@ -343,6 +391,12 @@ def _ticket_row(ticket: Ticket) -> dict[str, Any]:
         "updated_at": ticket.updated_at,
         "deleted_at": ticket.deleted_at,
     }
+
+
+def _count_key(ticket: Ticket) -> CountKey:
+    if ticket.deleted_at is not None:
+        return None
+    return (ticket.status.value, ticket.priority.value, ticket.assignee_id or NO_ASSIGNEE)
 
 
 def _ticket_from_row(row: RowMapping) -> Ticket:

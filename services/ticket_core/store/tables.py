@@ -12,6 +12,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    column,
+    table,
 )
 
 from shared.db import UTCDateTime
@@ -58,6 +60,8 @@ tickets = Table(
     Column("description", Text, nullable=False),
     Column("status", String(32), nullable=False),
     Column("priority", String(16), nullable=False),
+    # 0 = critical ... 3 = low: sorting by it puts the most urgent first, from an index.
+    Column("priority_rank", Integer, nullable=False, server_default="2"),
     Column("assignee_id", Uuid, nullable=True),
     Column("conversation_ids", JSON, nullable=False, default=list),
     Column("version", Integer, nullable=False),
@@ -66,8 +70,37 @@ tickets = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("deleted_at", UTCDateTime(), nullable=True),
     UniqueConstraint("workspace_id", "number", name="uq_tickets_workspace_number"),
-    Index("ix_tickets_workspace_updated", "workspace_id", "updated_at"),
+    # One index per sort order of the list, each led by the status (see ticket_list.py).
+    Index("ix_tickets_list_updated", "workspace_id", "status", "updated_at", "id"),
+    Index("ix_tickets_list_created", "workspace_id", "status", "created_at", "id"),
     Index("ix_tickets_status_updated", "status", "updated_at"),  # the auto-close sweep
+    # The subject search index is per database, made by migration 0005: a pg_trgm GIN index
+    # on PostgreSQL, and on SQLite the FTS5 table below.
+)
+
+Index(
+    "ix_tickets_list_priority",
+    tickets.c.workspace_id,
+    tickets.c.status,
+    tickets.c.priority_rank,
+    tickets.c.updated_at.desc(),
+    tickets.c.id.desc(),
+)
+
+# SQLite only: an FTS5 trigram index of `tickets.subject_folded` (external content, rowids
+# are the tickets' own), kept in step by triggers. Declared here only to be queried.
+ticket_subject_search = table("ticket_subject_search", column("rowid"))
+
+# How many live tickets each (status, priority, assignee) has in a workspace: the list's
+# counts per status without reading the tickets. Written with each ticket write.
+ticket_counts = Table(
+    "ticket_counts",
+    metadata,
+    Column("workspace_id", Uuid, primary_key=True),
+    Column("status", String(32), primary_key=True),
+    Column("priority", String(16), primary_key=True),
+    Column("assignee_key", Uuid, primary_key=True),  # the nil UUID for "unassigned"
+    Column("tickets", Integer, nullable=False),
 )
 
 # A conversation is linked to at most one ticket per workspace: the primary key enforces it
