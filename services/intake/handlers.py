@@ -477,12 +477,17 @@ async def list_requests(
     status: RequestStatus | None,
     limit: int,
 ) -> list[TicketRequestRecord]:
-    """Recent requests of an assistant of this workspace. For an assistant id nobody has
-    configured, the refusals are listed too: that is how an admin finds a widget sending the
-    wrong id."""
+    """Recent requests of an assistant of this workspace. Requests for an assistant nobody
+    has configured belong to no workspace, so no workspace sees them (they may come from
+    another team's widget); the widget itself was told `unknown_assistant`."""
     ensure_manages_settings(role)
     async with uow:
-        await _owned_settings(uow, workspace_id, assistant_id)
+        if await _owned_settings(uow, workspace_id, assistant_id) is None:
+            raise NotFound(
+                f"No assistant {assistant_id!r} in this workspace; save its ticket settings "
+                "first. Requests for an assistant nobody configured are refused with "
+                "`unknown_assistant`, which the widget is told."
+            )
         rows = await uow.requests.for_assistant(assistant_id, status, limit)
     return [
         TicketRequestRecord(
@@ -493,5 +498,5 @@ async def list_requests(
             decided_at=row["decided_at"],
         )
         for row in rows
-        if row["workspace_id"] in (None, workspace_id)
+        if row["workspace_id"] == workspace_id
     ]

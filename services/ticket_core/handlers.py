@@ -114,7 +114,10 @@ async def create_workspace(uow: UnitOfWork, name: str, owner_email: str) -> NewW
 
 async def get_member(uow: UnitOfWork, workspace_id: UUID, member_id: UUID) -> Member:
     async with uow:
-        return await _acting_member(uow, workspace_id, member_id)
+        member = await uow.members.get(workspace_id, member_id)
+        if member is None:
+            raise NotFound(f"No member {member_id} in this workspace.")
+        return member
 
 
 async def list_members(uow: UnitOfWork, workspace_id: UUID, actor_id: UUID) -> list[Member]:

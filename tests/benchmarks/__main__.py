@@ -3,8 +3,9 @@
 import argparse
 import asyncio
 import logging
+import os
 
-from tests.benchmarks import activity, pipeline, updates, widget
+from tests.benchmarks import activity, listing, pipeline, updates, widget
 
 
 def main() -> None:
@@ -19,8 +20,31 @@ def main() -> None:
         "--widget-paced-rate", type=float, default=20.0, help="requests/s, widget latency run"
     )
     parser.add_argument(
+        "--listing-sizes",
+        default=os.environ.get(listing.SIZES_ENV),
+        help="tickets in the list's workspace, comma-separated (default 100000,1000000; "
+        f"or ${listing.SIZES_ENV})",
+    )
+    parser.add_argument("--listing-runs", type=int, default=200, help="runs per list query")
+    parser.add_argument(
+        "--listing-seconds",
+        type=float,
+        default=6.0,
+        help="time budget per list query (a slow one stops there, after at least 20 runs)",
+    )
+    parser.add_argument(
+        "--listing-http",
+        action="store_true",
+        help="also the default list and a search through ticket-core's HTTP API",
+    )
+    parser.add_argument(
+        "--listing-explain",
+        action="store_true",
+        help="print the plan of each list query that misses the target",
+    )
+    parser.add_argument(
         "--suite",
-        choices=["all", "pipeline", "updates", "widget", "activity"],
+        choices=["all", "pipeline", "updates", "widget", "activity", "listing"],
         default="all",
         help="what to run",
     )
@@ -47,6 +71,16 @@ def main() -> None:
 
     if args.suite in ("all", "activity"):
         asyncio.run(activity.run(events=args.events, rebuild_events=args.rebuild_events))
+    if args.suite in ("all", "listing"):
+        asyncio.run(
+            listing.run(
+                sizes=listing.sizes_from(args.listing_sizes),
+                runs=args.listing_runs,
+                seconds_per_query=args.listing_seconds,
+                http=args.listing_http,
+                explain=args.listing_explain,
+            )
+        )
 
 
 main()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
 from sqlalchemy import select
 
 from services.intake import handlers
@@ -104,16 +105,21 @@ async def test_a_refusal_is_answered_the_same_way_every_time_and_kept_for_the_ad
     assert listed.conversation_id == "conv-1"
 
 
-async def test_an_unknown_assistants_refusals_are_listed_for_whoever_looks_it_up(
+async def test_an_unknown_assistants_refusals_are_told_to_the_widget_and_shown_to_no_workspace(
     intake: Intake,
 ) -> None:
     answer = await handlers.receive_request(
         intake.unit_of_work(), widget_request(assistant_id="asst-typo"), intake.limits
     )
-    [listed] = await handlers.list_requests(
-        intake.unit_of_work(), uuid4(), Role.ADMIN, "asst-typo", None, 10
-    )
-    assert answer.reason == listed.reason == "unknown_assistant"
+    status = await handlers.request_status(intake.unit_of_work(), answer.request_id)
+
+    # The request belongs to no workspace (it may be another team's widget), so any
+    # workspace's admin asking for it is told the assistant is not theirs.
+    with pytest.raises(handlers.NotFound):
+        await handlers.list_requests(
+            intake.unit_of_work(), uuid4(), Role.ADMIN, "asst-typo", None, 10
+        )
+    assert answer.reason == status.reason == "unknown_assistant"
 
 
 def result(command_id: str, outcome: str, **data: Any) -> EventEnvelope:

@@ -48,11 +48,11 @@ class Workspace(EventSourced):
                 f"auto_close_after_days must be 1 to {AUTO_CLOSE_DAYS_RANGE.stop - 1}.",
                 field="auto_close_after_days",
             )
-        if days == self.auto_close_after_days:
-            return
         from .permissions import Action, ensure_allowed
 
-        ensure_allowed(by, Action.CONFIGURE)
+        ensure_allowed(by, Action.CONFIGURE)  # before the no-op check, like every write
+        if days == self.auto_close_after_days:
+            return
         old, self.auto_close_after_days = self.auto_close_after_days, days
         self._append_event(
             WorkspaceEventType.SETTINGS_CHANGED.value,

@@ -124,6 +124,11 @@ class Ticket(EventSourced):
     def edit(
         self, by: Requester, now: datetime, *, subject: str | None, description: str | None
     ) -> None:
+        if subject is None and description is None:
+            return
+        # Authorized before the no-op check: a request the caller may not make is refused
+        # even when it would change nothing.
+        self._authorize(by, Action.EDIT)
         changes: dict[str, Any] = {}
         if subject is not None and (new_subject := clean_subject(subject)) != self.subject:
             changes["subject"] = change(self.subject, new_subject)
@@ -134,16 +139,15 @@ class Ticket(EventSourced):
             changes["description"] = change(self.description, new_description)
         if not changes:
             return
-        self._authorize(by, Action.EDIT)
         for name, field_change in changes.items():
             setattr(self, name, field_change["to"])
         self._record(TicketEventType.EDITED, by.as_actor, now, {"changes": changes})
 
     def change_priority(self, by: Requester, now: datetime, priority: str) -> None:
         new = parse_priority(priority)
+        self._authorize(by, Action.EDIT)
         if new == self.priority:
             return
-        self._authorize(by, Action.EDIT)
         old, self.priority = self.priority, new
         self._record(
             TicketEventType.PRIORITY_CHANGED,
@@ -155,6 +159,7 @@ class Ticket(EventSourced):
     def change_status(self, by: Requester, now: datetime, status: str) -> None:
         new = parse_status(status)
         if new == self.status:
+            self._authorize(by, Action.EDIT)
             return
         action = TRANSITIONS[self.status].get(new)
         if isinstance(by, SystemProcess):
@@ -179,9 +184,9 @@ class Ticket(EventSourced):
 
     def assign(self, by: Requester, now: datetime, assignee: Member | None) -> None:
         new = assignee.id if assignee else None
+        self._authorize(by, Action.ASSIGN)
         if new == self.assignee_id:
             return
-        self._authorize(by, Action.ASSIGN)
         if assignee is not None:
             if assignee.workspace_id != self.workspace_id:
                 raise InvalidInput(
@@ -215,9 +220,9 @@ class Ticket(EventSourced):
     ) -> None:
         """`linked_to`: the ticket this workspace's conversation is linked to now, if any."""
         conversation = clean_conversation_id(conversation_id)
+        self._authorize(by, Action.LINK_CONVERSATION)
         if conversation in self.conversation_ids:
             return
-        self._authorize(by, Action.LINK_CONVERSATION)
         if linked_to is not None and linked_to != self.id:
             raise Conflict(
                 "conversation_already_linked",
@@ -238,9 +243,9 @@ class Ticket(EventSourced):
 
     def unlink_conversation(self, by: Requester, now: datetime, conversation_id: str) -> None:
         conversation = clean_conversation_id(conversation_id)
+        self._authorize(by, Action.LINK_CONVERSATION)
         if conversation not in self.conversation_ids:
             return
-        self._authorize(by, Action.LINK_CONVERSATION)
         before = list(self.conversation_ids)
         self.conversation_ids.remove(conversation)
         self._record(
