@@ -97,6 +97,15 @@ def create_broker(settings: SystemSettings, *, client_id: str) -> KafkaBroker:
     return broker
 
 
+def create_watching_broker(settings: SystemSettings, *, client_id: str) -> KafkaBroker:
+    """A broker for a process that only watches topics, with subscribers that have no
+    consumer group (every replica sees every message) and so nothing to commit. It neither
+    retries nor dead-letters: that is the owning consumers' job."""
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers, client_id=client_id, log_level=logging.DEBUG
+    )
+
+
 async def stop_broker(broker: KafkaBroker) -> None:
     """Commit what was processed, then stop. A message finished in between is redelivered
     to the next consumer and dropped by its inbox."""

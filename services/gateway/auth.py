@@ -1,22 +1,27 @@
 """Who is calling: a valid bearer token for a member that ticket-core still knows.
 
-The token names the member and the workspace; the role is ticket-core's, read per request.
+The token names the member and the workspace; the role is ticket-core's. It is cached for a
+few seconds per member, and the cached entry is dropped as soon as a `member.*` event for
+that member arrives (see live.py), so a demoted or removed member loses rights within the
+time that event takes to arrive; ticket-core checks its own membership on every ticket write
+anyway, so the cache never widens what a member may change there.
 """
 
+import time
 from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from shared.auth import InvalidToken, read_token
+from shared.auth import InvalidToken, SigningKeysUnavailable, TokenClaims, TokenVerifier
 from shared.contracts.api import MemberOut, Role
 from shared.problems import ProblemError
 
 from .upstream import Upstream, UpstreamProblem
 
-bearer = HTTPBearer(auto_error=False, description="JWT from `helpdesk token`")
+bearer = HTTPBearer(auto_error=False, description="JWT from `helpdesk token` (or your IdP)")
 
 UNAUTHENTICATED = {"WWW-Authenticate": "Bearer"}
 
@@ -27,6 +32,32 @@ class Caller:
     workspace_id: UUID
     role: Role
     request_id: str | None
+
+
+class MembershipCache:
+    """Members as ticket-core last answered, for at most `ttl_seconds` each."""
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self._ttl = ttl_seconds
+        self._entries: dict[tuple[UUID, UUID], tuple[float, MemberOut]] = {}
+        self._forgotten_at: dict[tuple[UUID, UUID], float] = {}
+
+    def get(self, workspace_id: UUID, member_id: UUID) -> MemberOut | None:
+        entry = self._entries.get((workspace_id, member_id))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, member: MemberOut, *, asked_at: float) -> None:
+        """`asked_at`: when ticket-core was asked. An answer older than the last change of
+        that member is not kept: it may be the role from before the change."""
+        key = (member.workspace_id, member.id)
+        if self._ttl > 0 and self._forgotten_at.get(key, -1.0) < asked_at:
+            self._entries[key] = (time.monotonic() + self._ttl, member)
+
+    def forget(self, workspace_id: UUID, member_id: UUID) -> None:
+        self._entries.pop((workspace_id, member_id), None)
+        self._forgotten_at[(workspace_id, member_id)] = time.monotonic()
 
 
 async def current_caller(
@@ -40,11 +71,31 @@ async def current_caller(
             "Send `Authorization: Bearer <token>`; get a token with `helpdesk token`.",
             headers=UNAUTHENTICATED,
         )
+    verifier: TokenVerifier = request.app.state.token_verifier
     try:
-        claims = read_token(credentials.credentials, request.app.state.settings.jwt_secret)
+        claims = await verifier.verify(credentials.credentials)
     except InvalidToken as error:
         raise ProblemError(401, "invalid_token", str(error), headers=UNAUTHENTICATED) from error
+    except SigningKeysUnavailable as error:
+        raise ProblemError(
+            503, "signing_keys_unavailable", f"{error}; retry in a moment."
+        ) from error
+    member = await _membership(request, claims)
+    return Caller(
+        member_id=member.id,
+        workspace_id=member.workspace_id,
+        role=member.role,
+        request_id=request.headers.get("X-Request-Id"),
+    )
+
+
+async def _membership(request: Request, claims: TokenClaims) -> MemberOut:
+    cache: MembershipCache = request.app.state.memberships
+    cached = cache.get(claims.workspace_id, claims.member_id)
+    if cached is not None:
+        return cached
     ticket_core: Upstream = request.app.state.ticket_core
+    asked_at = time.monotonic()
     try:
         member = MemberOut.model_validate(
             await ticket_core.call(
@@ -61,12 +112,27 @@ async def current_caller(
                 headers=UNAUTHENTICATED,
             ) from problem
         raise
-    return Caller(
-        member_id=member.id,
-        workspace_id=member.workspace_id,
-        role=member.role,
-        request_id=request.headers.get("X-Request-Id"),
-    )
+    cache.put(member, asked_at=asked_at)
+    return member
 
 
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
+
+
+async def stream_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    access_token: Annotated[
+        str | None,
+        Query(
+            max_length=4000,
+            description="The bearer token, for clients that cannot send headers (EventSource).",
+        ),
+    ] = None,
+) -> Caller:
+    if credentials is None and access_token:
+        credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=access_token)
+    return await current_caller(request, credentials)
+
+
+StreamCaller = Annotated[Caller, Depends(stream_caller)]

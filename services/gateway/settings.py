@@ -16,4 +16,25 @@ class GatewaySettings(SystemSettings):
     intake_url: str = "http://127.0.0.1:8103"
     upstream_timeout_seconds: float = 10.0
     max_body_bytes: int = Field(default=1_048_576, description="Larger request bodies get 413.")
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(
+        default_factory=list, description='The dashboard\'s origins, e.g. ["https://desk.acme.io"].'
+    )
+    accept_hs256: bool = Field(
+        default=True, description="Accept HS256 tokens signed with HELPDESK_JWT_SECRET."
+    )
+    jwks_url: str | None = Field(
+        default=None, description="Accept RS256 tokens signed by the keys published here."
+    )
+    jwt_audience: str | None = Field(default=None, description="Required `aud` of RS256 tokens.")
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` of RS256 tokens.")
+    membership_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a member's role is reused; a member.* event drops it at once.",
+    )
+    stream_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, description="A comment line this often keeps idle streams open."
+    )
+    stream_queue_size: int = Field(
+        default=1000, ge=1, description="Events a slow stream may fall behind before it ends."
+    )

@@ -26,6 +26,11 @@ class Upstream:
         self.name = name
         self._client = client
 
+    async def ping(self) -> None:
+        """For readiness: the service answers its health check."""
+        response = await self._client.get("/healthz", timeout=2.0)
+        response.raise_for_status()
+
     async def call(
         self,
         method: str,

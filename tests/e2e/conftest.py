@@ -149,6 +149,10 @@ def system(
         "INTAKE_CONSUMER_GROUP": group,
         # Low enough for a test to reach it with a few requests.
         "INTAKE_RATE_LIMIT_PER_CONVERSATION": "4",
+        # Roles are cached for an hour here: a change of role or membership can only reach
+        # the gateway in time through the member.* events that drop the cached entry.
+        "GATEWAY_MEMBERSHIP_CACHE_SECONDS": "3600",
+        "GATEWAY_STREAM_HEARTBEAT_SECONDS": "1",
         **{f"{name}_DATABASE_URL": url for name, url in urls.items()},
     }
     plan = SystemPlan(

@@ -9,7 +9,10 @@ from uuid import UUID
 import httpx
 from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import StreamingResponse
 
+from shared.auth import TokenVerifier
+from shared.broker import create_watching_broker
 from shared.contracts.api import (
     ActivityPage,
     ConversationLink,
@@ -36,10 +39,11 @@ from shared.contracts.widget import (
     RequestStatus,
     TicketRequestRecord,
 )
-from shared.http import ROLE_HEADER, BodySizeLimit, create_service_app
-from shared.problems import PROBLEM_RESPONSES
+from shared.http import ROLE_HEADER, BodySizeLimit, broker_check, create_service_app
+from shared.problems import PROBLEM_RESPONSES, ProblemError
 
-from ..auth import Caller, CurrentCaller
+from ..auth import Caller, CurrentCaller, MembershipCache, StreamCaller
+from ..live import EventFeed, InvalidPosition, decode_position, server_sent_events
 from ..settings import GatewaySettings
 from ..upstream import Upstream, UpstreamProblem
 
@@ -53,13 +57,27 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         clients.append(client)
         return Upstream(name, client)
 
+    broker = create_watching_broker(settings, client_id="gateway")
+    feed = EventFeed(settings.kafka_bootstrap_servers, queue_size=settings.stream_queue_size)
+    feed.register(broker)
+    memberships = MembershipCache(settings.membership_cache_seconds)
+    feed.on_member_change(memberships.forget)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await feed.start()
+        await broker.start()
         try:
+            await feed.wait_until_reading()
             yield
         finally:
+            await broker.stop()
             for client in clients:
                 await client.aclose()
+
+    ticket_core = upstream("ticket-core", settings.ticket_core_url)
+    activity_log = upstream("activity-log", settings.activity_log_url)
+    intake = upstream("intake", settings.intake_url)
 
     app = create_service_app(
         title="Help desk dashboard API",
@@ -68,11 +86,27 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             "(`helpdesk token`). Errors are `application/problem+json` with a stable `code`."
         ),
         lifespan=lifespan,
+        # Ready: every service behind the gateway answers, and so does the broker.
+        readiness_checks={
+            "ticket-core": ticket_core.ping,
+            "activity-log": activity_log.ping,
+            "intake": intake.ping,
+            "kafka": broker_check(broker),
+        },
     )
     app.state.settings = settings
-    app.state.ticket_core = upstream("ticket-core", settings.ticket_core_url)
-    app.state.activity_log = upstream("activity-log", settings.activity_log_url)
-    app.state.intake = upstream("intake", settings.intake_url)
+    app.state.ticket_core = ticket_core
+    app.state.activity_log = activity_log
+    app.state.intake = intake
+    app.state.feed = feed
+    app.state.memberships = memberships
+    app.state.token_verifier = TokenVerifier(
+        settings.jwt_secret,
+        accept_hs256=settings.accept_hs256,
+        jwks_url=settings.jwks_url,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -85,6 +119,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(_ticket_routes(), prefix="/api/v1")
     app.include_router(_member_routes(), prefix="/api/v1")
     app.include_router(_intake_routes(), prefix="/api/v1")
+    app.include_router(_live_routes(), prefix="/api/v1")
 
     @app.get(
         "/api/v1/asyncapi.json",
@@ -136,6 +171,7 @@ SEARCH = (
     "Words the subject must contain, in any order, ignoring case; each word matches "
     "anywhere in the subject and `%`, `_`, `\\` are literal."
 )
+EVENT_STREAM = "text/event-stream"
 AssistantId = Annotated[str, Path(min_length=1, max_length=100)]
 
 
@@ -419,15 +455,19 @@ def _member_routes() -> APIRouter:
     async def change_role(
         member_id: UUID, body: MemberPatch, caller: CurrentCaller, request: Request
     ) -> MemberOut:
-        return MemberOut.model_validate(
+        changed = MemberOut.model_validate(
             await _ticket_core(
                 request, caller, "PATCH", f"/members/{member_id}", json=body.model_dump()
             )
         )
+        # This replica knows at once; the others when member.role_changed reaches them.
+        request.app.state.memberships.forget(caller.workspace_id, member_id)
+        return changed
 
     @router.delete("/members/{member_id}", status_code=204, summary="Remove a member")
     async def remove_member(member_id: UUID, caller: CurrentCaller, request: Request) -> Response:
         await _ticket_core(request, caller, "DELETE", f"/members/{member_id}")
+        request.app.state.memberships.forget(caller.workspace_id, member_id)
         return Response(status_code=204)
 
     return router
@@ -503,6 +543,56 @@ def _intake_routes() -> APIRouter:
     ) -> ConversationOut:
         return ConversationOut.model_validate(
             await _intake(request, caller, "GET", f"/conversations/{conversation_id}")
+        )
+
+    return router
+
+
+def _live_routes() -> APIRouter:
+    router = APIRouter(tags=["live"], responses=PROBLEM_RESPONSES)
+
+    @router.get(
+        "/stream",
+        summary="The workspace's changes as they happen (Server-Sent Events)",
+        description="Each event is one `ticket.events.v1` envelope of your workspace: `event` "
+        "is its type, `data` the envelope as JSON, `id` a position to resume from. Reconnect "
+        "with `Last-Event-ID` (browsers' EventSource does it by itself) to get what you missed "
+        "first. A comment line arrives when nothing happens for a while; an `end` event says "
+        "why the server closed the stream. EventSource cannot send headers: it may pass the "
+        "token as `access_token` instead.",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "An endless `text/event-stream`.",
+                "content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    async def stream(
+        caller: StreamCaller,
+        request: Request,
+        last_event_id: Annotated[
+            str | None,
+            Header(max_length=2000, description="The `id` of the last event you received."),
+        ] = None,
+    ) -> StreamingResponse:
+        try:
+            since = decode_position(last_event_id) if last_event_id else None
+        except InvalidPosition as error:
+            raise ProblemError(400, "invalid_last_event_id", str(error)) from error
+        settings: GatewaySettings = request.app.state.settings
+        feed: EventFeed = request.app.state.feed
+        subscription = await feed.subscribe(caller.workspace_id, caller.member_id)
+        return StreamingResponse(
+            server_sent_events(
+                feed,
+                subscription,
+                since=since,
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                heartbeat_seconds=settings.stream_heartbeat_seconds,
+            ),
+            media_type=EVENT_STREAM,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     return router
