@@ -26,6 +26,7 @@ from shared.contracts.topics import TICKET_EVENTS
 from shared.db import create_engine
 from tests.conftest import DATABASE_KINDS
 from tests.support.infrastructure import REPO_ROOT
+from tests.support.jwks import IdentityProvider
 from tests.support.kafka_reader import start_group_at_end, start_service_groups_at_end
 
 pytestmark = pytest.mark.e2e
@@ -124,11 +125,21 @@ async def _database_urls(kind: str, tmp: Path, admin_url: str | None) -> dict[st
     return urls
 
 
+@pytest.fixture(scope="package")
+def identity_provider() -> Iterator[IdentityProvider]:
+    """An RS256 identity provider whose key set the gateway is configured with."""
+    with IdentityProvider() as provider:
+        yield provider
+
+
 # Package scope: the systems stop when the e2e tests end, so their consumers never take part
 # in other tests (they would, for instance, dead-letter those tests' poison messages too).
 @pytest.fixture(scope="package", params=DATABASE_KINDS)
 def system(
-    request: pytest.FixtureRequest, kafka: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    kafka: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    identity_provider: IdentityProvider,
 ) -> Iterator[System]:
     import asyncio
 
@@ -153,6 +164,8 @@ def system(
         # the gateway in time through the member.* events that drop the cached entry.
         "GATEWAY_MEMBERSHIP_CACHE_SECONDS": "3600",
         "GATEWAY_STREAM_HEARTBEAT_SECONDS": "1",
+        # RS256 tokens of an identity provider are accepted beside `helpdesk token`'s HS256.
+        "GATEWAY_JWKS_URL": identity_provider.jwks_url,
         **{f"{name}_DATABASE_URL": url for name, url in urls.items()},
     }
     plan = SystemPlan(
