@@ -1200,12 +1200,21 @@ async def test_search_ignores_the_case_of_non_ascii_letters(desk: Desk, owner: P
         pytest.param("_", ["snake_case"], id="underscore"),
         pytest.param("e_c", ["snake_case"], id="letter-underscore-letter"),
         pytest.param("\\", ["back\\slash"], id="backslash"),
+        pytest.param("o'b", ["O'Brien's order"], id="quote"),
+        pytest.param("'; drop table tickets; --", [], id="sql-injection"),
     ],
 )
 async def test_search_matches_wildcard_characters_literally(
     desk: Desk, owner: Person, query: str, matches: list[str]
 ) -> None:
-    for subject in ("100% off", "1000 off", "snake_case", "snakeXcase", "back\\slash"):
+    for subject in (
+        "100% off",
+        "1000 off",
+        "snake_case",
+        "snakeXcase",
+        "back\\slash",
+        "O'Brien's order",
+    ):
         await desk.create(owner, subject=subject)
 
     page = await desk.listed(owner, q=query)
@@ -1223,3 +1232,120 @@ async def test_search_reports_matches_the_status_filter_hid(desk: Desk, owner: P
 
     assert [item["id"] for item in page["items"]] == [shown["id"]]
     assert page["hidden_matches"] == {"closed": 1}
+
+
+async def test_search_finds_every_word_in_any_order(desk: Desk, owner: Person) -> None:
+    wanted = await desk.create(owner, subject="Printer on floor 3 is broken")
+    await desk.create(owner, subject="Printer works fine")
+
+    page = await desk.listed(owner, q="BROKEN printer")
+
+    assert [item["id"] for item in page["items"]] == [wanted["id"]]
+
+
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("priority", ["critical", "high", "normal", "low"]),
+        ("created", ["normal", "critical", "high", "low"]),
+        ("updated", ["high", "critical", "normal", "low"]),
+    ],
+)
+async def test_the_list_sorts_by_priority_creation_or_last_change(
+    desk: Desk, owner: Person, sort: str, expected: list[str]
+) -> None:
+    tag = uuid4().hex[:8]
+    made = {}
+    for priority in ("low", "high", "critical", "normal"):
+        made[priority] = await desk.create(owner, subject=f"{tag} {priority}", priority=priority)
+    await desk.changed(owner, made["critical"]["id"], {"description": "touched"})
+    await desk.changed(owner, made["high"]["id"], {"description": "touched last"})
+
+    page = await desk.listed(owner, q=tag, sort=sort)
+
+    assert [item["priority"] for item in page["items"]] == expected
+
+
+async def test_pages_of_a_sort_order_cover_every_ticket_once(desk: Desk, owner: Person) -> None:
+    tag = uuid4().hex[:8]
+    for n in range(7):
+        await desk.create(owner, subject=f"{tag} {n}", priority=["low", "high"][n % 2])
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"q": tag, "sort": "priority", "limit": 3}
+        if cursor:
+            params["cursor"] = cursor
+        page = await desk.listed(owner, **params)
+        seen.extend(item["id"] for item in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert len(seen) == len(set(seen)) == 7
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"sort": "oldest"}, "validation_failed"),
+        ({"cursor": "bm9wZQ=="}, "invalid_cursor"),
+        ({"limit": 0}, "validation_failed"),
+        ({"assignee_id": "someone"}, "invalid_assignee_filter"),
+        ({"status": "archived"}, "validation_failed"),
+    ],
+)
+async def test_a_bad_list_parameter_is_refused_and_says_which(
+    desk: Desk, owner: Person, params: dict[str, Any], code: str
+) -> None:
+    answer = await desk.gateway.get("/api/v1/tickets", params=params, headers=owner.auth)
+
+    assert answer.status_code in (400, 422), answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["code"] == code
+
+
+async def test_counts_per_status_cover_every_status_for_the_tabs(desk: Desk, owner: Person) -> None:
+    await tickets_in_every_status(desk, owner)
+    await desk.create(owner, subject="Another new one", priority="critical")
+
+    answer = await desk.gateway.get("/api/v1/ticket-counts", headers=owner.auth)
+    critical = await desk.gateway.get(
+        "/api/v1/ticket-counts", params={"priority": "critical"}, headers=owner.auth
+    )
+    searched = await desk.gateway.get(
+        "/api/v1/ticket-counts", params={"q": "status"}, headers=owner.auth
+    )
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "counts": {
+            "new": 2,
+            "open": 1,
+            "in_progress": 1,
+            "waiting_on_customer": 1,
+            "resolved": 1,
+            "closed": 1,
+            "spam": 1,
+        },
+        "total": 8,
+    }
+    assert critical.json()["total"] == 1
+    assert critical.json()["counts"]["new"] == 1
+    assert searched.json()["total"] == 7
+
+
+async def test_counts_follow_changes_and_deletions(desk: Desk, owner: Person) -> None:
+    ticket = await desk.create(owner, subject="Counted")
+    await desk.changed(owner, ticket["id"], {"status": "spam"})
+
+    async def counts() -> dict[str, int]:
+        answer = await desk.gateway.get("/api/v1/ticket-counts", headers=owner.auth)
+        result: dict[str, int] = answer.json()["counts"]
+        return result
+
+    assert (await counts())["spam"] == 1
+    assert (await counts())["new"] == 0
+    deleted = await desk.gateway.delete(f"/api/v1/tickets/{ticket['id']}", headers=owner.auth)
+    assert deleted.status_code == 204
+    assert sum((await counts()).values()) == 0
