@@ -53,7 +53,11 @@ class PeriodicTask:
 
 
 def service_lifespan(
-    broker: KafkaBroker, engine: AsyncEngine, background: Sequence[BackgroundWork] = ()
+    broker: KafkaBroker,
+    engine: AsyncEngine,
+    background: Sequence[BackgroundWork] = (),
+    *,
+    also_dispose: Sequence[AsyncEngine] = (),
 ) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
     """Start the broker (its consumers) and the background work; stop them in reverse."""
 
@@ -69,5 +73,7 @@ def service_lifespan(
                 await work.stop()
             await stop_broker(broker)
             await engine.dispose()
+            for other in also_dispose:
+                await other.dispose()
 
     return lifespan

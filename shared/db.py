@@ -14,15 +14,24 @@ from sqlalchemy.ext.asyncio import (
 )
 
 
-def create_engine(database_url: str) -> AsyncEngine:
-    """An async engine for `database_url`; for SQLite the file's folder is created."""
+def create_engine(database_url: str, *, read_only: bool = False) -> AsyncEngine:
+    """An async engine for `database_url`; for SQLite the file's folder is created.
+
+    `read_only`: for queries only. On SQLite its transactions neither take nor wait for the
+    write lock (WAL readers see the last commit while a writer writes), and a write through
+    it fails; on PostgreSQL it is an ordinary engine.
+    """
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
-        event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+        if read_only:
+            event.listen(engine.sync_engine, "connect", _sqlite_query_only)
+            event.listen(engine.sync_engine, "begin", _sqlite_on_begin_reading)
+        else:
+            event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
@@ -44,6 +53,18 @@ def _sqlite_on_begin(connection: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock at the start, so two transactions never both
     # read, then both try to write and deadlock into "database is locked".
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_query_only(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def _sqlite_on_begin_reading(connection: Any) -> None:
+    # A deferred BEGIN: the transaction reads one consistent snapshot and never waits for
+    # the writers' lock.
+    connection.exec_driver_sql("BEGIN")
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

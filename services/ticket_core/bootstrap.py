@@ -26,6 +26,8 @@ class TicketCore:
     settings: TicketCoreSettings
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
+    read_engine: AsyncEngine
+    read_session_factory: async_sessionmaker[AsyncSession]
     broker: KafkaBroker
     relay: OutboxRelay = field(init=False)
     auto_closer: PeriodicTask = field(init=False)
@@ -46,13 +48,24 @@ class TicketCore:
             self.session_factory, causation or Causation.new(), after_commit=self.relay.wake
         )
 
+    def reader(self) -> UnitOfWork:
+        """For queries: on SQLite they then never queue behind writers for the lock."""
+        return UnitOfWork(self.read_session_factory, Causation.new())
+
 
 def bootstrap(settings: TicketCoreSettings | None = None) -> TicketCore:
     settings = settings or TicketCoreSettings()
     engine = create_engine(settings.database_url)
+    read_engine = (
+        create_engine(settings.database_url, read_only=True)
+        if engine.dialect.name == "sqlite"
+        else engine
+    )
     return TicketCore(
         settings=settings,
         engine=engine,
         session_factory=create_session_factory(engine),
+        read_engine=read_engine,
+        read_session_factory=create_session_factory(read_engine),
         broker=create_broker(settings, client_id=SERVICE_NAME),
     )

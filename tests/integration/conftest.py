@@ -70,3 +70,4 @@ async def ticket_core(ticket_core_url: str) -> AsyncIterator[TicketCore]:
     core = bootstrap_ticket_core(TicketCoreSettings(database_url=ticket_core_url))
     yield core
     await core.engine.dispose()
+    await core.read_engine.dispose()

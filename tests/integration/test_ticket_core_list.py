@@ -1,6 +1,7 @@
 """The ticket list on SQLite and PostgreSQL: search through each database's own index, every
 sort order paged by cursor, and counts per status that always equal the tickets themselves."""
 
+import asyncio
 import random
 from collections import Counter
 from typing import Any
@@ -252,3 +253,28 @@ async def test_counts_per_status_always_equal_the_tickets(ticket_core: TicketCor
         if a == NO_ASSIGNEE
     )
     assert counts == {status: unassigned[status] for status in TicketStatus}
+
+
+async def test_a_query_does_not_wait_for_a_writer_and_sees_the_last_commit(
+    ticket_core: TicketCore,
+) -> None:
+    created = await seeded(ticket_core)
+    async with ticket_core.engine.connect() as writer:
+        # A write transaction left open: on SQLite it holds the database's write lock.
+        await writer.execute(
+            tables.tickets.update()
+            .where(tables.tickets.c.workspace_id == created.workspace.id)
+            .values(subject="Uncommitted")
+        )
+
+        page = await asyncio.wait_for(
+            handlers.list_tickets(
+                ticket_core.reader(),
+                created.owner.id,
+                TicketFilter(workspace_id=created.workspace.id),
+            ),
+            timeout=10,  # waiting for the lock would take the 30 s busy timeout
+        )
+        await writer.rollback()
+
+    assert sorted(row["subject"] for row in page.rows) == sorted(SUBJECTS)

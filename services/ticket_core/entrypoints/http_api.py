@@ -69,7 +69,12 @@ def create_app(settings: TicketCoreSettings | None = None) -> FastAPI:
     app = create_service_app(
         title="ticket-core (internal)",
         description="The only writer of tickets. Called by the gateway only.",
-        lifespan=service_lifespan(core.broker, core.engine, [core.relay, core.auto_closer]),
+        lifespan=service_lifespan(
+            core.broker,
+            core.engine,
+            [core.relay, core.auto_closer],
+            also_dispose=[core.read_engine],
+        ),
         readiness_checks={
             "database": database_check(core.engine),
             "broker": broker_check(core.broker),
@@ -108,9 +113,15 @@ def _uow(
     return core.unit_of_work(causation)
 
 
+def _reader(request: Request) -> UnitOfWork:
+    core: TicketCore = request.app.state.core
+    return core.reader()
+
+
 WorkspaceId = Annotated[UUID, Header(alias=WORKSPACE_HEADER)]
 MemberId = Annotated[UUID, Header(alias=MEMBER_HEADER)]
 Uow = Annotated[UnitOfWork, Depends(_uow)]
+ReadUow = Annotated[UnitOfWork, Depends(_reader)]  # for queries
 
 
 def _ticket_out(ticket: ticket_model.Ticket, response: Response | None = None) -> Ticket:
@@ -163,7 +174,7 @@ def _ticket_routes() -> APIRouter:
     async def list_tickets(
         workspace_id: WorkspaceId,
         member_id: MemberId,
-        uow: Uow,
+        uow: ReadUow,
         status: Annotated[list[TicketStatus] | None, Query()] = None,
         priority: Annotated[list[TicketPriority] | None, Query()] = None,
         assignee_id: Annotated[
@@ -198,7 +209,7 @@ def _ticket_routes() -> APIRouter:
     async def count_tickets(
         workspace_id: WorkspaceId,
         member_id: MemberId,
-        uow: Uow,
+        uow: ReadUow,
         priority: Annotated[list[TicketPriority] | None, Query()] = None,
         assignee_id: Annotated[
             str | None, Query(description="A member id, `me` or `none`.")
@@ -222,7 +233,7 @@ def _ticket_routes() -> APIRouter:
         ticket_id: UUID,
         workspace_id: WorkspaceId,
         member_id: MemberId,
-        uow: Uow,
+        uow: ReadUow,
         response: Response,
     ) -> Ticket:
         ticket = await handlers.get_ticket(uow, workspace_id, member_id, ticket_id)
@@ -339,7 +350,7 @@ def _member_routes() -> APIRouter:
 
     @router.get("/workspace", response_model=WorkspaceOut, tags=["workspace"])
     async def get_workspace(
-        workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
+        workspace_id: WorkspaceId, member_id: MemberId, uow: ReadUow
     ) -> WorkspaceOut:
         return _workspace_out(await handlers.get_workspace(uow, workspace_id, member_id))
 
@@ -354,7 +365,7 @@ def _member_routes() -> APIRouter:
 
     @router.get("/members", response_model=list[MemberOut])
     async def list_members(
-        workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
+        workspace_id: WorkspaceId, member_id: MemberId, uow: ReadUow
     ) -> list[MemberOut]:
         return [_member_out(m) for m in await handlers.list_members(uow, workspace_id, member_id)]
 
@@ -368,7 +379,7 @@ def _member_routes() -> APIRouter:
         return _member_out(member)
 
     @router.get("/members/{target_id}", response_model=MemberOut)
-    async def get_member(target_id: UUID, workspace_id: WorkspaceId, uow: Uow) -> MemberOut:
+    async def get_member(target_id: UUID, workspace_id: WorkspaceId, uow: ReadUow) -> MemberOut:
         """Also the gateway's membership check: no caller header needed."""
         return _member_out(await handlers.get_member(uow, workspace_id, target_id))
 
