@@ -234,3 +234,15 @@ async def test_readyz_checks_every_service_behind_the_gateway_and_the_broker(
         "intake": "ok",
         "kafka": "ok",
     }
+
+
+@pytest.mark.parametrize("role", ["admin", "member", "guest"])
+async def test_every_role_may_follow_its_workspace_live(
+    system: System, gateway: httpx.AsyncClient, role: str
+) -> None:
+    team = system.create_workspace()
+    person = await hire(system, gateway, team, role)
+    async with open_stream(gateway, headers=person.auth) as stream:
+        ticket = await create_ticket(gateway, team, f"Seen by a {role}")
+        event = await next_event_of(stream, ticket["id"], "ticket.created")
+    assert event["actor"] == {"type": "member", "id": team.member_id}
