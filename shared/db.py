@@ -55,6 +55,14 @@ def _sqlite_on_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def create_read_engine(database_url: str, engine: AsyncEngine) -> AsyncEngine:
+    """The engine for a service's queries: a read-only one on SQLite, `engine` itself on
+    PostgreSQL (whose readers never wait for writers anyway)."""
+    if engine.dialect.name == "sqlite":
+        return create_engine(database_url, read_only=True)
+    return engine
+
+
 def _sqlite_query_only(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA query_only=ON")

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.background import PeriodicTask
 from shared.broker import create_broker
-from shared.db import create_engine, create_session_factory
+from shared.db import create_engine, create_read_engine, create_session_factory
 from shared.outbox import OutboxRelay
 
 from .entrypoints.consumer import register_consumers
@@ -56,11 +56,7 @@ class TicketCore:
 def bootstrap(settings: TicketCoreSettings | None = None) -> TicketCore:
     settings = settings or TicketCoreSettings()
     engine = create_engine(settings.database_url)
-    read_engine = (
-        create_engine(settings.database_url, read_only=True)
-        if engine.dialect.name == "sqlite"
-        else engine
-    )
+    read_engine = create_read_engine(settings.database_url, engine)
     return TicketCore(
         settings=settings,
         engine=engine,

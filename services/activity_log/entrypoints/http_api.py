@@ -27,7 +27,9 @@ def create_app(settings: ActivityLogSettings | None = None) -> FastAPI:
     app = create_service_app(
         title="activity-log (internal)",
         description="Immutable ticket history, fed by ticket.events.v1.",
-        lifespan=service_lifespan(service.broker, service.engine),
+        lifespan=service_lifespan(
+            service.broker, service.engine, also_dispose=[service.read_engine]
+        ),
         readiness_checks={
             "database": database_check(service.engine),
             "broker": broker_check(service.broker),
@@ -49,7 +51,7 @@ def create_app(settings: ActivityLogSettings | None = None) -> FastAPI:
     ) -> ActivityPage:
         service: ActivityLog = request.app.state.service
         entries = await handlers.read_history(
-            service.unit_of_work(),
+            service.reader(),
             workspace_id,
             str(ticket_id),
             role,
@@ -81,7 +83,7 @@ def create_app(settings: ActivityLogSettings | None = None) -> FastAPI:
     )
     async def held_events(request: Request) -> dict[str, Any]:
         service: ActivityLog = request.app.state.service
-        held = await handlers.held_back(service.unit_of_work())
+        held = await handlers.held_back(service.reader())
         return {"status": "ok" if not held else "holding", "subjects": held}
 
     async def on_not_found(_request: Request, error: Exception) -> JSONResponse:
