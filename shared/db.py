@@ -46,6 +46,9 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Reads through the OS page cache, shared by every connection, instead of each
+    # connection's own small cache.
+    cursor.execute("PRAGMA mmap_size=268435456")
     cursor.close()
 
 

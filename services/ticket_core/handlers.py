@@ -37,7 +37,7 @@ from .domain.errors import (
 from .domain.members import Member, Workspace
 from .domain.permissions import Action
 from .domain.tickets import SystemProcess, Ticket
-from .store.ticket_list import TicketFilter, TicketListPage
+from .store.ticket_list import StatusCounts, TicketFilter, TicketListPage
 from .store.unit_of_work import UnitOfWork
 
 
@@ -272,9 +272,7 @@ async def list_tickets(uow: UnitOfWork, actor_id: UUID, spec: TicketFilter) -> T
         return await uow.tickets.page(spec)
 
 
-async def count_tickets(
-    uow: UnitOfWork, actor_id: UUID, spec: TicketFilter
-) -> dict[TicketStatus, int]:
+async def count_tickets(uow: UnitOfWork, actor_id: UUID, spec: TicketFilter) -> StatusCounts:
     """Tickets per status matching the filters other than status: the dashboard's tabs."""
     async with uow:
         actor = await _acting_member(uow, spec.workspace_id, actor_id)

@@ -110,6 +110,11 @@ class TicketPage(BaseModel):
     hidden_matches: dict[TicketStatus, int] = Field(
         description="Tickets that match everything but the status filter, per hidden status."
     )
+    hidden_matches_capped: list[TicketStatus] = Field(
+        default_factory=list,
+        description="Hidden statuses whose count stopped at 1,000 search matches: they hold "
+        "at least that many.",
+    )
 
 
 class TicketSort(StrEnum):
@@ -124,6 +129,10 @@ class TicketCounts(BaseModel):
         "is present, zero included."
     )
     total: int = Field(description="The sum of `counts`.")
+    capped: list[TicketStatus] = Field(
+        default_factory=list,
+        description="With `q`: statuses whose count stopped at 1,000 matches (at least that many).",
+    )
 
 
 class WorkspaceOut(BaseModel):

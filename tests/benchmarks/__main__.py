@@ -30,11 +30,12 @@ def main() -> None:
         "--listing-seconds",
         type=float,
         default=6.0,
-        help="time budget per list query (a slow one stops there, after at least 20 runs)",
+        help="time budget per list query (a slow one stops there, after at least 10 runs)",
     )
     parser.add_argument(
         "--listing-http",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="also the default list and a search through ticket-core's HTTP API",
     )
     parser.add_argument(

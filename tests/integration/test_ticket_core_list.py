@@ -252,7 +252,8 @@ async def test_counts_per_status_always_equal_the_tickets(ticket_core: TicketCor
         for _ in range(n)
         if a == NO_ASSIGNEE
     )
-    assert counts == {status: unassigned[status] for status in TicketStatus}
+    assert counts.counts == {status: unassigned[status] for status in TicketStatus}
+    assert counts.capped == frozenset()
 
 
 async def test_a_query_does_not_wait_for_a_writer_and_sees_the_last_commit(
@@ -278,3 +279,47 @@ async def test_a_query_does_not_wait_for_a_writer_and_sees_the_last_commit(
         await writer.rollback()
 
     assert sorted(row["subject"] for row in page.rows) == sorted(SUBJECTS)
+
+
+async def test_search_counts_stop_at_the_cap_and_say_so(
+    ticket_core: TicketCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.ticket_core.store import ticket_list
+
+    monkeypatch.setattr(ticket_list, "COUNT_CAP", 3)
+    created = await handlers.create_workspace(ticket_core.unit_of_work(), "A", "o@a.io")
+    ws, owner = created.workspace.id, created.owner.id
+    for n in range(6):
+        ticket = await handlers.create_ticket(
+            ticket_core.unit_of_work(),
+            handlers.CreateTicket(
+                workspace_id=ws, actor_id=owner, subject=f"Invoice {n}", description="-"
+            ),
+        )
+        if n < 5:
+            await handlers.update_ticket(
+                ticket_core.unit_of_work(),
+                handlers.UpdateTicket(
+                    workspace_id=ws, actor_id=owner, ticket_id=ticket.id, changes={"status": "spam"}
+                ),
+            )
+
+    page = await handlers.list_tickets(
+        ticket_core.reader(), owner, TicketFilter(workspace_id=ws, query="invoice")
+    )
+    counts = await handlers.count_tickets(
+        ticket_core.reader(), owner, TicketFilter(workspace_id=ws, query="invoice")
+    )
+    unsearched = await handlers.count_tickets(
+        ticket_core.reader(), owner, TicketFilter(workspace_id=ws)
+    )
+
+    assert len(page.rows) == 1
+    assert page.hidden_matches == {TicketStatus.SPAM: 3}
+    assert page.hidden_matches_capped == {TicketStatus.SPAM}
+    assert counts.counts[TicketStatus.SPAM] == 3
+    assert counts.counts[TicketStatus.NEW] == 1
+    assert counts.capped == {TicketStatus.SPAM}
+    # Without a search the rollup answers exactly, whatever the number.
+    assert unsearched.counts[TicketStatus.SPAM] == 5
+    assert unsearched.capped == frozenset()

@@ -203,6 +203,7 @@ def _ticket_routes() -> APIRouter:
             items=[Ticket.model_validate(row) for row in page.rows],
             next_cursor=page.next_cursor,
             hidden_matches=page.hidden_matches,
+            hidden_matches_capped=sorted(page.hidden_matches_capped),
         )
 
     @router.get("/ticket-counts", response_model=TicketCounts)
@@ -226,7 +227,11 @@ def _ticket_routes() -> APIRouter:
                 query=q or None,
             ),
         )
-        return TicketCounts(counts=counts, total=sum(counts.values()))
+        return TicketCounts(
+            counts=counts.counts,
+            total=sum(counts.counts.values()),
+            capped=sorted(counts.capped),
+        )
 
     @router.get("/tickets/{ticket_id}", response_model=Ticket)
     async def get_ticket(

@@ -20,6 +20,7 @@ from ..domain.tickets import URGENCY, Ticket
 from . import tables
 from .ticket_list import (
     NO_ASSIGNEE,
+    StatusCounts,
     TicketFilter,
     TicketListPage,
     count_by_status,
@@ -275,7 +276,7 @@ class TicketRepository:
     async def page(self, spec: TicketFilter) -> TicketListPage:
         return await list_tickets(self._session, spec)
 
-    async def counts(self, spec: TicketFilter) -> dict[TicketStatus, int]:
+    async def counts(self, spec: TicketFilter) -> StatusCounts:
         return await count_by_status(self._session, spec)
 
     async def _recount(self, workspace_id: UUID, before: CountKey, after: CountKey) -> None:

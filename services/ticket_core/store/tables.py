@@ -73,6 +73,7 @@ tickets = Table(
     # One index per sort order of the list, each led by the status (see ticket_list.py).
     Index("ix_tickets_list_updated", "workspace_id", "status", "updated_at", "id"),
     Index("ix_tickets_list_created", "workspace_id", "status", "created_at", "id"),
+    Index("ix_tickets_list_assignee", "workspace_id", "assignee_id", "status", "updated_at", "id"),
     Index("ix_tickets_status_updated", "status", "updated_at"),  # the auto-close sweep
     # The subject search index is per database, made by migration 0005: a pg_trgm GIN index
     # on PostgreSQL, and on SQLite the FTS5 table below.

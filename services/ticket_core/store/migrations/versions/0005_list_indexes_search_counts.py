@@ -4,7 +4,8 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-26
 
-- `priority_rank` and one index per sort order, each led by (workspace, status);
+- `priority_rank` and one index per sort order, each led by (workspace, status), and one for
+  "assigned to" (`me`, a member);
 - the subject search index: pg_trgm GIN on PostgreSQL, an FTS5 trigram table on SQLite;
 - `ticket_counts`, the rollup of live tickets per (status, priority, assignee), filled from
   the tickets already there.
@@ -39,6 +40,11 @@ def upgrade() -> None:
     )
     op.create_index(
         "ix_tickets_list_created", "tickets", ["workspace_id", "status", "created_at", "id"]
+    )
+    op.create_index(
+        "ix_tickets_list_assignee",
+        "tickets",
+        ["workspace_id", "assignee_id", "status", "updated_at", "id"],
     )
     op.create_index(
         "ix_tickets_list_priority",
@@ -118,6 +124,7 @@ def downgrade() -> None:
         op.execute("DROP TABLE ticket_subject_search")
     op.drop_table("ticket_counts")
     op.drop_index("ix_tickets_list_priority", table_name="tickets")
+    op.drop_index("ix_tickets_list_assignee", table_name="tickets")
     op.drop_index("ix_tickets_list_created", table_name="tickets")
     op.drop_index("ix_tickets_list_updated", table_name="tickets")
     with op.batch_alter_table("tickets", schema=None) as batch_op:
