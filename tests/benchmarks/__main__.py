@@ -5,7 +5,7 @@ import asyncio
 import logging
 import os
 
-from tests.benchmarks import activity, listing, pipeline, updates, widget
+from tests.benchmarks import activity, listing, pipeline, stream, updates, widget
 
 
 def main() -> None:
@@ -43,9 +43,11 @@ def main() -> None:
         action="store_true",
         help="print the plan of each list query that misses the target",
     )
+    parser.add_argument("--stream-patches", type=int, default=300, help="PATCHes, PATCH → SSE")
+    parser.add_argument("--stream-rate", type=float, default=20.0, help="PATCHes/s, PATCH → SSE")
     parser.add_argument(
         "--suite",
-        choices=["all", "pipeline", "updates", "widget", "activity", "listing"],
+        choices=["all", "pipeline", "updates", "widget", "activity", "listing", "stream"],
         default="all",
         help="what to run",
     )
@@ -82,6 +84,8 @@ def main() -> None:
                 explain=args.listing_explain,
             )
         )
+    if args.suite in ("all", "stream"):
+        asyncio.run(stream.run(patches=args.stream_patches, rate=args.stream_rate))
 
 
 main()
