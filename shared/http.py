@@ -1,18 +1,25 @@
 """HTTP plumbing every service's FastAPI app uses the same way: request ids, problem+json
 errors, health and readiness, and the headers the gateway uses to say who is calling."""
 
+import re
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Literal
 from uuid import uuid4
 
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.problems import Problem, install_problem_handlers, problem_response
+from shared.problems import (
+    Problem,
+    install_problem_handlers,
+    problem_json_in_openapi,
+    problem_response,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -24,6 +31,33 @@ REQUEST_ID_HEADER = "X-Request-Id"
 ROLE_HEADER = "X-Member-Role"  # the role ticket-core holds, for services that don't own members
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+
+# A caller's own request id is kept if it is 1 to 200 printable ASCII characters; any other is
+# replaced by one made up, so that it can be passed on in the headers of internal calls.
+_REQUEST_ID = re.compile(r"[!-~]{1,200}")
+
+
+def client_request_id(value: str | None) -> str | None:
+    """The caller's `X-Request-Id`, if it is one this service keeps and passes on."""
+    return value if value is not None and _REQUEST_ID.fullmatch(value) else None
+
+
+# Every answer carries it, errors included: the caller's own, or one made up for the request.
+REQUEST_ID_RESPONSE_HEADER: dict[str, Any] = {
+    "description": "The request's id: the `X-Request-Id` you sent (1 to 200 printable ASCII "
+    "characters), or one made for you. Quote it when you report a problem; it is in every log "
+    "line of the request.",
+    "required": True,
+    "schema": {"type": "string"},
+}
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str] = Field(
+        description='Each dependency: `"ok"` or `"failing: <why>"`.',
+        examples=[{"database": "ok", "broker": "ok"}],
+    )
 
 
 class BodyTooLarge(Exception):
@@ -46,9 +80,13 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length", b"")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"")
+        # Answered before the request id middleware runs: the id is put on here.
+        sent = headers.get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")
+        request_id = client_request_id(sent) or str(uuid4())
         if declared.isdigit() and int(declared) > self.max_bytes:
-            response = _too_large(self.max_bytes)
+            response = _too_large(self.max_bytes, request_id)
             await response(scope, receive, send)
             return
         received = 0
@@ -73,19 +111,20 @@ class BodySizeLimit:
                 await send(message)
             elif not answered:
                 answered = True
-                await _too_large(self.max_bytes)(scope, receive, send)
+                await _too_large(self.max_bytes, request_id)(scope, receive, send)
 
         await self.app(scope, counted, answer)
 
 
-def _too_large(limit: int) -> JSONResponse:
+def _too_large(limit: int, request_id: str | None = None) -> JSONResponse:
     return problem_response(
         Problem(
             title="Request body too large",
             status=413,
             code="body_too_large",
             detail=f"The request body is larger than the limit of {limit} bytes; send less.",
-        )
+        ),
+        {REQUEST_ID_HEADER: request_id} if request_id else None,
     )
 
 
@@ -100,13 +139,28 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     install_problem_handlers(app)
     app.middleware("http")(_request_id_middleware)
+    _document_conventions(app)
     checks = readiness_checks or {}
 
-    @app.get("/healthz", tags=["health"], summary="The process is alive")
+    @app.get(
+        "/healthz",
+        tags=["health"],
+        summary="The process is alive",
+        responses={500: {"model": Problem, "description": "Something broke on our side"}},
+    )
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="The database and the broker answer")
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="The database and the broker answer",
+        response_model=Readiness,
+        responses={
+            503: {"model": Readiness, "description": "Not ready: some check fails"},
+            500: {"model": Problem, "description": "Something broke on our side"},
+        },
+    )
     async def readyz() -> JSONResponse:
         results: dict[str, str] = {}
         for name, check in checks.items():
@@ -124,10 +178,34 @@ def create_service_app(
     return app
 
 
+def _document_conventions(app: FastAPI) -> None:
+    """What every route of every service does alike, put in the OpenAPI document once: error
+    bodies are `application/problem+json`, every answer carries `X-Request-Id`."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = problem_json_in_openapi(generate())
+            for path_item in document.get("paths", {}).values():
+                for operation in path_item.values():
+                    if not isinstance(operation, dict):
+                        continue
+                    answers = operation.get("responses", {})
+                    for answer in answers.values():
+                        answer.setdefault("headers", {}).setdefault(
+                            REQUEST_ID_HEADER, dict(REQUEST_ID_RESPONSE_HEADER)
+                        )
+                    operation["responses"] = dict(sorted(answers.items()))
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 async def _request_id_middleware(
     request: Request, call_next: Callable[[Request], Awaitable[Response]]
 ) -> Response:
-    request_id = request.headers.get(REQUEST_ID_HEADER) or str(uuid4())
+    request_id = client_request_id(request.headers.get(REQUEST_ID_HEADER)) or str(uuid4())
     structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
         response = await call_next(request)

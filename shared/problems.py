@@ -63,19 +63,54 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
     )
 
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {PROBLEM_CONTENT_TYPE: {}}, "description": text}
-    for status, text in {
-        400: "Malformed request",
-        401: "Missing or invalid token",
-        403: "Not allowed for this role",
-        404: "Not found in this workspace",
-        409: "Conflicts with the current state",
-        412: "Stale If-Match",
-        413: "Request body too large",
-        422: "Validation failed",
-    }.items()
+PROBLEM_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed request",
+    401: "Missing or invalid token",
+    403: "Not allowed for this role",
+    404: "Not found in this workspace",
+    409: "Conflicts with the current state",
+    412: "Stale If-Match",
+    413: "Request body too large",
+    422: "Validation failed",
+    500: "Something broke on our side; quote the `X-Request-Id` when you report it",
 }
+
+
+def problem_response_doc(status: int, description: str | None = None) -> dict[str, Any]:
+    """One documented problem answer, for a route's `responses`. FastAPI puts the model's
+    schema under `application/json`; `problem_json_in_openapi` moves it to the media type
+    that is actually sent, `application/problem+json`."""
+    return {"model": Problem, "description": description or PROBLEM_DESCRIPTIONS[status]}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The documented problem answers of a route that can answer these statuses."""
+    return {status: problem_response_doc(status) for status in statuses}
+
+
+# Every problem status a service can answer; a route that answers only some of them documents
+# those with `problem_responses(...)`.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = problem_responses(*PROBLEM_DESCRIPTIONS)
+
+_PROBLEM_REF = "#/components/schemas/Problem"
+
+
+def problem_json_in_openapi(document: dict[str, Any]) -> dict[str, Any]:
+    """Documents every error answer whose body is a `Problem` as `application/problem+json`
+    (the media type `problem_response` sends) instead of FastAPI's `application/json`."""
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict):
+                continue
+            for status, answer in operation.get("responses", {}).items():
+                if str(status)[:1] not in ("4", "5"):
+                    continue
+                content = answer.get("content", {})
+                json_body = content.get("application/json")
+                if json_body is not None and json_body.get("schema") == {"$ref": _PROBLEM_REF}:
+                    del content["application/json"]
+                    content.setdefault(PROBLEM_CONTENT_TYPE, {})["schema"] = {"$ref": _PROBLEM_REF}
+    return document
 
 
 def install_problem_handlers(app: FastAPI) -> None:

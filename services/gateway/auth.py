@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.auth import InvalidToken, SigningKeysUnavailable, TokenClaims, TokenVerifier
 from shared.contracts.api import MemberOut, Role
+from shared.http import REQUEST_ID_HEADER, client_request_id
 from shared.problems import ProblemError
 
 from .upstream import Upstream, UpstreamProblem
@@ -85,7 +86,7 @@ async def current_caller(
         member_id=member.id,
         workspace_id=member.workspace_id,
         role=member.role,
-        request_id=request.headers.get("X-Request-Id"),
+        request_id=client_request_id(request.headers.get(REQUEST_ID_HEADER)),
     )
 
 

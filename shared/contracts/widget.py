@@ -7,14 +7,25 @@ and an admin can look up later.
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 MESSAGE_TEXT_MAX_LENGTH = 4_000
 MESSAGES_MAX_COUNT = 200
 CONTACT_NAME_MAX_LENGTH = 100
+
+
+def _without_nul(text: str) -> str:
+    # PostgreSQL can neither store nor search for U+0000: refused here, at the door.
+    if "\x00" in text:
+        raise ValueError("text cannot contain the NUL character (U+0000)")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_without_nul)]
+NO_NUL = r"^[^\x00]*$"  # the same rule for path parameters
 
 
 class MessageRole(StrEnum):
@@ -27,22 +38,22 @@ class ConversationMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: MessageRole
-    text: str = Field(description=f"Plain text, at most {MESSAGE_TEXT_MAX_LENGTH} characters.")
+    text: Text = Field(description=f"Plain text, at most {MESSAGE_TEXT_MAX_LENGTH} characters.")
     sent_at: datetime
 
 
 class WidgetConversation(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    id: str = Field(min_length=1, description="The conversation's id in the widget.")
+    id: Text = Field(min_length=1, description="The conversation's id in the widget.")
     messages: list[ConversationMessage] = Field(default_factory=list)
 
 
 class Contact(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    name: str | None = None
-    email: str | None = None
+    name: Text | None = None
+    email: Text | None = None
 
 
 class WidgetTicketRequest(BaseModel):
@@ -50,8 +61,8 @@ class WidgetTicketRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    request_id: str = Field(min_length=1, max_length=100, examples=["req_01HXYZ"])
-    assistant_id: str = Field(min_length=1, max_length=100, examples=["asst_support"])
+    request_id: Text = Field(min_length=1, max_length=100, examples=["req_01HXYZ"])
+    assistant_id: Text = Field(min_length=1, max_length=100, examples=["asst_support"])
     conversation: WidgetConversation
     contact: Contact | None = None
 
@@ -136,5 +147,5 @@ class ConversationMessages(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    assistant_id: str = Field(min_length=1, max_length=100)
+    assistant_id: Text = Field(min_length=1, max_length=100)
     messages: list[ConversationMessage] = Field(min_length=1)

@@ -1329,6 +1329,7 @@ async def test_counts_per_status_cover_every_status_for_the_tabs(desk: Desk, own
             "spam": 1,
         },
         "total": 8,
+        "capped": [],
     }
     assert critical.json()["total"] == 1
     assert critical.json()["counts"]["new"] == 1

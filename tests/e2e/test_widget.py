@@ -222,6 +222,19 @@ REFUSALS = [
         id="unknown-role",
     ),
     pytest.param({"request_id": None}, None, 422, "invalid_request", id="missing-request-id"),
+    pytest.param({"request_id": "req\x00"}, None, 422, "invalid_request", id="nul-in-request-id"),
+    pytest.param(
+        {
+            "conversation": {
+                "id": "c3",
+                "messages": [{"role": "visitor", "text": "a\x00b", "sent_at": SENT}],
+            }
+        },
+        None,
+        422,
+        "invalid_request",
+        id="nul-in-text",
+    ),
     pytest.param({"assistant_id": None}, None, 422, "invalid_request", id="missing-assistant-id"),
     pytest.param(
         {"conversation": {"messages": []}},
@@ -409,3 +422,12 @@ async def test_a_visitor_writing_again_reopens_a_ticket_that_waits_on_them(
     await eventually(reopened, what="the ticket to reopen")
     opened = (await gateway.get(f"/api/v1/conversations/{conversation}", headers=team.auth)).json()
     assert opened["messages"][-1]["text"] == "Any news?"
+
+
+async def test_a_nul_character_in_a_status_lookup_is_refused_not_a_server_error(
+    widget: httpx.AsyncClient,
+) -> None:
+    answer = await widget.get("/widget/v1/ticket-requests/req%00x")
+
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"

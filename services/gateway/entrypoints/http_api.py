@@ -1,9 +1,10 @@
 """The dashboard API (`/api/v1/...`). Each route authenticates the caller, forwards to the
 service that owns the data, and answers with its result or its problem."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
+from urllib.parse import quote, unquote
 from uuid import UUID
 
 import httpx
@@ -40,9 +41,9 @@ from shared.contracts.widget import (
     TicketRequestRecord,
 )
 from shared.http import ROLE_HEADER, BodySizeLimit, broker_check, create_service_app
-from shared.problems import PROBLEM_RESPONSES, ProblemError
+from shared.problems import ProblemError, problem_response_doc, problem_responses
 
-from ..auth import Caller, CurrentCaller, MembershipCache, StreamCaller
+from ..auth import UNAUTHENTICATED, Caller, CurrentCaller, MembershipCache, StreamCaller
 from ..live import EventFeed, InvalidPosition, decode_position, server_sent_events
 from ..settings import GatewaySettings
 from ..upstream import Upstream, UpstreamProblem
@@ -83,7 +84,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         title="Help desk dashboard API",
         description=(
             "The dashboard's API. Authenticate with `Authorization: Bearer <JWT>` "
-            "(`helpdesk token`). Errors are `application/problem+json` with a stable `code`."
+            "(`helpdesk token`). Errors are `application/problem+json` with a stable `code`. "
+            "Text (in a body, a query or a path) cannot contain the NUL character (U+0000): "
+            "422 `nul_character`."
         ),
         lifespan=lifespan,
         # Ready: every service behind the gateway answers, and so does the broker.
@@ -125,6 +128,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         "/api/v1/asyncapi.json",
         tags=["contract"],
         summary="The Kafka contract (AsyncAPI 3), for teams that subscribe to ticket events",
+        responses=problem_responses(500),
     )
     async def asyncapi() -> dict[str, Any]:
         return contract
@@ -145,16 +149,59 @@ async def _forward(
 ) -> Any:
     """Call an internal service as `caller`: its workspace, member, request id and the role
     ticket-core holds for it (services that own no members decide with that role)."""
-    return await upstream.call(
-        method,
-        f"/internal/v1{path}",
-        workspace_id=caller.workspace_id,
-        member_id=caller.member_id,
-        request_id=caller.request_id,
-        json=json,
-        params=params,
-        extra_headers={ROLE_HEADER: caller.role.value, **(headers or {})},
-    )
+    _refuse_nul([*_texts(unquote(path), "path"), *_texts(params, "query"), *_texts(json, "")])
+    try:
+        return await upstream.call(
+            method,
+            f"/internal/v1{path}",
+            workspace_id=caller.workspace_id,
+            member_id=caller.member_id,
+            request_id=caller.request_id,
+            json=json,
+            params=params,
+            extra_headers={ROLE_HEADER: caller.role.value, **(headers or {})},
+        )
+    except UpstreamProblem as problem:
+        if problem.problem.status == 401:
+            # The member was removed after the gateway checked: a 401 like its own.
+            problem.headers = UNAUTHENTICATED
+        raise
+
+
+def _refuse_nul(texts: list[tuple[str, str]]) -> None:
+    """No text with U+0000 goes further: PostgreSQL can neither store nor search for it and
+    would fail the request, and so would every consumer of an event that carried it."""
+    fields = sorted({field for field, text in texts if "\x00" in text})
+    if fields:
+        raise ProblemError(
+            422,
+            "nul_character",
+            f"Text cannot contain the NUL character (U+0000); found in: {', '.join(fields)}.",
+            title="NUL character in text",
+            errors=[
+                {"field": field, "message": "contains U+0000", "type": "nul_character"}
+                for field in fields
+            ],
+        )
+
+
+def _texts(value: Any, at: str) -> Iterator[tuple[str, str]]:
+    """Every string in a JSON-like value, with where it is (`a.b`; a list's items share it)."""
+    if isinstance(value, str):
+        yield at, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _texts(item, f"{at}.{key}" if at else str(key))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _texts(item, at)
+
+
+def _segment(value: str) -> str:
+    """A path parameter as one segment of an internal service's path: percent-encoded, so
+    that neither `/`, `?`, `#`, `..` nor a control character can change which path (or
+    service) is called."""
+    return quote(value, safe="").replace(".", "%2E")
 
 
 async def _ticket_core(
@@ -172,7 +219,65 @@ SEARCH = (
     "anywhere in the subject and `%`, `_`, `\\` are literal."
 )
 EVENT_STREAM = "text/event-stream"
+# Header values passed on to an internal service: what an HTTP header can carry as text.
+PRINTABLE_ASCII = r"^[ -~]*$"
 AssistantId = Annotated[str, Path(min_length=1, max_length=100)]
+
+# -- what the routes answer, for the OpenAPI document ------------------------------------------
+
+_UNAUTHORIZED = {
+    **problem_response_doc(401),
+    "headers": {
+        "WWW-Authenticate": {
+            "description": "`Bearer`: send `Authorization: Bearer <token>`.",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+}
+# Every authenticated route: the token is checked (401, or 503 while the IdP's keys cannot be
+# fetched), the member is looked up at ticket-core (503 when it does not answer), and the
+# route's own answer comes from an internal service.
+AUTHENTICATED: dict[int | str, dict[str, Any]] = {
+    401: _UNAUTHORIZED,
+    500: problem_response_doc(500),
+    502: problem_response_doc(
+        502, "An internal service answered an error without a problem document (`upstream_error`)"
+    ),
+    503: problem_response_doc(
+        503,
+        "An internal service (`upstream_unavailable`) or the token issuer's signing keys "
+        "(`signing_keys_unavailable`) cannot be reached right now; retry in a moment",
+    ),
+}
+_ETAG = {
+    "ETag": {
+        "description": "The ticket's `version`, quoted; send it back as `If-Match`.",
+        "required": True,
+        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+    }
+}
+_LOCATION = {
+    "Location": {
+        "description": "The new ticket's URL.",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+
+
+def _answers(
+    *statuses: int, ok: int = 200, headers: dict[str, Any] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """A route's own problem answers, and the headers of its success answer."""
+    answers = problem_responses(*statuses)
+    if headers:
+        answers[ok] = {"headers": headers}
+    return answers
+
+
+# A route with a JSON body can also be refused for the body itself.
+WITH_BODY = (400, 413, 422)
 
 
 def _with_etag(answer: Any, response: Response) -> Ticket:
@@ -182,9 +287,15 @@ def _with_etag(answer: Any, response: Response) -> Ticket:
 
 
 def _ticket_routes() -> APIRouter:
-    router = APIRouter(tags=["tickets"], responses=PROBLEM_RESPONSES)
+    router = APIRouter(tags=["tickets"], responses=AUTHENTICATED)
 
-    @router.post("/tickets", status_code=201, response_model=Ticket, summary="Create a ticket")
+    @router.post(
+        "/tickets",
+        status_code=201,
+        response_model=Ticket,
+        summary="Create a ticket",
+        responses=_answers(403, *WITH_BODY, ok=201, headers={**_ETAG, **_LOCATION}),
+    )
     async def create_ticket(
         body: TicketCreate,
         caller: CurrentCaller,
@@ -192,7 +303,11 @@ def _ticket_routes() -> APIRouter:
         response: Response,
         idempotency_key: Annotated[
             str | None,
-            Header(max_length=200, description="Retrying with the same key creates nothing more."),
+            Header(
+                max_length=200,
+                pattern=PRINTABLE_ASCII,
+                description="Retrying with the same key creates nothing more.",
+            ),
         ] = None,
     ) -> Ticket:
         ticket = _with_etag(
@@ -213,6 +328,7 @@ def _ticket_routes() -> APIRouter:
         "/tickets",
         response_model=TicketPage,
         summary="List and search tickets",
+        responses=_answers(422),
         description="Without `status`, closed and spam tickets are hidden; `hidden_matches` "
         "says how many tickets matching the other filters the status filter hid.",
     )
@@ -250,6 +366,7 @@ def _ticket_routes() -> APIRouter:
         "/ticket-counts",
         response_model=TicketCounts,
         summary="Tickets per status, for the dashboard's tabs",
+        responses=_answers(422),
         description="Counts every status, closed and spam included, of the tickets matching "
         "the other filters.",
     )
@@ -275,7 +392,12 @@ def _ticket_routes() -> APIRouter:
             )
         )
 
-    @router.get("/tickets/{ticket_id}", response_model=Ticket, summary="One ticket")
+    @router.get(
+        "/tickets/{ticket_id}",
+        response_model=Ticket,
+        summary="One ticket",
+        responses=_answers(404, 422, headers=_ETAG),
+    )
     async def get_ticket(
         ticket_id: UUID, caller: CurrentCaller, request: Request, response: Response
     ) -> Ticket:
@@ -287,6 +409,7 @@ def _ticket_routes() -> APIRouter:
         "/tickets/{ticket_id}",
         response_model=Ticket,
         summary="Change subject, description, priority, status or assignee",
+        responses=_answers(403, 404, 409, 412, *WITH_BODY, headers=_ETAG),
     )
     async def update_ticket(
         ticket_id: UUID,
@@ -295,7 +418,12 @@ def _ticket_routes() -> APIRouter:
         request: Request,
         response: Response,
         if_match: Annotated[
-            str | None, Header(description="The ETag you read; 412 if the ticket changed since.")
+            str | None,
+            Header(
+                max_length=200,
+                pattern=PRINTABLE_ASCII,
+                description="The ETag you read; 412 if the ticket changed since.",
+            ),
         ] = None,
     ) -> Ticket:
         return _with_etag(
@@ -315,6 +443,7 @@ def _ticket_routes() -> APIRouter:
         status_code=201,
         response_model=Note,
         summary="Add an internal note",
+        responses=_answers(403, 404, 409, *WITH_BODY),
     )
     async def add_note(
         ticket_id: UUID, body: NoteCreate, caller: CurrentCaller, request: Request
@@ -329,6 +458,7 @@ def _ticket_routes() -> APIRouter:
         "/tickets/{ticket_id}/conversations",
         response_model=Ticket,
         summary="Link a chat conversation",
+        responses=_answers(403, 404, 409, *WITH_BODY, headers=_ETAG),
     )
     async def link_conversation(
         ticket_id: UUID,
@@ -352,6 +482,7 @@ def _ticket_routes() -> APIRouter:
         "/tickets/{ticket_id}/conversations/{conversation_id}",
         response_model=Ticket,
         summary="Unlink a chat conversation",
+        responses=_answers(403, 404, 409, 422, headers=_ETAG),
     )
     async def unlink_conversation(
         ticket_id: UUID,
@@ -362,12 +493,20 @@ def _ticket_routes() -> APIRouter:
     ) -> Ticket:
         return _with_etag(
             await _ticket_core(
-                request, caller, "DELETE", f"/tickets/{ticket_id}/conversations/{conversation_id}"
+                request,
+                caller,
+                "DELETE",
+                f"/tickets/{ticket_id}/conversations/{_segment(conversation_id)}",
             ),
             response,
         )
 
-    @router.delete("/tickets/{ticket_id}", status_code=204, summary="Delete (owner/admin)")
+    @router.delete(
+        "/tickets/{ticket_id}",
+        status_code=204,
+        summary="Delete (owner/admin)",
+        responses=_answers(403, 404, 409, 422),
+    )
     async def delete_ticket(ticket_id: UUID, caller: CurrentCaller, request: Request) -> Response:
         await _ticket_core(request, caller, "DELETE", f"/tickets/{ticket_id}")
         return Response(status_code=204)
@@ -378,13 +517,19 @@ def _ticket_routes() -> APIRouter:
         summary="A ticket's history, oldest first",
         description="Every role reads it, notes included; once a ticket is deleted its "
         "history stays readable for owners and admins only.",
+        responses=_answers(404, 422),
     )
     async def ticket_activity(
         ticket_id: UUID,
         caller: CurrentCaller,
         request: Request,
-        cursor: Annotated[str | None, Query(max_length=12)] = None,
-        type: Annotated[list[str] | None, Query(description="Only these event types.")] = None,
+        cursor: Annotated[
+            str | None,
+            Query(pattern=r"^[0-9]{1,9}$", description="`next_cursor` of the page before."),
+        ] = None,
+        type: Annotated[
+            list[str] | None, Query(max_length=20, description="Only these event types.")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> ActivityPage:
         # ticket-core is asked first: it owns which tickets exist in the workspace. A ticket
@@ -415,7 +560,7 @@ def _ticket_routes() -> APIRouter:
 
 
 def _member_routes() -> APIRouter:
-    router = APIRouter(tags=["members"], responses=PROBLEM_RESPONSES)
+    router = APIRouter(tags=["members"], responses=AUTHENTICATED)
 
     @router.get("/workspace", response_model=WorkspaceOut, tags=["workspace"], summary="Settings")
     async def get_workspace(caller: CurrentCaller, request: Request) -> WorkspaceOut:
@@ -426,6 +571,7 @@ def _member_routes() -> APIRouter:
         response_model=WorkspaceOut,
         tags=["workspace"],
         summary="Change settings (owner/admin)",
+        responses=_answers(403, *WITH_BODY),
     )
     async def change_workspace(
         body: WorkspacePatch, caller: CurrentCaller, request: Request
@@ -439,19 +585,35 @@ def _member_routes() -> APIRouter:
         answer = await _ticket_core(request, caller, "GET", "/members")
         return [MemberOut.model_validate(member) for member in answer]
 
-    @router.post("/members", status_code=201, response_model=MemberOut, summary="Add a member")
+    @router.post(
+        "/members",
+        status_code=201,
+        response_model=MemberOut,
+        summary="Add a member",
+        responses=_answers(403, 409, *WITH_BODY),
+    )
     async def add_member(body: MemberCreate, caller: CurrentCaller, request: Request) -> MemberOut:
         return MemberOut.model_validate(
             await _ticket_core(request, caller, "POST", "/members", json=body.model_dump())
         )
 
-    @router.get("/members/{member_id}", response_model=MemberOut, summary="One member")
+    @router.get(
+        "/members/{member_id}",
+        response_model=MemberOut,
+        summary="One member",
+        responses=_answers(404, 422),
+    )
     async def get_member(member_id: UUID, caller: CurrentCaller, request: Request) -> MemberOut:
         return MemberOut.model_validate(
             await _ticket_core(request, caller, "GET", f"/members/{member_id}")
         )
 
-    @router.patch("/members/{member_id}", response_model=MemberOut, summary="Change a role")
+    @router.patch(
+        "/members/{member_id}",
+        response_model=MemberOut,
+        summary="Change a role",
+        responses=_answers(403, 404, 409, *WITH_BODY),
+    )
     async def change_role(
         member_id: UUID, body: MemberPatch, caller: CurrentCaller, request: Request
     ) -> MemberOut:
@@ -464,7 +626,12 @@ def _member_routes() -> APIRouter:
         request.app.state.memberships.forget(caller.workspace_id, member_id)
         return changed
 
-    @router.delete("/members/{member_id}", status_code=204, summary="Remove a member")
+    @router.delete(
+        "/members/{member_id}",
+        status_code=204,
+        summary="Remove a member",
+        responses=_answers(403, 404, 409, 422),
+    )
     async def remove_member(member_id: UUID, caller: CurrentCaller, request: Request) -> Response:
         await _ticket_core(request, caller, "DELETE", f"/members/{member_id}")
         request.app.state.memberships.forget(caller.workspace_id, member_id)
@@ -474,25 +641,29 @@ def _member_routes() -> APIRouter:
 
 
 def _intake_routes() -> APIRouter:
-    router = APIRouter(tags=["assistants"], responses=PROBLEM_RESPONSES)
+    router = APIRouter(tags=["assistants"], responses=AUTHENTICATED)
     settings_path = "/assistants/{assistant_id}/ticket-settings"
 
     @router.get(
         settings_path,
         response_model=AssistantTicketSettingsOut,
         summary="An assistant's ticket settings and their history (owner/admin)",
+        responses=_answers(403, 404, 422),
     )
     async def get_ticket_settings(
         assistant_id: AssistantId, caller: CurrentCaller, request: Request
     ) -> AssistantTicketSettingsOut:
         return AssistantTicketSettingsOut.model_validate(
-            await _intake(request, caller, "GET", f"/assistants/{assistant_id}/ticket-settings")
+            await _intake(
+                request, caller, "GET", f"/assistants/{_segment(assistant_id)}/ticket-settings"
+            )
         )
 
     @router.put(
         settings_path,
         response_model=AssistantTicketSettingsOut,
         summary="Turn widget ticket creation on or off, require contact info (owner/admin)",
+        responses=_answers(403, 404, *WITH_BODY),
     )
     async def put_ticket_settings(
         assistant_id: AssistantId,
@@ -505,7 +676,7 @@ def _intake_routes() -> APIRouter:
                 request,
                 caller,
                 "PUT",
-                f"/assistants/{assistant_id}/ticket-settings",
+                f"/assistants/{_segment(assistant_id)}/ticket-settings",
                 json=body.model_dump(),
             )
         )
@@ -514,6 +685,7 @@ def _intake_routes() -> APIRouter:
         "/assistants/{assistant_id}/ticket-requests",
         response_model=list[TicketRequestRecord],
         summary="Recent widget requests with outcome and reason (owner/admin)",
+        responses=_answers(403, 404, 422),
     )
     async def list_ticket_requests(
         assistant_id: AssistantId,
@@ -526,7 +698,11 @@ def _intake_routes() -> APIRouter:
         if outcome is not None:
             params["outcome"] = outcome.value
         answer = await _intake(
-            request, caller, "GET", f"/assistants/{assistant_id}/ticket-requests", params=params
+            request,
+            caller,
+            "GET",
+            f"/assistants/{_segment(assistant_id)}/ticket-requests",
+            params=params,
         )
         return [TicketRequestRecord.model_validate(row) for row in answer]
 
@@ -535,6 +711,7 @@ def _intake_routes() -> APIRouter:
         response_model=ConversationOut,
         tags=["conversations"],
         summary="A conversation's messages, as intake stored them",
+        responses=_answers(404, 422),
     )
     async def get_conversation(
         conversation_id: Annotated[str, Path(max_length=128)],
@@ -542,14 +719,14 @@ def _intake_routes() -> APIRouter:
         request: Request,
     ) -> ConversationOut:
         return ConversationOut.model_validate(
-            await _intake(request, caller, "GET", f"/conversations/{conversation_id}")
+            await _intake(request, caller, "GET", f"/conversations/{_segment(conversation_id)}")
         )
 
     return router
 
 
 def _live_routes() -> APIRouter:
-    router = APIRouter(tags=["live"], responses=PROBLEM_RESPONSES)
+    router = APIRouter(tags=["live"], responses=AUTHENTICATED)
 
     @router.get(
         "/stream",
@@ -565,7 +742,8 @@ def _live_routes() -> APIRouter:
             200: {
                 "description": "An endless `text/event-stream`.",
                 "content": {EVENT_STREAM: {"schema": {"type": "string"}}},
-            }
+            },
+            **problem_responses(400, 422),
         },
     )
     async def stream(

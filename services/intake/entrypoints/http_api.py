@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from shared.background import service_lifespan
 from shared.contracts.api import Role
 from shared.contracts.widget import (
+    NO_NUL,
     AssistantSettingsChange,
     AssistantTicketSettings,
     AssistantTicketSettingsOut,
@@ -163,7 +164,7 @@ def _widget_routes() -> APIRouter:
         summary="Where a ticket request stands",
     )
     async def get_ticket_request(
-        request_id: Annotated[str, Path(max_length=100)], request: Request
+        request_id: Annotated[str, Path(max_length=100, pattern=NO_NUL)], request: Request
     ) -> WidgetRequestAnswer:
         return await handlers.request_status(_service(request).unit_of_work(), request_id)
 
@@ -173,7 +174,7 @@ def _widget_routes() -> APIRouter:
         responses={404: {"model": Problem}},
     )
     async def add_messages(
-        conversation_id: Annotated[str, Path(max_length=128)],
+        conversation_id: Annotated[str, Path(max_length=128, pattern=NO_NUL)],
         body: ConversationMessages,
         request: Request,
     ) -> dict[str, int]:

@@ -195,7 +195,7 @@ def _ticket_routes() -> APIRouter:
                 assignee=_parse_assignee(assignee_id),
                 query=q or None,
                 sort=sort,
-                cursor=cursor,
+                cursor=cursor or None,  # `cursor=` (empty) is the first page
                 limit=limit,
             ),
         )

@@ -95,7 +95,7 @@ class TicketListPage:
 
 async def list_tickets(session: AsyncSession, spec: TicketFilter) -> TicketListPage:
     dialect = session.get_bind().dialect.name
-    shape = _Shape.of(spec, dialect, spec.shown_statuses, cursor=spec.cursor is not None)
+    shape = _Shape.of(spec, dialect, spec.shown_statuses, cursor=bool(spec.cursor))
     params = _params(spec, dialect, limit=spec.limit + 1)
     if spec.cursor:
         names = [name for name, _descending in _sort_key(spec.sort)]
