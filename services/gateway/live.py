@@ -121,7 +121,7 @@ class EventFeed:
         async def on_ticket_event(_decoded: Any, message: KafkaMessage) -> None:
             # Parsed here from the raw bytes: an unreadable event is skipped, not an error.
             record: ConsumerRecord[Any, Any] = message.raw_message
-            self.publish(record.partition, record.offset, record.value or b"")
+            self.fan_out(record.partition, record.offset, record.value or b"")
 
     async def start(self) -> None:
         """Before the broker starts: where the topic ends now, the feed's first position."""
@@ -147,10 +147,6 @@ class EventFeed:
             await consumer.position(partition)  # resolves "latest" to an offset
         self._ready.set()
 
-    @property
-    def ready(self) -> bool:
-        return self._ready.is_set()
-
     async def subscribe(self, workspace_id: UUID, member_id: UUID) -> Subscription:
         await self._ready.wait()
         subscription = Subscription(
@@ -170,7 +166,7 @@ class EventFeed:
             if (subscription.workspace_id, subscription.member_id) == (workspace_id, member_id):
                 self._end(subscription, reason)
 
-    def publish(self, partition: int, offset: int, body: bytes) -> None:
+    def fan_out(self, partition: int, offset: int, body: bytes) -> None:
         """One event read from the topic: to the role cache, and to its workspace's streams."""
         self._position[partition] = max(self._position.get(partition, 0), offset + 1)
         event = _parse(partition, offset, body)
@@ -178,7 +174,11 @@ class EventFeed:
             return
         envelope = event.envelope
         if envelope.type in MEMBER_EVENT_TYPES:
-            member_id = UUID(envelope.subject)
+            try:
+                member_id = UUID(envelope.subject)
+            except ValueError:
+                log.warning("member_event_without_member_id", partition=partition, offset=offset)
+                return
             for callback in self._on_member_change:
                 callback(envelope.workspace_id, member_id)
             if envelope.type == MemberEventType.REMOVED:
