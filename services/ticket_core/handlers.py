@@ -265,21 +265,20 @@ async def get_ticket(
 
 async def list_tickets(uow: UnitOfWork, actor_id: UUID, spec: TicketFilter) -> TicketListPage:
     async with uow:
-        actor = await _acting_member(uow, spec.workspace_id, actor_id)
-        permissions.ensure_allowed(actor, Action.VIEW)
-        if spec.assignee == "me":
-            spec = replace(spec, assignee=actor.id)
-        return await uow.tickets.page(spec)
+        return await uow.tickets.page(await _viewers_filter(uow, actor_id, spec))
 
 
 async def count_tickets(uow: UnitOfWork, actor_id: UUID, spec: TicketFilter) -> StatusCounts:
     """Tickets per status matching the filters other than status: the dashboard's tabs."""
     async with uow:
-        actor = await _acting_member(uow, spec.workspace_id, actor_id)
-        permissions.ensure_allowed(actor, Action.VIEW)
-        if spec.assignee == "me":
-            spec = replace(spec, assignee=actor.id)
-        return await uow.tickets.counts(spec)
+        return await uow.tickets.counts(await _viewers_filter(uow, actor_id, spec))
+
+
+async def _viewers_filter(uow: UnitOfWork, actor_id: UUID, spec: TicketFilter) -> TicketFilter:
+    """The filter as the actor means it (`me` is them), once they may view tickets."""
+    actor = await _acting_member(uow, spec.workspace_id, actor_id)
+    permissions.ensure_allowed(actor, Action.VIEW)
+    return replace(spec, assignee=actor.id) if spec.assignee == "me" else spec
 
 
 async def update_ticket(uow: UnitOfWork, command: UpdateTicket) -> Ticket:

@@ -40,8 +40,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@dataclass
+@dataclass(frozen=True)
 class Workspace:
+    """A member of a workspace as the dashboard knows them: ids and a bearer token (for a
+    workspace just made, its founding owner)."""
+
     workspace_id: str
     member_id: str
     token: str
@@ -49,6 +52,26 @@ class Workspace:
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def actor(self) -> dict[str, str]:
+        """How events and activity entries name this member."""
+        return {"type": "member", "id": self.member_id}
+
+
+async def hire(system: System, client: httpx.AsyncClient, boss: Workspace, role: str) -> Workspace:
+    """`boss` adds a member with `role` through the dashboard; the operator mints their token
+    with `helpdesk token`."""
+    added = await client.post(
+        "/api/v1/members",
+        json={"email": f"{role}-{uuid4().hex[:10]}@acme.io", "role": role},
+        headers=boss.auth,
+    )
+    assert added.status_code == 201, added.text
+    member_id = added.json()["id"]
+    minted = system.helpdesk("token", "--workspace", boss.workspace_id, "--member", member_id)
+    assert minted.returncode == 0, minted.stderr
+    return Workspace(boss.workspace_id, member_id, minted.stdout.strip())
 
 
 @dataclass

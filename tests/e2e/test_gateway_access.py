@@ -22,7 +22,8 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, hire
+from tests.e2e.conftest import Workspace as Person
 from tests.support.waiting import eventually
 
 Json = dict[str, Any]
@@ -31,19 +32,6 @@ ALL_STATUSES = ["new", "open", "in_progress", "waiting_on_customer", "resolved",
 SENT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC).isoformat()
 
 # -- who acts -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Person:
-    """A member of a workspace, as the dashboard knows them: an id and a bearer token."""
-
-    workspace_id: str
-    member_id: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 @dataclass(frozen=True)
@@ -80,14 +68,6 @@ async def add_member(client: httpx.AsyncClient, boss: Person, role: str) -> str:
     assert added.status_code == 201, added.text
     member_id: str = added.json()["id"]
     return member_id
-
-
-async def hire(system: System, client: httpx.AsyncClient, boss: Person, role: str) -> Person:
-    """A new member with `role`, with the token the operator mints for them."""
-    member_id = await add_member(client, boss, role)
-    minted = system.helpdesk("token", "--workspace", boss.workspace_id, "--member", member_id)
-    assert minted.returncode == 0, minted.stderr
-    return Person(boss.workspace_id, member_id, minted.stdout.strip())
 
 
 async def create_ticket(

@@ -4,12 +4,11 @@ arrives as it happens, only to its own workspace, and a client that reconnects w
 
 import asyncio
 from typing import Any
-from uuid import uuid4
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import System, Workspace
+from tests.e2e.conftest import System, Workspace, hire
 from tests.support.sse import EventStream, open_stream
 
 pytestmark = pytest.mark.e2e
@@ -27,19 +26,6 @@ async def create_ticket(gateway: httpx.AsyncClient, team: Workspace, subject: st
 async def patch(gateway: httpx.AsyncClient, team: Workspace, ticket_id: str, body: Json) -> None:
     answer = await gateway.patch(f"/api/v1/tickets/{ticket_id}", json=body, headers=team.auth)
     assert answer.status_code == 200, answer.text
-
-
-async def hire(system: System, gateway: httpx.AsyncClient, boss: Workspace, role: str) -> Workspace:
-    added = await gateway.post(
-        "/api/v1/members",
-        json={"email": f"{role}-{uuid4().hex[:8]}@acme.io", "role": role},
-        headers=boss.auth,
-    )
-    assert added.status_code == 201, added.text
-    member_id = added.json()["id"]
-    minted = system.helpdesk("token", "--workspace", boss.workspace_id, "--member", member_id)
-    assert minted.returncode == 0, minted.stderr
-    return Workspace(boss.workspace_id, member_id, minted.stdout.strip())
 
 
 async def next_event_of(stream: EventStream, ticket_id: str, type_: str) -> Json:

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from shared.contracts.topics import TICKET_EVENTS
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, hire
+from tests.e2e.conftest import Workspace as Person
 from tests.support.kafka_reader import body, read_until
 from tests.support.waiting import eventually
 
@@ -25,23 +26,6 @@ ALL_STATUSES = ["new", "open", "in_progress", "waiting_on_customer", "resolved",
 
 
 # -- who acts ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Person:
-    """A member of a workspace, as the dashboard knows them: an id and a bearer token."""
-
-    workspace_id: str
-    member_id: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    @property
-    def actor(self) -> Json:
-        return {"type": "member", "id": self.member_id}
 
 
 @dataclass(frozen=True)
@@ -59,20 +43,6 @@ def found_workspace(system: System) -> Person:
     """A new workspace; its founding owner."""
     team = system.create_workspace()
     return Person(team.workspace_id, team.member_id, team.token)
-
-
-async def hire(system: System, client: httpx.AsyncClient, boss: Person, role: str) -> Person:
-    """`boss` adds a member with `role`; the operator mints their token with `helpdesk token`."""
-    added = await client.post(
-        "/api/v1/members",
-        json={"email": f"{role}-{uuid4().hex[:8]}@acme.io", "role": role},
-        headers=boss.auth,
-    )
-    assert added.status_code == 201, added.text
-    member_id = added.json()["id"]
-    minted = system.helpdesk("token", "--workspace", boss.workspace_id, "--member", member_id)
-    assert minted.returncode == 0, minted.stderr
-    return Person(boss.workspace_id, member_id, minted.stdout.strip())
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from urllib.parse import quote, unquote
 from uuid import UUID
 
 import httpx
-from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import StreamingResponse
 
@@ -280,6 +280,25 @@ def _answers(
 WITH_BODY = (400, 413, 422)
 
 
+def _ticket_filters(
+    priority: Annotated[list[TicketPriority] | None, Query()] = None,
+    assignee_id: Annotated[str | None, Query(description="Member id, `me` or `none`.")] = None,
+    q: Annotated[str | None, Query(max_length=200, description=SEARCH)] = None,
+) -> dict[str, Any]:
+    """The filters the list and the counts share, as ticket-core's query parameters."""
+    params: dict[str, Any] = {}
+    if priority:
+        params["priority"] = [p.value for p in priority]
+    if assignee_id is not None:
+        params["assignee_id"] = assignee_id
+    if q is not None:
+        params["q"] = q
+    return params
+
+
+TicketFilters = Annotated[dict[str, Any], Depends(_ticket_filters)]
+
+
 def _with_etag(answer: Any, response: Response) -> Ticket:
     ticket = Ticket.model_validate(answer)
     response.headers["ETag"] = f'"{ticket.version}"'
@@ -335,31 +354,19 @@ def _ticket_routes() -> APIRouter:
     async def list_tickets(
         caller: CurrentCaller,
         request: Request,
+        filters: TicketFilters,
         status: Annotated[list[TicketStatus] | None, Query()] = None,
-        priority: Annotated[list[TicketPriority] | None, Query()] = None,
-        assignee_id: Annotated[str | None, Query(description="Member id, `me` or `none`.")] = None,
-        q: Annotated[str | None, Query(max_length=200, description=SEARCH)] = None,
         sort: TicketSort = TicketSort.UPDATED,
         cursor: Annotated[str | None, Query(max_length=500)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> TicketPage:
-        params = {
-            "status": [s.value for s in status or ()],
-            "priority": [p.value for p in priority or ()],
-            "assignee_id": assignee_id,
-            "q": q,
-            "sort": sort.value,
-            "cursor": cursor,
-            "limit": limit,
-        }
+        params = {**filters, "sort": sort.value, "limit": limit}
+        if status:
+            params["status"] = [s.value for s in status]
+        if cursor:
+            params["cursor"] = cursor
         return TicketPage.model_validate(
-            await _ticket_core(
-                request,
-                caller,
-                "GET",
-                "/tickets",
-                params={k: v for k, v in params.items() if v not in (None, [])},
-            )
+            await _ticket_core(request, caller, "GET", "/tickets", params=params)
         )
 
     @router.get(
@@ -373,23 +380,10 @@ def _ticket_routes() -> APIRouter:
     async def count_tickets(
         caller: CurrentCaller,
         request: Request,
-        priority: Annotated[list[TicketPriority] | None, Query()] = None,
-        assignee_id: Annotated[str | None, Query(description="Member id, `me` or `none`.")] = None,
-        q: Annotated[str | None, Query(max_length=200, description=SEARCH)] = None,
+        filters: TicketFilters,
     ) -> TicketCounts:
-        params = {
-            "priority": [p.value for p in priority or ()],
-            "assignee_id": assignee_id,
-            "q": q,
-        }
         return TicketCounts.model_validate(
-            await _ticket_core(
-                request,
-                caller,
-                "GET",
-                "/ticket-counts",
-                params={k: v for k, v in params.items() if v not in (None, [])},
-            )
+            await _ticket_core(request, caller, "GET", "/ticket-counts", params=filters)
         )
 
     @router.get(
