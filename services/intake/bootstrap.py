@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.background import PeriodicTask
 from shared.broker import create_broker
-from shared.db import create_engine, create_session_factory
+from shared.db import create_engine, create_read_engine, create_session_factory
 from shared.outbox import OutboxRelay
 
 from .domain.requests import RateLimits
@@ -28,6 +28,8 @@ class Intake:
     settings: IntakeSettings
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
+    read_engine: AsyncEngine
+    read_session_factory: async_sessionmaker[AsyncSession]
     broker: KafkaBroker
     relay: OutboxRelay = field(init=False)
     limits: IntakeLimits = field(init=False)
@@ -61,13 +63,21 @@ class Intake:
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory, after_commit=self.relay.wake)
 
+    def reader(self) -> UnitOfWork:
+        """For queries (a widget polling its request): on SQLite they then never queue
+        behind writers for the lock."""
+        return UnitOfWork(self.read_session_factory)
+
 
 def bootstrap(settings: IntakeSettings | None = None) -> Intake:
     settings = settings or IntakeSettings()
     engine = create_engine(settings.database_url)
+    read_engine = create_read_engine(settings.database_url, engine)
     return Intake(
         settings=settings,
         engine=engine,
         session_factory=create_session_factory(engine),
+        read_engine=read_engine,
+        read_session_factory=create_session_factory(read_engine),
         broker=create_broker(settings, client_id=SERVICE_NAME),
     )

@@ -62,6 +62,7 @@ async def intake(intake_url: str) -> AsyncIterator[Intake]:
     )
     yield service
     await service.engine.dispose()
+    await service.read_engine.dispose()
 
 
 @pytest.fixture

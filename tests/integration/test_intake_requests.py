@@ -242,3 +242,19 @@ async def test_a_request_id_reused_by_another_assistant_is_refused_and_changes_n
     assert reused.detail
     assert await handlers.request_status(intake.unit_of_work(), "req-1") == first
     assert len(await outbox(intake, "ticket.commands.v1")) == 1
+
+
+async def test_a_widget_polling_its_request_does_not_wait_for_a_writer(intake: Intake) -> None:
+    await configure(intake)
+    answer = await handlers.receive_request(intake.unit_of_work(), widget_request(), intake.limits)
+    async with intake.engine.connect() as writer:
+        # A write transaction left open: on SQLite it holds the database's write lock.
+        await writer.execute(tables.ticket_requests.update().values(detail="uncommitted"))
+
+        polled = await asyncio.wait_for(
+            handlers.request_status(intake.reader(), answer.request_id),
+            timeout=10,  # waiting for the lock would take the 30 s busy timeout
+        )
+        await writer.rollback()
+
+    assert polled.status == answer.status

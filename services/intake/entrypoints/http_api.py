@@ -61,7 +61,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app = create_service_app(
         title="intake",
         description="Widget ticket requests: `/widget/v1` is public, `/internal/v1` internal.",
-        lifespan=service_lifespan(service.broker, service.engine, [service.relay, service.expirer]),
+        lifespan=service_lifespan(
+            service.broker,
+            service.engine,
+            [service.relay, service.expirer],
+            also_dispose=[service.read_engine],
+        ),
         readiness_checks={
             "database": database_check(service.engine),
             "broker": broker_check(service.broker),
@@ -166,7 +171,7 @@ def _widget_routes() -> APIRouter:
     async def get_ticket_request(
         request_id: Annotated[str, Path(max_length=100, pattern=NO_NUL)], request: Request
     ) -> WidgetRequestAnswer:
-        return await handlers.request_status(_service(request).unit_of_work(), request_id)
+        return await handlers.request_status(_service(request).reader(), request_id)
 
     @router.post(
         "/conversations/{conversation_id}/messages",
@@ -202,7 +207,7 @@ def _internal_routes() -> APIRouter:
         assistant_id: AssistantId, workspace_id: WorkspaceId, role: CallerRole, request: Request
     ) -> AssistantTicketSettingsOut:
         settings, history = await handlers.get_settings(
-            _service(request).unit_of_work(), workspace_id, role, assistant_id
+            _service(request).reader(), workspace_id, role, assistant_id
         )
         return AssistantTicketSettingsOut(
             assistant_id=assistant_id,
@@ -240,7 +245,7 @@ def _internal_routes() -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> list[TicketRequestRecord]:
         return await handlers.list_requests(
-            _service(request).unit_of_work(), workspace_id, role, assistant_id, outcome, limit
+            _service(request).reader(), workspace_id, role, assistant_id, outcome, limit
         )
 
     @router.get(
@@ -252,7 +257,7 @@ def _internal_routes() -> APIRouter:
         request: Request,
     ) -> ConversationOut:
         return await handlers.get_conversation(
-            _service(request).unit_of_work(), workspace_id, conversation_id
+            _service(request).reader(), workspace_id, conversation_id
         )
 
     return router
