@@ -206,6 +206,7 @@ async def _request_id_middleware(
     request: Request, call_next: Callable[[Request], Awaitable[Response]]
 ) -> Response:
     request_id = client_request_id(request.headers.get(REQUEST_ID_HEADER)) or str(uuid4())
+    request.state.request_id = request_id  # passed on to the services this request calls
     structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
         response = await call_next(request)

@@ -86,7 +86,9 @@ async def current_caller(
         member_id=member.id,
         workspace_id=member.workspace_id,
         role=member.role,
-        request_id=client_request_id(request.headers.get(REQUEST_ID_HEADER)),
+        # The caller's id or the one made for this request: every service logs the same one.
+        request_id=getattr(request.state, "request_id", None)
+        or client_request_id(request.headers.get(REQUEST_ID_HEADER)),
     )
 
 

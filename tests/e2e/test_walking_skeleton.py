@@ -242,3 +242,20 @@ async def test_an_oversized_body_is_refused_with_413_whether_declared_or_streame
         assert answer.json()["code"] == "body_too_large"
     assert "content-length" not in streamed.request.headers
     assert await system.ticket_core_counts() == before
+
+
+async def test_the_request_id_the_gateway_makes_follows_the_write_into_its_event(
+    system: System, gateway: httpx.AsyncClient
+) -> None:
+    team = system.create_workspace()
+
+    created = await gateway.post(
+        "/api/v1/tickets", json={"subject": "Which request was this?"}, headers=team.auth
+    )
+
+    assert created.status_code == 201, created.text
+    request_id = created.headers["X-Request-Id"]
+    [record] = await read_until(
+        system.kafka, "ticket.events.v1", lambda r: r.key == created.json()["id"].encode()
+    )
+    assert body(record)["correlation_id"] == request_id
