@@ -155,6 +155,21 @@ def identity_provider() -> Iterator[IdentityProvider]:
         yield provider
 
 
+async def configure_assistant(
+    gateway: httpx.AsyncClient, boss: Workspace, enabled: bool = True, contact: bool = False
+) -> str:
+    """A new assistant of `boss`'s workspace, with these ticket settings saved through the
+    dashboard API; its id."""
+    assistant = f"asst-{uuid4().hex[:10]}"
+    saved = await gateway.put(
+        f"/api/v1/assistants/{assistant}/ticket-settings",
+        json={"ticket_creation_enabled": enabled, "require_contact_info": contact},
+        headers=boss.auth,
+    )
+    assert saved.status_code == 200, saved.text
+    return assistant
+
+
 # Package scope: the systems stop when the e2e tests end, so their consumers never take part
 # in other tests (they would, for instance, dead-letter those tests' poison messages too).
 @pytest.fixture(scope="package", params=DATABASE_KINDS)

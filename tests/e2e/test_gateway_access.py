@@ -22,7 +22,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from tests.e2e.conftest import System, hire
+from tests.e2e.conftest import System, configure_assistant, hire
 from tests.e2e.conftest import Workspace as Person
 from tests.support.waiting import eventually
 
@@ -95,18 +95,6 @@ async def link(client: httpx.AsyncClient, who: Person, ticket_id: str, conversat
         headers=who.auth,
     )
     assert answer.status_code == 200, answer.text
-
-
-async def configure_assistant(client: httpx.AsyncClient, boss: Person) -> str:
-    """A new assistant of `boss`'s workspace, with widget ticket creation on."""
-    assistant = f"asst-{uuid4().hex[:10]}"
-    saved = await client.put(
-        f"/api/v1/assistants/{assistant}/ticket-settings",
-        json={"ticket_creation_enabled": True, "require_contact_info": False},
-        headers=boss.auth,
-    )
-    assert saved.status_code == 200, saved.text
-    return assistant
 
 
 async def widget_ticket(system: System, assistant: str) -> tuple[str, str]:

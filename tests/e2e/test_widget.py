@@ -12,7 +12,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.e2e.conftest import System, Workspace
+from tests.e2e.conftest import System, configure_assistant
 from tests.support.kafka_reader import header, read_until
 from tests.support.waiting import eventually
 
@@ -34,19 +34,6 @@ def body(assistant: str, conversation_id: str | None = None, **overrides: Any) -
     }
     values.update(overrides)
     return values
-
-
-async def configure(
-    gateway: httpx.AsyncClient, team: Workspace, enabled: bool = True, contact: bool = False
-) -> str:
-    assistant = f"asst-{uuid4().hex[:8]}"
-    saved = await gateway.put(
-        f"/api/v1/assistants/{assistant}/ticket-settings",
-        json={"ticket_creation_enabled": enabled, "require_contact_info": contact},
-        headers=team.auth,
-    )
-    assert saved.status_code == 200, saved.text
-    return assistant
 
 
 async def settled(widget: httpx.AsyncClient, request_id: str) -> dict[str, Any]:
@@ -72,7 +59,7 @@ async def test_a_conversation_becomes_a_linked_ticket_the_dashboard_can_open(
     system: System, gateway: httpx.AsyncClient, widget: httpx.AsyncClient
 ) -> None:
     team = system.create_workspace()
-    assistant = await configure(gateway, team)
+    assistant = await configure_assistant(gateway, team)
     request = body(assistant)
     conversation = request["conversation"]["id"]
 
@@ -115,7 +102,7 @@ async def test_the_same_request_ten_times_over_http_and_kafka_gives_one_ticket(
     system: System, gateway: httpx.AsyncClient, widget: httpx.AsyncClient
 ) -> None:
     team = system.create_workspace()
-    assistant = await configure(gateway, team)
+    assistant = await configure_assistant(gateway, team)
     request = body(assistant)
     producer = AIOKafkaProducer(bootstrap_servers=system.kafka, acks="all")
     await producer.start()
@@ -145,7 +132,7 @@ async def test_a_new_request_on_a_conversation_with_an_open_ticket_gets_that_tic
     system: System, gateway: httpx.AsyncClient, widget: httpx.AsyncClient
 ) -> None:
     team = system.create_workspace()
-    assistant = await configure(gateway, team)
+    assistant = await configure_assistant(gateway, team)
     first = body(assistant)
     second = body(assistant, first["conversation"]["id"])
     await widget.post("/widget/v1/ticket-requests", json=first)
@@ -258,7 +245,7 @@ async def test_each_refusal_has_its_reason_and_shows_in_diagnostics(
 ) -> None:
     team = system.create_workspace()
     conf = conf or {}
-    assistant = await configure(
+    assistant = await configure_assistant(
         gateway, team, enabled=conf.get("enabled", True), contact=conf.get("contact", False)
     )
     request = {
@@ -297,7 +284,7 @@ async def test_too_many_requests_for_one_conversation_are_rate_limited(
     system: System, gateway: httpx.AsyncClient, widget: httpx.AsyncClient
 ) -> None:
     team = system.create_workspace()
-    assistant = await configure(gateway, team)
+    assistant = await configure_assistant(gateway, team)
     conversation = f"conv-{uuid4().hex[:8]}"
     answers = [
         await widget.post("/widget/v1/ticket-requests", json=body(assistant, conversation))
@@ -323,7 +310,7 @@ async def test_a_poison_message_on_the_widget_topic_is_dead_lettered_and_the_nex
     system: System, gateway: httpx.AsyncClient, widget: httpx.AsyncClient
 ) -> None:
     team = system.create_workspace()
-    assistant = await configure(gateway, team)
+    assistant = await configure_assistant(gateway, team)
     good = body(assistant)
     key = good["request_id"].encode()
     producer = AIOKafkaProducer(bootstrap_servers=system.kafka, acks="all")
@@ -346,7 +333,7 @@ async def test_settings_and_diagnostics_are_for_owners_and_admins_of_the_workspa
     system: System, gateway: httpx.AsyncClient
 ) -> None:
     team, other = system.create_workspace(), system.create_workspace()
-    assistant = await configure(gateway, team)
+    assistant = await configure_assistant(gateway, team)
     added = await gateway.post(
         "/api/v1/members",
         json={"email": f"m-{uuid4().hex[:6]}@acme.io", "role": "member"},
@@ -391,7 +378,7 @@ async def test_a_visitor_writing_again_reopens_a_ticket_that_waits_on_them(
     system: System, gateway: httpx.AsyncClient, widget: httpx.AsyncClient
 ) -> None:
     team = system.create_workspace()
-    assistant = await configure(gateway, team)
+    assistant = await configure_assistant(gateway, team)
     request = body(assistant)
     conversation = request["conversation"]["id"]
     await widget.post("/widget/v1/ticket-requests", json=request)
