@@ -488,7 +488,7 @@ async def list_requests(
                 "first. Requests for an assistant nobody configured are refused with "
                 "`unknown_assistant`, which the widget is told."
             )
-        rows = await uow.requests.for_assistant(assistant_id, status, limit)
+        rows = await uow.requests.for_assistant(workspace_id, assistant_id, status, limit)
     return [
         TicketRequestRecord(
             **_answer(row).model_dump(),
@@ -498,5 +498,4 @@ async def list_requests(
             decided_at=row["decided_at"],
         )
         for row in rows
-        if row["workspace_id"] == workspace_id
     ]

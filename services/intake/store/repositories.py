@@ -151,10 +151,12 @@ class RequestRepository:
         )
 
     async def for_assistant(
-        self, assistant_id: str, status: RequestStatus | None, limit: int
+        self, workspace_id: UUID, assistant_id: str, status: RequestStatus | None, limit: int
     ) -> list[RowMapping]:
+        """The newest requests of this workspace's assistant (requests nobody's assistant
+        took, workspace-less, are never among them)."""
         r = tables.ticket_requests
-        query = select(r).where(r.c.assistant_id == assistant_id)
+        query = select(r).where(r.c.workspace_id == workspace_id, r.c.assistant_id == assistant_id)
         if status is not None:
             query = query.where(r.c.status == status.value)
         query = query.order_by(r.c.received_at.desc()).limit(limit)
