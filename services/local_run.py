@@ -33,7 +33,8 @@ class SystemPlan:
     gateway_port: int = 8000
     ticket_core_port: int = 8101
     activity_log_port: int = 8102
-    intake_port: int = 8103
+    intake_port: int = 8103  # the widget's address (public)
+    intake_internal_port: int = 8113  # intake's internal API, for the gateway
     database_urls: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -62,7 +63,11 @@ class SystemPlan:
                 "intake",
                 "services.intake",
                 self.intake_port,
-                {"INTAKE_HTTP_PORT": str(self.intake_port), **url("INTAKE")},
+                {
+                    "INTAKE_HTTP_PORT": str(self.intake_port),
+                    "INTAKE_INTERNAL_PORT": str(self.intake_internal_port),
+                    **url("INTAKE"),
+                },
             ),
             ServicePlan(
                 "gateway",
@@ -72,7 +77,7 @@ class SystemPlan:
                     "GATEWAY_HTTP_PORT": str(self.gateway_port),
                     "GATEWAY_TICKET_CORE_URL": f"http://127.0.0.1:{self.ticket_core_port}",
                     "GATEWAY_ACTIVITY_LOG_URL": f"http://127.0.0.1:{self.activity_log_port}",
-                    "GATEWAY_INTAKE_URL": f"http://127.0.0.1:{self.intake_port}",
+                    "GATEWAY_INTAKE_URL": f"http://127.0.0.1:{self.intake_internal_port}",
                 },
             ),
         ]

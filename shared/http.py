@@ -4,6 +4,7 @@ errors, health and readiness, and the headers the gateway uses to say who is cal
 import re
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import uuid4
 
@@ -247,17 +248,66 @@ def broker_check(broker: Any) -> ReadinessCheck:
     return check
 
 
-def run_service(name: str, settings: Any, create_app: Callable[[Any], FastAPI]) -> None:
-    """Run one service process: JSON logs, then the HTTP app (which starts the consumers)."""
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One address a service answers on, with the app served there. A service with a public
+    and an internal API has two listeners, so that no internal route is ever reachable on
+    the public address (each app simply has no such route)."""
+
+    app: FastAPI
+    host: str
+    port: int
+
+
+class ListenerDispatch:
+    """The ASGI app of a process with several listeners: a request goes to the app of the
+    listener (local port) it arrived on; lifespan events go to the first app only, which
+    starts and stops the service's consumers and background work for all of them."""
+
+    def __init__(self, listeners: list[Listener]) -> None:
+        self._first = listeners[0].app
+        self._by_port = {listener.port: listener.app for listener in listeners}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._first(scope, receive, send)
+            return
+        server = scope.get("server") or ("", 0)
+        app = self._by_port.get(int(server[1]))
+        if app is None:  # pragma: no cover - every socket served belongs to a listener
+            raise RuntimeError(f"no listener for local address {server}")
+        await app(scope, receive, send)
+
+
+def run_service(
+    name: str, settings: Any, create_app: Callable[[Any], FastAPI | list[Listener]]
+) -> None:
+    """Run one service process: JSON logs, then its HTTP listeners (the first app's lifespan
+    starts the consumers). One uvicorn server serves every listener's socket."""
+    import socket
+
     import uvicorn
 
     from shared.logging import configure_logging
 
     configure_logging(name, settings.log_level, settings.log_format)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,  # keep our JSON logging
-        access_log=False,  # request ids are in our own log lines
+    built = create_app(settings)
+    listeners = (
+        built
+        if isinstance(built, list)
+        else [Listener(built, settings.http_host, settings.http_port)]
     )
+    sockets = []
+    for listener in listeners:
+        sock = socket.socket(socket.AF_INET6 if ":" in listener.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((listener.host, listener.port))
+        sockets.append(sock)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            ListenerDispatch(listeners),
+            log_config=None,  # keep our JSON logging
+            access_log=False,  # request ids are in our own log lines
+        )
+    )
+    server.run(sockets=sockets)

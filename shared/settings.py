@@ -8,6 +8,8 @@ are the same for the whole system and have no prefix.
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.internal_auth import DEVELOPMENT_INTERNAL_SECRET, parse_secrets
+
 
 class SystemSettings(BaseSettings):
     """What the whole system shares."""
@@ -23,10 +25,20 @@ class SystemSettings(BaseSettings):
         min_length=32,
         description="HS256 secret for dashboard tokens (at least 32 bytes).",
     )
+    internal_secrets: str = Field(
+        default=DEVELOPMENT_INTERNAL_SECRET,
+        validation_alias="HELPDESK_INTERNAL_SECRETS",
+        description="Secrets of internal calls' credentials, comma-separated; the first signs, "
+        "all verify (see shared/internal_auth.py for rotation).",
+    )
     log_level: str = Field(default="INFO", validation_alias="HELPDESK_LOG_LEVEL")
     log_format: str = Field(
         default="json", validation_alias="HELPDESK_LOG_FORMAT", pattern="^(json|console)$"
     )
+
+    @property
+    def internal_secret_list(self) -> list[str]:
+        return parse_secrets(self.internal_secrets)
 
 
 class ServiceSettings(SystemSettings):

@@ -1,5 +1,7 @@
-"""Calls to the internal services. An upstream problem+json answer is passed through as is,
-so the dashboard sees the owning service's own `code` and `detail`."""
+"""Calls to the internal services. Every call carries a credential signed for that service
+(`shared/internal_auth.py`), made here and nowhere else, so no route can forget it. An
+upstream problem+json answer is passed through as is, so the dashboard sees the owning
+service's own `code` and `detail`."""
 
 from typing import Any
 from uuid import UUID
@@ -7,7 +9,9 @@ from uuid import UUID
 import httpx
 import structlog
 
-from shared.http import MEMBER_HEADER, REQUEST_ID_HEADER, WORKSPACE_HEADER
+from shared.contracts.api import Role
+from shared.http import MEMBER_HEADER, REQUEST_ID_HEADER, ROLE_HEADER, WORKSPACE_HEADER
+from shared.internal_auth import InternalTokenSigner
 from shared.problems import Problem, ProblemError
 
 log = structlog.get_logger(__name__)
@@ -20,11 +24,12 @@ class UpstreamProblem(ProblemError):
 
 
 class Upstream:
-    """One internal service, reached over HTTP with the caller's identity in headers."""
+    """One internal service, reached over HTTP with a credential naming the caller."""
 
-    def __init__(self, name: str, client: httpx.AsyncClient) -> None:
-        self.name = name
+    def __init__(self, name: str, client: httpx.AsyncClient, signer: InternalTokenSigner) -> None:
+        self.name = name  # also the credential's audience
         self._client = client
+        self._signer = signer
 
     async def ping(self) -> None:
         """For readiness: the service answers its health check."""
@@ -38,16 +43,20 @@ class Upstream:
         *,
         workspace_id: UUID,
         member_id: UUID | None = None,
+        role: Role | None = None,
         request_id: str | None = None,
         json: Any = None,
         params: Any = None,
         extra_headers: dict[str, str | None] | None = None,
     ) -> Any:
         """The upstream's JSON answer (None for 204); its problem is raised as UpstreamProblem."""
-        headers = {WORKSPACE_HEADER: str(workspace_id)}
+        credential = self._signer.sign(self.name, workspace_id, member_id, role)
+        headers = {"Authorization": f"Bearer {credential}", WORKSPACE_HEADER: str(workspace_id)}
         headers.update({k: v for k, v in (extra_headers or {}).items() if v is not None})
         if member_id is not None:
             headers[MEMBER_HEADER] = str(member_id)
+        if role is not None:
+            headers[ROLE_HEADER] = role.value
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
         try:

@@ -9,7 +9,9 @@ class IntakeSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INTAKE_", env_file=".env", extra="ignore")
 
     database_url: str = "sqlite+aiosqlite:///./var/intake.db"
-    http_port: int = 8103
+    http_port: int = 8103  # the widget's address: the public widget API only
+    internal_host: str = "127.0.0.1"
+    internal_port: int = 8113  # the gateway's: /internal/v1
     consumer_group: str = "intake"
     rate_window_seconds: int = 60
     rate_limit_per_assistant: int = 120

@@ -81,6 +81,7 @@ async def _patch_to_stream(
             ticket_core_port=_free_port(),
             activity_log_port=_free_port(),
             intake_port=_free_port(),
+            intake_internal_port=_free_port(),
             database_urls=urls,
             extra_env=env,
         )

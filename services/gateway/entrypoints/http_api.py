@@ -40,7 +40,8 @@ from shared.contracts.widget import (
     RequestStatus,
     TicketRequestRecord,
 )
-from shared.http import ROLE_HEADER, BodySizeLimit, broker_check, create_service_app
+from shared.http import BodySizeLimit, broker_check, create_service_app
+from shared.internal_auth import InternalTokenSigner
 from shared.problems import ProblemError, problem_response_doc, problem_responses
 
 from ..auth import UNAUTHENTICATED, Caller, CurrentCaller, MembershipCache, StreamCaller
@@ -53,10 +54,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     clients: list[httpx.AsyncClient] = []
 
+    signer = InternalTokenSigner(settings.internal_secret_list, issuer="gateway")
+
     def upstream(name: str, base_url: str) -> Upstream:
         client = httpx.AsyncClient(base_url=base_url, timeout=settings.upstream_timeout_seconds)
         clients.append(client)
-        return Upstream(name, client)
+        return Upstream(name, client, signer)
 
     broker = create_watching_broker(settings, client_id="gateway")
     feed = EventFeed(settings.kafka_bootstrap_servers, queue_size=settings.stream_queue_size)
@@ -156,10 +159,11 @@ async def _forward(
             f"/internal/v1{path}",
             workspace_id=caller.workspace_id,
             member_id=caller.member_id,
+            role=caller.role,
             request_id=caller.request_id,
             json=json,
             params=params,
-            extra_headers={ROLE_HEADER: caller.role.value, **(headers or {})},
+            extra_headers=headers,
         )
     except UpstreamProblem as problem:
         if problem.problem.status == 401:
