@@ -25,6 +25,17 @@ class Role(StrEnum):
     GUEST = "guest"
 
 
+# "Owner / admin" of the architecture's permission table: the roles that assign, close,
+# delete, configure ticket settings and manage members. Every service asks this one set.
+MANAGER_ROLES: frozenset[Role] = frozenset({Role.OWNER, Role.ADMIN})
+
+
+def is_manager(role: str) -> bool:
+    """Whether `role` (a `Role` or its value, as a service that only relays it holds it) is
+    an owner or an admin."""
+    return role in MANAGER_ROLES
+
+
 class TicketCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

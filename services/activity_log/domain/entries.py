@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from shared.contracts.api import is_manager
 from shared.contracts.envelope import Actor, EventEnvelope
 
 
@@ -40,10 +41,7 @@ class ActivityEntry:
         )
 
 
-HISTORY_READERS_AFTER_DELETION = frozenset({"owner", "admin"})
-
-
 def may_read_history(role: str, deleted: bool) -> bool:
     """Everyone in the workspace reads a ticket's history (notes included); once the ticket
     is deleted, only owners and admins do."""
-    return not deleted or role in HISTORY_READERS_AFTER_DELETION
+    return not deleted or is_manager(role)

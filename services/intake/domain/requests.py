@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
-from shared.contracts.api import Role
+from shared.contracts.api import Role, is_manager
 from shared.contracts.widget import (
     CONTACT_NAME_MAX_LENGTH,
     MESSAGE_TEXT_MAX_LENGTH,
@@ -26,7 +26,6 @@ CONVERSATION_ID_CHARACTERS = frozenset(
 CONVERSATION_ID_MAX_LENGTH = 128
 SUBJECT_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 20_000
-MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
 
 
 class Refused(Exception):
@@ -174,7 +173,7 @@ def ticket_text(request: WidgetTicketRequest) -> tuple[str, str]:
 
 
 def ensure_manages_settings(role: Role) -> None:
-    if role not in MANAGERS:
+    if not is_manager(role):
         raise NotAllowed(
             f"A {role} may not read or change ticket settings or diagnostics; ask an admin."
         )

@@ -8,7 +8,7 @@ from enum import Enum, StrEnum
 from typing import Protocol
 from uuid import UUID
 
-from shared.contracts.api import Role
+from shared.contracts.api import MANAGER_ROLES, Role
 
 from .errors import Forbidden
 from .members import Member
@@ -37,26 +37,33 @@ class Scope(Enum):
 
 _A, _S, _N = Scope.ANY, Scope.ASSIGNED, Scope.NONE
 
-#                                  owner admin member guest
+#                        owner/admin member guest
+_SCOPES: dict[Action, tuple[Scope, Scope, Scope]] = {
+    Action.VIEW: (_A, _A, _A),
+    Action.CREATE: (_A, _A, _N),  # a member: unassigned or self only, see below
+    Action.EDIT: (_A, _S, _N),
+    Action.ADD_NOTE: (_A, _S, _N),
+    Action.LINK_CONVERSATION: (_A, _S, _N),
+    Action.CHANGE_STATUS: (_A, _S, _N),
+    Action.ASSIGN: (_A, _N, _N),
+    Action.CLOSE: (_A, _N, _N),
+    Action.MARK_SPAM: (_A, _N, _N),
+    Action.DELETE: (_A, _N, _N),
+    Action.CONFIGURE: (_A, _N, _N),
+    Action.MANAGE_MEMBERS: (_A, _N, _N),
+}
+# The owner/admin column applies to every role of `MANAGER_ROLES`, the contract's one
+# definition of "owner or admin".
 MATRIX: dict[Action, dict[Role, Scope]] = {
-    action: dict(zip((Role.OWNER, Role.ADMIN, Role.MEMBER, Role.GUEST), scopes, strict=True))
-    for action, scopes in {
-        Action.VIEW: (_A, _A, _A, _A),
-        Action.CREATE: (_A, _A, _A, _N),  # a member: unassigned or self only, see below
-        Action.EDIT: (_A, _A, _S, _N),
-        Action.ADD_NOTE: (_A, _A, _S, _N),
-        Action.LINK_CONVERSATION: (_A, _A, _S, _N),
-        Action.CHANGE_STATUS: (_A, _A, _S, _N),
-        Action.ASSIGN: (_A, _A, _N, _N),
-        Action.CLOSE: (_A, _A, _N, _N),
-        Action.MARK_SPAM: (_A, _A, _N, _N),
-        Action.DELETE: (_A, _A, _N, _N),
-        Action.CONFIGURE: (_A, _A, _N, _N),
-        Action.MANAGE_MEMBERS: (_A, _A, _N, _N),
-    }.items()
+    action: {
+        **dict.fromkeys(sorted(MANAGER_ROLES), managers),
+        Role.MEMBER: member,
+        Role.GUEST: guest,
+    }
+    for action, (managers, member, guest) in _SCOPES.items()
 }
 
-TICKET_WORKERS = frozenset({Role.OWNER, Role.ADMIN, Role.MEMBER})
+TICKET_WORKERS = MANAGER_ROLES | {Role.MEMBER}
 
 
 class Assignable(Protocol):

@@ -16,11 +16,15 @@ from sqlalchemy import (
     table,
 )
 
+from shared.contracts.tickets import SUBJECT_MAX_LENGTH
 from shared.db import UTCDateTime
 from shared.inbox import define_inbox_table
 from shared.outbox import define_outbox_table
 
 metadata = MetaData()
+
+# Unicode full case folding maps one character to at most three.
+SUBJECT_FOLDED_MAX_LENGTH = 3 * SUBJECT_MAX_LENGTH
 
 workspaces = Table(
     "workspaces",
@@ -55,8 +59,14 @@ tickets = Table(
     Column("number", Integer, nullable=False),
     Column("subject", String(200), nullable=False),
     # The subject case-folded in Python, so search ignores case for every alphabet, whatever
-    # the database's own lower() and locale do.
-    Column("subject_folded", String(400), nullable=False, server_default=""),
+    # the database's own lower() and locale do. Folding makes up to three characters of one
+    # ('ﬃ' -> 'ffi'), hence three times the subject's limit (migration 0006).
+    Column(
+        "subject_folded",
+        String(SUBJECT_FOLDED_MAX_LENGTH),
+        nullable=False,
+        server_default="",
+    ),
     Column("description", Text, nullable=False),
     Column("status", String(32), nullable=False),
     Column("priority", String(16), nullable=False),
