@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=.venv/bin
 
+# A developer's machine: the services accept the built-in secrets (they refuse them in
+# production, the default). `helpdesk run` says so when it starts them.
+export HELPDESK_ENV="${HELPDESK_ENV:-development}"
+
 started_kafka=no
 stop_kafka() {
   if [[ "$started_kafka" == yes ]]; then

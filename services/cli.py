@@ -6,6 +6,7 @@ own bootstrap and handlers), the way an operator with access to every database w
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Coroutine
 from datetime import timedelta
@@ -19,7 +20,7 @@ from shared.auth import issue_token
 from shared.contracts.asyncapi import specification_json
 from shared.kafka_admin import ensure_topics
 from shared.migrations import upgrade_to_head
-from shared.settings import ServiceSettings, SystemSettings
+from shared.settings import Environment, ServiceSettings, SystemSettings
 
 from .activity_log.bootstrap import MIGRATIONS_DIR as ACTIVITY_LOG_MIGRATIONS
 from .activity_log.entrypoints.rebuild import NotEmpty, RebuildReport, rebuild
@@ -148,6 +149,8 @@ def run(
     gateway_port: Annotated[int, typer.Option(help="The dashboard API's port.")] = 8000,
 ) -> None:
     """Start the four services as separate processes; Ctrl-C stops them all."""
+    # A developer's machine unless told otherwise: the built-in secrets are accepted.
+    environment = os.environ.setdefault("HELPDESK_ENV", Environment.DEVELOPMENT.value)
     plan = SystemPlan(gateway_port=gateway_port)
     system = RunningSystem(plan, Path("var/log"))
     typer.echo("starting ticket-core, activity-log, intake and gateway ...")
@@ -156,11 +159,22 @@ def run(
     except RuntimeError as error:
         raise _fail(f"Could not start the system: {error}") from error
     gateway = f"http://127.0.0.1:{gateway_port}"
+    widget = f"http://127.0.0.1:{plan.intake_port}"
+    mode = (
+        "HELPDESK_ENV=development: the built-in development secrets are accepted; never expose "
+        "these ports. Production (the default) needs HELPDESK_JWT_SECRET and "
+        "HELPDESK_INTERNAL_SECRETS."
+        if environment == Environment.DEVELOPMENT.value
+        else f"HELPDESK_ENV={environment}."
+    )
     typer.echo(
         f"""
 Help desk is running (logs in var/log/).
+  {mode}
   dashboard API  {gateway}/api/v1/tickets
   API docs       {gateway}/docs
+  widget API     {widget}/widget/v1/ticket-requests  (public: the widget's address)
+  widget docs    {widget}/docs
   get a token    .venv/bin/helpdesk create-workspace "My team" --owner-email you@example.com
   try it         curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
                       -d '{{"subject": "Hello"}}' {gateway}/api/v1/tickets

@@ -31,6 +31,7 @@ from shared.contracts.topics import TICKET_EVENTS
 from shared.kafka_admin import ensure_topics
 from tests.benchmarks.pipeline import pace, raw_kafka
 from tests.benchmarks.stats import HEADER, Figures, progress, ratio_line
+from tests.support.credentials import strong_secrets
 from tests.support.kafka_reader import start_group_at_end, start_service_groups_at_end
 from tests.support.sse import open_stream
 
@@ -68,7 +69,8 @@ async def _patch_to_stream(
         await start_group_at_end(bootstrap, group, TICKET_EVENTS)
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "HELPDESK_JWT_SECRET": "bench-secret-" + "x" * 32,
+            **strong_secrets(),
+            "HELPDESK_ENV": "production",
             "HELPDESK_LOG_LEVEL": "WARNING",
             "TICKET_CORE_CONSUMER_GROUP": group,
             "ACTIVITY_LOG_CONSUMER_GROUP": group,

@@ -25,6 +25,7 @@ from services.ticket_core.store import tables as ticket_core_tables
 from shared.contracts.topics import TICKET_EVENTS
 from shared.db import create_engine
 from tests.conftest import DATABASE_KINDS
+from tests.support.credentials import strong_secrets
 from tests.support.infrastructure import REPO_ROOT
 from tests.support.jwks import IdentityProvider
 from tests.support.kafka_reader import start_group_at_end, start_service_groups_at_end
@@ -192,7 +193,9 @@ def system(
     asyncio.run(start_service_groups_at_end(kafka, group))
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
-        "HELPDESK_JWT_SECRET": "e2e-secret-" + "x" * 32,
+        # Production mode (the default) with strong secrets, as a deployment runs.
+        **strong_secrets(),
+        "HELPDESK_ENV": "production",
         "ACTIVITY_LOG_CONSUMER_GROUP": group,
         "TICKET_CORE_CONSUMER_GROUP": group,
         "INTAKE_CONSUMER_GROUP": group,
