@@ -20,12 +20,15 @@ def create_engine(database_url: str, *, read_only: bool = False) -> AsyncEngine:
     `read_only`: for queries only. On SQLite its transactions neither take nor wait for the
     write lock (WAL readers see the last commit while a writer writes), and a write through
     it fails; on PostgreSQL it is an ordinary engine.
+
+    Its errors never quote the statement's parameters (`hide_parameters`): they are visitors'
+    text and emails, and errors end up in logs.
     """
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         if read_only:
             event.listen(engine.sync_engine, "connect", _sqlite_query_only)
@@ -33,7 +36,9 @@ def create_engine(database_url: str, *, read_only: bool = False) -> AsyncEngine:
         else:
             event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(
+        url, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
