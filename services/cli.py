@@ -19,6 +19,7 @@ import typer
 from shared.auth import issue_token
 from shared.contracts.asyncapi import specification_json
 from shared.kafka_admin import ensure_topics
+from shared.kafka_security import aiokafka_security
 from shared.migrations import upgrade_to_head
 from shared.settings import Environment, ServiceSettings, SystemSettings
 
@@ -75,7 +76,10 @@ def migrate(
 @app.command()
 def topics() -> None:
     """Create the project's Kafka topics that do not exist yet."""
-    created = _run(ensure_topics(SystemSettings().kafka_bootstrap_servers))
+    settings = SystemSettings()
+    created = _run(
+        ensure_topics(settings.kafka_bootstrap_servers, security=aiokafka_security(settings))
+    )
     typer.echo(f"topics created: {', '.join(created) if created else 'none (all present)'}")
 
 
@@ -224,7 +228,15 @@ def rebuild_activity(
         typer.echo(f"  {report.read}/{total} events read, {report.applied} applied", err=True)
 
     try:
-        report = _run(rebuild(SystemSettings().kafka_bootstrap_servers, into, show))
+        settings = SystemSettings()
+        report = _run(
+            rebuild(
+                settings.kafka_bootstrap_servers,
+                into,
+                show,
+                security=aiokafka_security(settings),
+            )
+        )
     except NotEmpty as error:
         raise _fail(str(error)) from error
     typer.echo(

@@ -33,6 +33,7 @@ from faststream.kafka.subscriber.usecase import DefaultSubscriber
 from faststream.message import StreamMessage
 from pydantic import ValidationError
 
+from shared.kafka_security import faststream_security
 from shared.settings import SystemSettings
 
 log = structlog.get_logger(__name__)
@@ -87,6 +88,7 @@ def create_broker(settings: SystemSettings, *, client_id: str) -> KafkaBroker:
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=client_id,
+        security=faststream_security(settings),
         enable_idempotence=True,
         acks="all",
         # Per-message "Received/Processed" lines would drown the service's own logs.
@@ -102,7 +104,10 @@ def create_watching_broker(settings: SystemSettings, *, client_id: str) -> Kafka
     consumer group (every replica sees every message) and so nothing to commit. It neither
     retries nor dead-letters: that is the owning consumers' job."""
     return KafkaBroker(
-        settings.kafka_bootstrap_servers, client_id=client_id, log_level=logging.DEBUG
+        settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        security=faststream_security(settings),
+        log_level=logging.DEBUG,
     )
 
 

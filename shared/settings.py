@@ -36,7 +36,8 @@ KafkaSaslMechanism = Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
 class SystemSettings(BaseSettings):
     """What the whole system shares."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # A validation error must never quote its input: it may be a secret.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     environment: Environment = Field(
         default=Environment.PRODUCTION,

@@ -17,6 +17,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from shared.kafka_admin import ensure_topics
+from shared.kafka_security import aiokafka_security
+from shared.settings import SystemSettings
 from tests.support.infrastructure import kafka_bootstrap_servers, postgres_url
 
 DATABASE_KINDS = ["sqlite", "postgres"]
@@ -26,7 +28,7 @@ DATABASE_KINDS = ["sqlite", "postgres"]
 def kafka() -> Iterator[str]:
     """Bootstrap address of a real Kafka broker with the project's topics created."""
     with kafka_bootstrap_servers() as bootstrap:
-        asyncio.run(ensure_topics(bootstrap))
+        asyncio.run(ensure_topics(bootstrap, security=aiokafka_security(SystemSettings())))
         yield bootstrap
 
 

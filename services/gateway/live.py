@@ -21,7 +21,7 @@ log's rebuild.
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -93,8 +93,16 @@ class Subscription:
 class EventFeed:
     """The process's one live reader of ticket events, and the streams it feeds."""
 
-    def __init__(self, bootstrap_servers: str, *, queue_size: int = 1000) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        queue_size: int = 1000,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
         self._bootstrap_servers = bootstrap_servers
+        # aiokafka's arguments for the broker's security (shared.kafka_security).
+        self.kafka_security: Mapping[str, Any] = security or {}
         self._queue_size = queue_size
         self._position: Position = {}
         self._subscriptions: set[Subscription] = set()
@@ -125,7 +133,7 @@ class EventFeed:
 
     async def start(self) -> None:
         """Before the broker starts: where the topic ends now, the feed's first position."""
-        reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap_servers)
+        reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap_servers, **self.kafka_security)
         await reader.start()
         try:
             partitions = _partitions()
@@ -203,7 +211,10 @@ class EventFeed:
 
 
 async def replay(
-    bootstrap_servers: str, since: Position, until: Position
+    bootstrap_servers: str,
+    since: Position,
+    until: Position,
+    security: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[StreamedEvent]:
     """The events from `since` up to (not including) `until`, partition by partition in
     offset order. Offsets the topic no longer holds are skipped: retention removed them."""
@@ -218,6 +229,7 @@ async def replay(
         bootstrap_servers=bootstrap_servers,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **(security or {}),
     )
     await reader.start()
     try:
@@ -274,7 +286,7 @@ async def server_sent_events(
     try:
         yield "retry: 2000\n\n"
         if since:
-            async for event in replay(bootstrap_servers, since, start):
+            async for event in replay(bootstrap_servers, since, start, feed.kafka_security):
                 position[event.partition] = event.offset + 1
                 if event.envelope.workspace_id == subscription.workspace_id:
                     yield _frame(event, position)

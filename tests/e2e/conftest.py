@@ -214,6 +214,8 @@ def system(
         ticket_core_port=free_port(),
         activity_log_port=free_port(),
         intake_port=free_port(),
+        # Its own port too: the default 8113 would clash with another system on the machine.
+        intake_internal_port=free_port(),
         database_urls=urls,
         extra_env=env,
     )

@@ -9,6 +9,8 @@ from uuid import uuid4
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from shared.contracts.topics import ALL_TOPICS, Topic
+from shared.kafka_security import aiokafka_security
+from shared.settings import SystemSettings
 
 
 async def read_until(
@@ -26,6 +28,7 @@ async def read_until(
         group_id=f"test-reader-{uuid4()}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **aiokafka_security(SystemSettings()),
     )
     await consumer.start()
     found: list[ConsumerRecord] = []
@@ -59,7 +62,9 @@ def header(record: ConsumerRecord, name: str) -> str | None:
 async def start_group_at_end(bootstrap: str, group: str, topic: Topic) -> None:
     """Commit `group`'s offsets at the topic's current end, so a consumer of that group sees
     only what is published from now on, not the backlog earlier tests left in the topic."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, **aiokafka_security(SystemSettings())
+    )
     await consumer.start()
     try:
         partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]

@@ -5,9 +5,10 @@ the end offsets it saw when it started, and applies every event through the same
 the live consumer, so the rebuilt history equals the live one entry for entry.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
@@ -41,6 +42,8 @@ async def rebuild(
     database_url: str,
     progress: Callable[[RebuildReport, int], None] = lambda _report, _total: None,
     topic: Topic = TICKET_EVENTS,
+    *,
+    security: Mapping[str, Any] | None = None,
 ) -> RebuildReport:
     """`topic` is only ever changed by the benchmark, which replays a copy of its own."""
     await upgrade_to_head(MIGRATIONS_DIR, database_url)
@@ -54,7 +57,7 @@ async def rebuild(
                     "database, then point ACTIVITY_LOG_DATABASE_URL at it."
                 )
         return await _replay(
-            bootstrap_servers, topic, lambda: UnitOfWork(session_factory), progress
+            bootstrap_servers, topic, lambda: UnitOfWork(session_factory), progress, security
         )
     finally:
         await engine.dispose()
@@ -65,8 +68,11 @@ async def _replay(
     topic: Topic,
     new_uow: Callable[[], UnitOfWork],
     progress: Callable[[RebuildReport, int], None],
+    security: Mapping[str, Any] | None,
 ) -> RebuildReport:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, **(security or {})
+    )
     await consumer.start()
     report = RebuildReport()
     try:

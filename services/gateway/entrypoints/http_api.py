@@ -42,6 +42,7 @@ from shared.contracts.widget import (
 )
 from shared.http import BodySizeLimit, broker_check, create_service_app
 from shared.internal_auth import InternalTokenSigner
+from shared.kafka_security import aiokafka_security
 from shared.problems import ProblemError, problem_response_doc, problem_responses
 
 from ..auth import UNAUTHENTICATED, Caller, CurrentCaller, MembershipCache, StreamCaller
@@ -62,7 +63,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return Upstream(name, client, signer)
 
     broker = create_watching_broker(settings, client_id="gateway")
-    feed = EventFeed(settings.kafka_bootstrap_servers, queue_size=settings.stream_queue_size)
+    feed = EventFeed(
+        settings.kafka_bootstrap_servers,
+        queue_size=settings.stream_queue_size,
+        security=aiokafka_security(settings),
+    )
     feed.register(broker)
     memberships = MembershipCache(settings.membership_cache_seconds)
     feed.on_member_change(memberships.forget)
