@@ -20,6 +20,20 @@
 #   KAFKA_HEAP_OPTS          default "-Xms256m -Xmx768m"
 #   HELPDESK_CACHE_DIR       default ${XDG_CACHE_HOME:-$HOME/.cache}/helpdesk
 #
+# A broker that authenticates and authorises (KAFKA_SASL=scram): the client listener is
+# SASL_PLAINTEXT with SCRAM-SHA-512, ACLs are enforced (StandardAuthorizer, nothing allowed
+# without an ACL), the admin is the only super user, and each service gets its own user with
+# only the ACLs it needs (the table in write_access_spec below). Users and ACLs are applied
+# on every start, through the admin client of the cached jars (KafkaAccess.java).
+#   KAFKA_SASL                 "scram" for the above; unset or "none": PLAINTEXT
+#   KAFKA_SASL_ADMIN_USER      the super user, default admin
+#   KAFKA_SASL_ADMIN_PASSWORD  its password; fixed when the data dir is formatted
+#   KAFKA_SASL_<SERVICE>_PASSWORD  (SERVICE: TICKET_CORE, ACTIVITY_LOG, INTAKE, GATEWAY)
+#                              the services' passwords (user names: ticket-core, ...)
+#   Passwords not given are made up once and kept, with the given ones, in
+#   $KAFKA_DATA_DIR/sasl-credentials.env (mode 600). Letters, digits, '-' and '_' only.
+#   A data dir is formatted for one mode; switching needs a new KAFKA_DATA_DIR.
+#
 # Human-readable progress goes to stderr; stdout carries only what callers
 # parse (the KAFKA_BOOTSTRAP_SERVERS= line, the address, "up"), so both
 # `kafka.sh start | tail -1` and `$(kafka.sh bootstrap)` work.
@@ -62,11 +76,25 @@ set_data_paths() {
   BROKER_LOG="$DATA_DIR/kafka.log"
   PID_FILE="$DATA_DIR/kafka.pid"
   LOG_DIRS="$DATA_DIR/data"
+  MODE_FILE="$DATA_DIR/listener.mode"
+  CREDENTIALS_FILE="$DATA_DIR/sasl-credentials.env"
+  TOOLS_LOG4J_CONF="$DATA_DIR/log4j2-tools.properties"
 }
 set_data_paths
 
 say() { echo "kafka: $*" >&2; }
 die() { echo "kafka: ERROR: $*" >&2; exit 1; }
+
+case "${KAFKA_SASL:-none}" in
+  none | "") LISTENER_MODE=plaintext ;;
+  scram) LISTENER_MODE=sasl-scram ;;
+  *) die "KAFKA_SASL='$KAFKA_SASL' is not known; use KAFKA_SASL=scram (SASL_PLAINTEXT, SCRAM-SHA-512) or leave it unset (PLAINTEXT)" ;;
+esac
+SASL_MECHANISM=SCRAM-SHA-512
+SASL_SERVICES=(ticket-core activity-log intake gateway)
+# The readiness probe speaks SASL's first step to a SASL listener (see kafka_ready.py).
+PROBE_ARGS=()
+if [[ "$LISTENER_MODE" == sasl-scram ]]; then PROBE_ARGS=(--sasl "$SASL_MECHANISM"); fi
 
 # ---------------------------------------------------------------- checks ----
 
@@ -182,7 +210,7 @@ bootstrap_address() { echo "${KAFKA_BOOTSTRAP_SERVERS:-localhost:$KAFKA_PORT}"; 
 # be mistaken for "broker down".
 probe() {
   PROBE_RC=0
-  python3 "$READY_PY" --quiet --timeout "${2:-3}" "$1" || PROBE_RC=$?
+  python3 "$READY_PY" --quiet --timeout "${2:-3}" "${PROBE_ARGS[@]}" "$1" || PROBE_RC=$?
   ((PROBE_RC <= 3)) ||
     die "the readiness check '$READY_PY' failed to run (exit $PROBE_RC); check that 'python3 --version' works here"
 }
@@ -212,6 +240,8 @@ ensure_data_dir() {
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 write_server_properties() {
+  # It holds the admin's password in SASL mode: readable by this user only.
+  (umask 077 && : >"$SERVER_PROPS")
   cat >"$SERVER_PROPS" <<EOF
 # Written by deploy/kafka/kafka.sh on every start; edits are overwritten.
 # Single node: one process is both KRaft controller and broker.
@@ -219,11 +249,8 @@ node.id=1
 process.roles=broker,controller
 controller.quorum.voters=1@localhost:$KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://localhost:$KAFKA_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
 log.dirs=$LOG_DIRS
+$(listener_properties)
 
 # Topics are created explicitly by the application, never by a typo.
 auto.create.topics.enable=false
@@ -239,6 +266,166 @@ share.coordinator.state.topic.min.isr=1
 # Tests join consumer groups constantly; don't wait 3s for more members.
 group.initial.rebalance.delay.ms=0
 EOF
+}
+
+listener_properties() {
+  if [[ "$LISTENER_MODE" == plaintext ]]; then
+    cat <<EOF
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://localhost:$KAFKA_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+EOF
+    return
+  fi
+  # Clients: SCRAM-SHA-512. The controller listener uses PLAIN with the admin alone, because
+  # a KRaft controller cannot use SCRAM (its credentials live in the metadata it serves).
+  cat <<EOF
+listeners=SASL_PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=SASL_PLAINTEXT://localhost:$KAFKA_PORT
+listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
+inter.broker.listener.name=SASL_PLAINTEXT
+sasl.enabled.mechanisms=$SASL_MECHANISM
+sasl.mechanism.inter.broker.protocol=$SASL_MECHANISM
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=$SASL_MECHANISM
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$ADMIN_USER" password="$ADMIN_PASSWORD";
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$ADMIN_USER" password="$ADMIN_PASSWORD" user_$ADMIN_USER="$ADMIN_PASSWORD";
+# Nothing is allowed without an ACL; the admin is the only super user.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:$ADMIN_USER
+EOF
+}
+
+# ------------------------------------------------------------------ SASL ----
+
+random_password() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
+
+service_variable() { local upper="${1^^}"; echo "KAFKA_SASL_${upper//-/_}_PASSWORD"; }
+
+stored_credential() {
+  [[ -f "$CREDENTIALS_FILE" ]] || return 0
+  sed -n "s/^$1=//p" "$CREDENTIALS_FILE" | tail -n 1
+}
+
+# Sets ADMIN_USER, ADMIN_PASSWORD and SERVICE_PASSWORDS (service -> password) from the
+# environment, else from the credentials file, else new random ones; writes the file.
+load_sasl_credentials() {
+  local stored_admin formatted=no name variable value
+  [[ -f "$LOG_DIRS/meta.properties" ]] && formatted=yes
+  ADMIN_USER="${KAFKA_SASL_ADMIN_USER:-$(stored_credential KAFKA_SASL_ADMIN_USER)}"
+  ADMIN_USER="${ADMIN_USER:-admin}"
+  stored_admin="$(stored_credential KAFKA_SASL_ADMIN_PASSWORD)"
+  ADMIN_PASSWORD="${KAFKA_SASL_ADMIN_PASSWORD:-${stored_admin:-$(random_password)}}"
+  if [[ "$formatted" == yes && -n "$stored_admin" && "$ADMIN_PASSWORD" != "$stored_admin" ]]; then
+    die "KAFKA_SASL_ADMIN_PASSWORD differs from the one $DATA_DIR was formatted with (in $CREDENTIALS_FILE); unset it, or stop the broker and delete $DATA_DIR to start over"
+  fi
+  declare -gA SERVICE_PASSWORDS=()
+  for name in "${SASL_SERVICES[@]}"; do
+    variable="$(service_variable "$name")"
+    value="${!variable:-$(stored_credential "$variable")}"
+    SERVICE_PASSWORDS[$name]="${value:-$(random_password)}"
+  done
+  # Quoted into JAAS and properties lines as they are, so only a safe alphabet.
+  [[ "$ADMIN_USER" =~ ^[A-Za-z0-9_-]{1,100}$ ]] ||
+    die "KAFKA_SASL_ADMIN_USER='$ADMIN_USER': use 1 to 100 letters, digits, '-' or '_'"
+  for value in "$ADMIN_PASSWORD" "${SERVICE_PASSWORDS[@]}"; do
+    [[ "$value" =~ ^[A-Za-z0-9_-]{16,200}$ ]] ||
+      die "a Kafka SASL password (KAFKA_SASL_ADMIN_PASSWORD or KAFKA_SASL_<SERVICE>_PASSWORD) is not 16 to 200 letters, digits, '-' or '_'; make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
+  done
+  (
+    umask 077
+    {
+      echo "# Written by deploy/kafka/kafka.sh: the local SASL broker's users (SCRAM-SHA-512)."
+      echo "KAFKA_SASL_ADMIN_USER=$ADMIN_USER"
+      echo "KAFKA_SASL_ADMIN_PASSWORD=$ADMIN_PASSWORD"
+      for name in "${SASL_SERVICES[@]}"; do
+        echo "$(service_variable "$name")=${SERVICE_PASSWORDS[$name]}"
+      done
+    } >"$CREDENTIALS_FILE.new"
+    mv -f "$CREDENTIALS_FILE.new" "$CREDENTIALS_FILE"
+  )
+}
+
+# What each service may do, and nothing more (the README's ACL table). Consumer groups are
+# prefixed by the service's consumer group setting (default: its name), e.g. ticket-core's
+# `ticket-core.ticket.commands.v1`. Writing a topic also implies idempotent writes since
+# Kafka 3.0; IdempotentWrite on the cluster is granted anyway, for older brokers.
+write_access_spec() {
+  local name
+  for name in "${SASL_SERVICES[@]}"; do
+    echo "user $name ${SERVICE_PASSWORDS[$name]}"
+  done
+  cat <<'EOF'
+#     user         operation        resource  pattern   name
+allow ticket-core  Read             Topic     literal   ticket.commands.v1
+allow ticket-core  Read             Topic     literal   intake.conversations.v1
+allow ticket-core  Read             Group     prefixed  ticket-core
+allow ticket-core  Write            Topic     literal   ticket.events.v1
+allow ticket-core  Write            Topic     literal   ticket.command-results.v1
+allow ticket-core  Write            Topic     literal   ticket.commands.v1.dlq
+allow ticket-core  Write            Topic     literal   intake.conversations.v1.dlq
+allow ticket-core  IdempotentWrite  Cluster   literal   kafka-cluster
+allow intake       Read             Topic     literal   widget.ticket-requests.v1
+allow intake       Read             Topic     literal   ticket.command-results.v1
+allow intake       Read             Group     prefixed  intake
+allow intake       Write            Topic     literal   ticket.commands.v1
+allow intake       Write            Topic     literal   intake.request-outcomes.v1
+allow intake       Write            Topic     literal   intake.conversations.v1
+allow intake       Write            Topic     literal   intake.assistants.v1
+allow intake       Write            Topic     literal   widget.ticket-requests.v1.dlq
+allow intake       Write            Topic     literal   ticket.command-results.v1.dlq
+allow intake       IdempotentWrite  Cluster   literal   kafka-cluster
+allow activity-log Read             Topic     literal   ticket.events.v1
+allow activity-log Read             Group     prefixed  activity-log
+allow activity-log Write            Topic     literal   ticket.events.v1.dlq
+allow activity-log IdempotentWrite  Cluster   literal   kafka-cluster
+allow gateway      Read             Topic     literal   ticket.events.v1
+EOF
+}
+
+write_tools_log4j_config() {
+  cat >"$TOOLS_LOG4J_CONF" <<'EOF'
+# Written by deploy/kafka/kafka.sh: the admin client's own log, warnings only, on stderr.
+status = warn
+appender.err.type = Console
+appender.err.name = STDERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = kafka: admin client: %p %m%n
+rootLogger.level = WARN
+rootLogger.appenderRef.err.ref = STDERR
+EOF
+}
+
+apply_sasl_access() {
+  local spec rc=0
+  write_tools_log4j_config
+  spec="$(umask 077 && mktemp "$DATA_DIR/access.XXXXXX")"
+  write_access_spec >"$spec"
+  say "applying the SCRAM users (${SASL_SERVICES[*]}) and their ACLs as $ADMIN_USER"
+  # A single-file Java program run from source (needs the jdk.compiler module, which
+  # Debian's openjdk-17-jre-headless has): the admin client is in kafka-clients.
+  KAFKA_ACCESS_ADMIN_PASSWORD="$ADMIN_PASSWORD" java -Xmx256m -Djava.awt.headless=true \
+    "-Dlog4j2.configurationFile=$TOOLS_LOG4J_CONF" -cp "$LIBS_DIR/*" \
+    "$SCRIPT_DIR/KafkaAccess.java" "localhost:$KAFKA_PORT" "$ADMIN_USER" "$spec" \
+    "$KAFKA_START_TIMEOUT" </dev/null >&2 || rc=$?
+  rm -f "$spec"
+  ((rc == 0)) ||
+    die "could not apply the users and ACLs (exit $rc, messages above). If java says 'module jdk.compiler not found', install a full JDK 17 (apt-get install openjdk-17-jdk-headless)"
+  say "SASL_PLAINTEXT $SASL_MECHANISM on localhost:$KAFKA_PORT; users: $ADMIN_USER (super user), ${SASL_SERVICES[*]}; passwords in $CREDENTIALS_FILE"
+}
+
+# A data dir holds one cluster, formatted for one listener mode (a SASL cluster has the
+# admin's SCRAM credential in its metadata from the start).
+check_listener_mode() {
+  [[ -f "$LOG_DIRS/meta.properties" ]] || return 0
+  local formatted_for
+  formatted_for="$(cat "$MODE_FILE" 2>/dev/null || echo plaintext)"
+  [[ "$formatted_for" == "$LISTENER_MODE" ]] ||
+    die "$DATA_DIR was formatted for a $formatted_for listener, not $LISTENER_MODE; use another KAFKA_DATA_DIR (and KAFKA_PORT), or stop the broker and delete $DATA_DIR"
 }
 
 write_log4j_config() {
@@ -280,11 +467,16 @@ while True:
     s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     if not s.startswith("-"): print(s); break')"
   say "formatting $LOG_DIRS (cluster id $cluster_id)"
+  local scram=()
+  if [[ "$LISTENER_MODE" == sasl-scram ]]; then
+    scram=(--add-scram "$SASL_MECHANISM=[name=$ADMIN_USER,password=$ADMIN_PASSWORD]")
+  fi
   "${JAVA_CMD[@]}" kafka.tools.StorageTool format --ignore-formatted \
-    -t "$cluster_id" -c "$SERVER_PROPS" >>"$BROKER_LOG" 2>&1 || {
+    -t "$cluster_id" -c "$SERVER_PROPS" "${scram[@]}" >>"$BROKER_LOG" 2>&1 || {
     tail -n 30 "$BROKER_LOG" >&2
     die "formatting $LOG_DIRS failed (log above, full log $BROKER_LOG). If the directory holds data from another cluster, stop the broker and delete $DATA_DIR"
   }
+  echo "$LISTENER_MODE" >"$MODE_FILE"
 }
 
 launch_broker() {
@@ -360,6 +552,8 @@ cmd_start() {
   require_python
   ensure_data_dir
   lock_data_dir
+  check_listener_mode
+  if [[ "$LISTENER_MODE" == sasl-scram ]]; then load_sasl_credentials; fi
 
   local address="localhost:$KAFKA_PORT" pid
   probe "$address"
@@ -368,9 +562,10 @@ cmd_start() {
     0)
       if [[ -n "$pid" ]]; then say "reusing the broker already running at $address (pid $pid, started by this script)"
       else say "reusing the Kafka broker already answering at $address (not started by this script; stop won't touch it)"; fi
+      if [[ "$LISTENER_MODE" == sasl-scram ]]; then require_java; cmd_fetch; apply_sasl_access; fi
       print_bootstrap_line "$address"
       return 0 ;;
-    2) die "port $KAFKA_PORT is in use by something that does not answer like Kafka; stop it or choose another port, e.g. KAFKA_PORT=19092 $0 start" ;;
+    2) die "port $KAFKA_PORT is in use by something that does not answer like Kafka${PROBE_ARGS[0]:+ with SASL $SASL_MECHANISM} (a broker of the other listener mode? KAFKA_SASL selects it); stop it or choose another port, e.g. KAFKA_PORT=19092 $0 start" ;;
   esac
 
   if [[ -n "$pid" || "$PROBE_RC" == 3 ]]; then
@@ -385,6 +580,7 @@ cmd_start() {
     launch_broker
   fi
   wait_until_ready
+  if [[ "$LISTENER_MODE" == sasl-scram ]]; then apply_sasl_access; fi
   print_bootstrap_line "$address"
 }
 
