@@ -144,7 +144,8 @@ def exchange(host: str, port: int, timeout: float, request: bytes):
                 raise NotKafka(f"implausible response size {size}")
             return EXIT_OK, recv_exact(sock, size)
     except (NotKafka, OSError) as exc:
-        return EXIT_NOT_KAFKA, f"{host}:{port} accepted a connection but gave no Kafka answer ({exc})"
+        reason = f"{host}:{port} accepted a connection but gave no Kafka answer ({exc})"
+        return EXIT_NOT_KAFKA, reason
 
 
 def probe(host: str, port: int, timeout: float):
