@@ -170,3 +170,34 @@ def test_the_service_starts_in_development_mode_or_with_strong_secrets(
         assert DEVELOPMENT_JWT_SECRET not in warning
     else:
         assert "development" not in warning
+
+
+@pytest.mark.parametrize(
+    ("kafka_settings", "complaint"),
+    [
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "intake"},
+            "KAFKA_SECURITY_PROTOCOL=SASL_SSL needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD",
+        ),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"},
+            "KAFKA_SSL_CAFILE=/nonexistent/ca.pem is not a readable file",
+        ),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "TLS"},
+            "KAFKA_SECURITY_PROTOCOL: Input should be 'PLAINTEXT', 'SSL', 'SASL_PLAINTEXT' or "
+            "'SASL_SSL'",
+        ),
+    ],
+)
+def test_an_incomplete_kafka_security_setting_is_refused_with_what_to_set(
+    kafka_settings: dict[str, str], complaint: str
+) -> None:
+    secrets = strong_secrets()
+    refused = start("intake", clean_environment(**secrets, **kafka_settings))
+
+    assert refused.returncode == EXIT_CONFIGURATION_ERROR, refused.stderr
+    assert complaint in refused.stderr
+    assert "Traceback" not in refused.stderr
+    for secret in secrets.values():
+        assert secret not in refused.stderr
