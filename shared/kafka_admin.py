@@ -5,16 +5,32 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.contracts.topics import topic_names_with_dead_letters
+from shared.settings import SystemSettings
 
 
-async def ensure_topics(bootstrap_servers: str, *, replication_factor: int = 1) -> list[str]:
-    """Create every missing topic; returns the names it created."""
+async def ensure_topics(
+    bootstrap_servers: str,
+    *,
+    replication_factor: int = 1,
+    max_message_bytes: int | None = None,
+) -> list[str]:
+    """Create every missing topic; returns the names it created.
+
+    Each gets `max.message.bytes` = the system's maximum message size (`KAFKA_MAX_MESSAGE_BYTES`
+    unless given), the same number as the producers' `max_request_size` and the broker's
+    `message.max.bytes`. Topics that exist already are left as they are."""
+    limit = max_message_bytes or SystemSettings().kafka_max_message_bytes
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=replication_factor,
+                topic_configs={"max.message.bytes": str(limit)},
+            )
             for name, partitions in topic_names_with_dead_letters()
             if name not in existing
         ]
@@ -26,8 +42,6 @@ async def ensure_topics(bootstrap_servers: str, *, replication_factor: int = 1) 
 
 
 def main() -> None:
-    from shared.settings import SystemSettings
-
     created = asyncio.run(ensure_topics(SystemSettings().kafka_bootstrap_servers))
     print(f"topics created: {', '.join(created) if created else 'none (all present)'}")
 
