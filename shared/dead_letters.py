@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.broker import (
     DEAD_LETTER_HEADERS,
@@ -88,17 +89,14 @@ async def list_dead_letters(
 ) -> list[DeadLetter]:
     """Every dead letter of `topic` (the original topic or its `.dlq`), oldest first."""
     name = dead_letter_topic(topic)
+    partitions = await _partitions(bootstrap_servers, name)
+    if not partitions:
+        raise NoSuchDeadLetter(f"There is no topic {name!r}; `helpdesk topics` creates it.")
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None
     )
     await consumer.start()
     try:
-        # topics() refreshes the metadata of every topic, this one's partitions included.
-        partitions = (
-            consumer.partitions_for_topic(name) if name in await consumer.topics() else None
-        )
-        if not partitions:
-            raise NoSuchDeadLetter(f"There is no topic {name!r}; `helpdesk topics` creates it.")
         assigned = [TopicPartition(name, number) for number in sorted(partitions)]
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
@@ -155,6 +153,18 @@ async def replay_dead_letters(
         return replayed
     finally:
         await producer.stop()
+
+
+async def _partitions(bootstrap_servers: str, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        [description] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if description.get("error_code"):
+        return []
+    return [int(partition["partition"]) for partition in description.get("partitions", [])]
 
 
 def _letter(record: ConsumerRecord) -> DeadLetter:
