@@ -100,7 +100,9 @@ class EventEnvelope(BaseModel):
 
     @model_validator(mode="after")
     def _data_is_bounded(self) -> Self:
-        size = len(to_json(self.data)) + len(to_json(self.model_extra or {}))
+        size = len(to_json(self.data))
+        if self.model_extra:
+            size += len(to_json(self.model_extra))
         if size > DATA_MAX_BYTES:
             raise ValueError(
                 f"data is {size} bytes as JSON, over the limit of {DATA_MAX_BYTES} bytes; "
