@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
 
+import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import func, insert, select
@@ -13,6 +14,7 @@ from sqlalchemy import func, insert, select
 from services.ticket_core import handlers
 from services.ticket_core.bootstrap import TicketCore
 from services.ticket_core.bootstrap import bootstrap as bootstrap_ticket_core
+from services.ticket_core.entrypoints.http_api import create_app
 from services.ticket_core.settings import TicketCoreSettings
 from services.ticket_core.store import tables
 from shared.broker import DEAD_LETTER_HEADROOM_BYTES
@@ -165,6 +167,21 @@ async def test_a_row_the_broker_refuses_is_set_aside_with_its_reason_and_later_r
     assert status["pending"] == 0
     assert status["set_aside"] == 2
     assert {row["event_id"] for row in status["latest_set_aside"]} == set(reasons)
+
+    # An operator sees them in ticket-core's /readyz, which stays ready.
+    settings = TicketCoreSettings(
+        database_url=ticket_core_url, kafka_bootstrap_servers=kafka, consumer_group=fresh_group
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://core") as client,
+    ):
+        ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    shown = ready.json()["details"]["outbox"]
+    assert shown["set_aside"] == 2
+    assert {row["event_id"]: row["reason"] for row in shown["latest_set_aside"]} == reasons
 
     records = await read_until(
         kafka, TICKET_EVENTS.name, lambda r: r.key.decode() == subject, count=5
