@@ -24,6 +24,7 @@ from services.activity_log.bootstrap import MIGRATIONS_DIR, ActivityLog
 from services.activity_log.bootstrap import bootstrap as bootstrap_activity_log
 from services.activity_log.settings import ActivityLogSettings
 from services.activity_log.store import tables
+from shared import broker as broker_module
 from shared.broker import stop_broker
 from shared.contracts.envelope import Actor, EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS
@@ -319,7 +320,11 @@ async def test_the_database_away_for_30_seconds_with_a_backlog_loses_and_dead_le
     outage_database: OutageDatabase,
     group: str,
     producer: AIOKafkaProducer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Shorter than the outage: the consumer, waiting inside its handler, stops polling for
+    # longer than this, so aiokafka takes it out of the group; it must come back by itself.
+    monkeypatch.setattr(broker_module, "MAX_POLL_INTERVAL_MS", 10_000)
     workspace = uuid4()
     tickets, before_per_ticket, during_per_ticket = 50, 20, 10
     backlog = events_for(workspace, tickets=tickets, per_ticket=before_per_ticket)
