@@ -20,7 +20,8 @@ TYPE_MAX_LENGTH = 100
 SOURCE_MAX_LENGTH = 100
 SUBJECT_MAX_LENGTH = 200
 CORRELATION_ID_MAX_LENGTH = 200
-ACTOR_ID_MAX_LENGTH = 100
+# A visitor is `assistant/conversation` (100 + 1 + 128 characters).
+ACTOR_ID_MAX_LENGTH = 256
 # `data` and any fields the envelope does not know, serialized as JSON (UTF-8): half the
 # default maximum message size, so an envelope always fits in a message with room to spare.
 DATA_MAX_BYTES = 512 * 1024

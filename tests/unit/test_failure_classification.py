@@ -131,9 +131,9 @@ def test_a_reason_names_the_driver_error_without_the_statement_or_its_parameters
 
 def test_a_validation_reason_names_fields_not_values() -> None:
     with pytest.raises(ValidationError) as raised:
-        Actor(type="member", id="secret-value" * 20)
+        Actor(type="member", id="secret-value" * 30)
     reason = _describe(raised.value)
-    assert reason.startswith("invalid message: id: String should have at most 100 characters")
+    assert reason.startswith("invalid message: id: String should have at most 256 characters")
     assert "secret-value" not in reason
 
 
