@@ -266,7 +266,7 @@ def dlq_list(
             typer.echo(json.dumps(letter.as_dict()))
             continue
         typer.echo(
-            f"offset={letter.offset} event_id={letter.event_id} type={letter.type} "
+            f"offset={letter.offset} event_id={letter.event_id or '-'} type={letter.type or '-'} "
             f"from={letter.original_topic}[{letter.original_partition}]@{letter.original_offset} "
             f"time={letter.dead_lettered_at} kind={letter.kind} reason={letter.reason}"
         )

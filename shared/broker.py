@@ -454,6 +454,9 @@ def _describe(error: BaseException, *, limit: int = REASON_MAX_LENGTH) -> str:
         return f"invalid message: {problems}"[:limit]
     if isinstance(error, sql_errors.StatementError) and error.orig is not None:
         cause: BaseException = error.orig
-        return f"{type(error).__name__}: {type(cause).__name__}: {cause}".splitlines()[0][:limit]
+        names = type(error).__name__
+        if type(cause).__name__ != names:
+            names = f"{names} ({type(cause).__name__})"
+        return f"{names}: {cause}".splitlines()[0][:limit]
     text = str(error).splitlines()[0] if str(error) else ""
     return f"{type(error).__name__}: {text}"[:limit]

@@ -124,7 +124,7 @@ def test_a_reason_names_the_driver_error_without_the_statement_or_its_parameters
     reason = _describe(
         wrapped(sqlite3.OperationalError("database is locked"), sql_errors.OperationalError)
     )
-    assert reason == "OperationalError: OperationalError: database is locked"
+    assert reason == "OperationalError: database is locked"
     assert "visitor text" not in reason
     assert "INSERT" not in reason
 
