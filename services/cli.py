@@ -18,6 +18,12 @@ import typer
 
 from shared.auth import issue_token
 from shared.contracts.asyncapi import specification_json
+from shared.dead_letters import (
+    NoSuchDeadLetter,
+    dead_letter_topic,
+    list_dead_letters,
+    replay_dead_letters,
+)
 from shared.kafka_admin import ensure_topics
 from shared.kafka_security import aiokafka_security
 from shared.migrations import upgrade_to_head
@@ -261,3 +267,67 @@ def _redact(url: str) -> str:
 
 def main() -> None:
     app()
+
+
+dlq = typer.Typer(help="Dead letters: messages a consumer could not process, with the reason.")
+app.add_typer(dlq, name="dlq")
+
+DlqTopic = Annotated[
+    str, typer.Argument(help="The original topic (ticket.events.v1) or its .dlq topic.")
+]
+
+
+@dlq.command("list")
+def dlq_list(
+    topic: DlqTopic,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Show each dead letter: its offset, event id, type, where it came from, why, when."""
+    settings = SystemSettings()
+    try:
+        letters = _run(
+            list_dead_letters(
+                settings.kafka_bootstrap_servers, topic, security=aiokafka_security(settings)
+            )
+        )
+    except NoSuchDeadLetter as error:
+        raise _fail(str(error)) from error
+    for letter in letters:
+        if as_json:
+            typer.echo(json.dumps(letter.as_dict()))
+            continue
+        typer.echo(
+            f"offset={letter.offset} event_id={letter.event_id or '-'} type={letter.type or '-'} "
+            f"from={letter.original_topic}[{letter.original_partition}]@{letter.original_offset} "
+            f"time={letter.dead_lettered_at} kind={letter.kind} reason={letter.reason}"
+        )
+    typer.echo(f"{len(letters)} dead letter(s) in {dead_letter_topic(topic)}", err=True)
+
+
+@dlq.command("replay")
+def dlq_replay(
+    topic: DlqTopic,
+    event_id: Annotated[
+        str | None, typer.Option("--id", help="Replay only the dead letters of this event id.")
+    ] = None,
+) -> None:
+    """Publish dead letters back to their original topic (consumers drop what they have)."""
+    settings = SystemSettings()
+    try:
+        replayed = _run(
+            replay_dead_letters(
+                settings.kafka_bootstrap_servers,
+                topic,
+                event_id=event_id,
+                max_message_bytes=settings.kafka_max_message_bytes,
+                security=aiokafka_security(settings),
+            )
+        )
+    except NoSuchDeadLetter as error:
+        raise _fail(str(error)) from error
+    for item in replayed:
+        typer.echo(
+            f"replayed offset={item.letter.offset} event_id={item.letter.event_id} "
+            f"to {item.letter.original_topic}[{item.partition}]@{item.offset}"
+        )
+    typer.echo(f"{len(replayed)} dead letter(s) replayed from {dead_letter_topic(topic)}")

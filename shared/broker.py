@@ -12,18 +12,51 @@ Two defaults of FastStream are wrong for this system and are fixed here once:
 * it has no dead-letter topic for Kafka. The middleware sends a message that can never be
   processed to `<topic>.dlq` with the reason and marks it processed, so one poison message
   neither blocks its partition nor crashes the consumer.
+
+What a failure means is decided by `classify_failure`:
+
+* a dependency is down (the database refuses, loses or locks the connection; the broker or
+  the network is away): the message is fine, the world is not. It is retried in place with
+  capped exponential backoff and jitter for as long as it takes; its partition is paused and
+  its offset is not committed; it is never dead-lettered. One log line per attempt says what
+  is waited for (never the message's content);
+* the message can never be processed (it does not validate, a handler raised
+  `PermanentFailure`, a value the database can never store): dead-lettered at once;
+* anything else is unexpected (a bug): retried a few times (`RETRY_DELAYS_SECONDS`), then
+  dead-lettered with the reason, so that it can be replayed once the bug is fixed
+  (`helpdesk dlq replay`, `shared.dead_letters`). Blocking a partition forever on a bug
+  would stop every later event of the partition's subjects, most of them fine.
+
+A wait for a dependency happens inside the handler, so the subscriber reads nothing meanwhile.
+aiokafka heartbeats in the background, so the group keeps the member; a member that has not
+polled for `max_poll_interval_ms` leaves the group, though, and it rejoins at its next poll.
+`subscribe()` raises that interval to `MAX_POLL_INTERVAL_MS` (15 minutes), so a usual outage
+keeps the assignment; a longer one moves this member's partitions to another replica for the
+rest of the outage (which waits the same way), and the member rejoins when its own wait ends.
+Whatever it processed meanwhile but could not commit is redelivered and dropped by the inbox.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 from weakref import WeakKeyDictionary
 
+import asyncpg  # type: ignore[import-untyped]
 import structlog
 from aiokafka import TopicPartition
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+)
 from faststream import AckPolicy
 from faststream._internal.basic_types import AsyncFuncAny
 from faststream._internal.context.repository import ContextRepo
@@ -32,6 +65,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.subscriber.usecase import DefaultSubscriber
 from faststream.message import StreamMessage
 from pydantic import ValidationError
+from sqlalchemy import exc as sql_errors
 
 from shared.kafka_security import faststream_security
 from shared.settings import SystemSettings
@@ -40,13 +74,132 @@ log = structlog.get_logger(__name__)
 
 DEAD_LETTER_SUFFIX = ".dlq"
 REASON_HEADER = "dead-letter-reason"
-# Transient failures (a locked database, a broker hiccup) are retried in place this many
-# times, with these pauses, before the message is declared poison.
+KIND_HEADER = "dead-letter-kind"
+DEAD_LETTERED_AT_HEADER = "dead-lettered-at"
+ORIGINAL_TOPIC_HEADER = "original-topic"
+ORIGINAL_PARTITION_HEADER = "original-partition"
+ORIGINAL_OFFSET_HEADER = "original-offset"
+VALUE_DROPPED_HEADER = "dead-letter-value-dropped"
+# What the middleware adds to a dead letter; a replay removes exactly these.
+DEAD_LETTER_HEADERS: frozenset[str] = frozenset(
+    {
+        REASON_HEADER,
+        KIND_HEADER,
+        DEAD_LETTERED_AT_HEADER,
+        ORIGINAL_TOPIC_HEADER,
+        ORIGINAL_PARTITION_HEADER,
+        ORIGINAL_OFFSET_HEADER,
+        VALUE_DROPPED_HEADER,
+    }
+)
+REASON_MAX_LENGTH = 1000
+# Room the dead-letter headers need on top of a message: the outbox keeps every event this
+# much below the maximum message size, so any event of the system can be dead-lettered.
+DEAD_LETTER_HEADROOM_BYTES = 4096
+
+# An unexpected failure (a bug) is retried in place this many times, with these pauses,
+# before the message is dead-lettered.
 RETRY_DELAYS_SECONDS: tuple[float, ...] = (0.2, 1.0, 3.0)
+# A dependency that is down is waited for with these pauses: doubling from the first, at
+# most the cap, each with jitter so that many consumers do not retry in step.
+DEPENDENCY_BACKOFF_FIRST_SECONDS = 0.2
+DEPENDENCY_BACKOFF_CAP_SECONDS = 10.0
+# See the module's docstring: how long a member may wait for a dependency without polling
+# before aiokafka lets it leave its group (aiokafka's default is 5 minutes).
+MAX_POLL_INTERVAL_MS = 15 * 60 * 1000
 
 
 class PermanentFailure(Exception):
     """Raised by a handler for a message that can never be processed (retrying cannot help)."""
+
+
+class FailureKind(Enum):
+    DEPENDENCY_DOWN = "dependency_down"  # wait and retry for as long as it takes
+    POISON = "poison"  # dead-letter at once
+    UNEXPECTED = "unexpected"  # a bug: a few retries, then dead-letter
+
+
+# SQLite reports a missing table or column, or bad SQL, as an OperationalError, as it reports a
+# locked or unreadable file; those are not the database being away but a bug or a missing
+# migration, which PostgreSQL reports as a ProgrammingError.
+_SQLITE_PROGRAMMING_ERRORS = ("no such table", "no such column", "has no column", "syntax error")
+
+_ASYNCPG_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.exceptions.CannotConnectNowError,  # starting up, shutting down
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+)
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """`error` and what caused it (SQLAlchemy wraps the driver's error, drivers wrap OSError)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _is_dependency_down(error: BaseException) -> str | None:
+    """What is down ("database", "broker", "network"), or None when nothing is."""
+    if isinstance(error, sql_errors.DBAPIError) and error.connection_invalidated:
+        return "database"
+    if isinstance(error, sql_errors.OperationalError | sqlite3.OperationalError):
+        text = str(getattr(error, "orig", None) or error).lower()
+        if any(marker in text for marker in _SQLITE_PROGRAMMING_ERRORS):
+            return None
+        return "database"
+    if isinstance(
+        error,
+        (
+            sql_errors.InterfaceError,
+            sql_errors.DisconnectionError,
+            sql_errors.TimeoutError,  # no free connection in the pool
+            *_ASYNCPG_CONNECTION_ERRORS,
+        ),
+    ):
+        return "database"
+    if isinstance(error, KafkaConnectionError | KafkaTimeoutError):
+        return "broker"
+    if isinstance(error, KafkaError) and error.retriable:
+        return "broker"
+    if isinstance(error, OSError | TimeoutError):
+        return "network"
+    return None
+
+
+def _is_poison(error: BaseException) -> bool:
+    # ValueError covers pydantic's ValidationError, undecodable JSON and text; DataError is a
+    # value the database can never store (too long for its column, a byte it refuses).
+    return isinstance(error, PermanentFailure | ValueError | sql_errors.DataError)
+
+
+def classify_failure(error: BaseException) -> tuple[FailureKind, str | None]:
+    """What a handler's exception means, and for a dependency that is down, which one."""
+    chain = _causes(error)
+    for cause in chain:
+        if dependency := _is_dependency_down(cause):
+            return FailureKind.DEPENDENCY_DOWN, dependency
+    if any(_is_poison(cause) for cause in chain):
+        return FailureKind.POISON, None
+    return FailureKind.UNEXPECTED, None
+
+
+def dependency_backoff_seconds(
+    attempt: int,
+    *,
+    first: float = DEPENDENCY_BACKOFF_FIRST_SECONDS,
+    cap: float = DEPENDENCY_BACKOFF_CAP_SECONDS,
+    jitter: Callable[[], float] = random.random,
+) -> float:
+    """The pause before retry number `attempt` (1, 2, ...): `first` doubled per attempt, at
+    most `cap`, of which a random half is taken off ("equal jitter": never less than half)."""
+    ceiling = min(cap, first * 2.0 ** min(max(attempt - 1, 0), 32))
+    return ceiling / 2 + jitter() * ceiling / 2
 
 
 class OffsetCommitter:
@@ -91,6 +244,8 @@ def create_broker(settings: SystemSettings, *, client_id: str) -> KafkaBroker:
         security=faststream_security(settings),
         enable_idempotence=True,
         acks="all",
+        # The one maximum of the system: the broker's message.max.bytes is the same number.
+        max_request_size=settings.kafka_max_message_bytes,
         # Per-message "Received/Processed" lines would drown the service's own logs.
         log_level=logging.DEBUG,
     )
@@ -134,6 +289,7 @@ def subscribe(
         group_id=group_id,
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
+        max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
         title=title,
         description=description,
     )
@@ -149,7 +305,7 @@ def _reliable_consume_middleware_for(
 
 
 class ReliableConsumeMiddleware(BaseMiddleware):
-    """Runs the handler; retries transient failures a few times, parks a message that can never
+    """Runs the handler; waits out a dependency that is down, parks a message that can never
     be processed on `<topic>.dlq`, and marks the offset processed only after one of the two."""
 
     def __init__(
@@ -169,7 +325,8 @@ class ReliableConsumeMiddleware(BaseMiddleware):
         try:
             result = await self._process_or_dead_letter(call_next, msg)
         except Exception:
-            # Not even the dead-letter topic took it: read it again rather than skip it.
+            # Neither processed nor dead-lettered (only a failure of the dead-letter topic
+            # that is not a broker outage gets here): read it again rather than skip it.
             await msg.nack()
             raise
         self._committer.mark_processed(msg.consumer, msg.raw_message)  # type: ignore[attr-defined]
@@ -178,52 +335,133 @@ class ReliableConsumeMiddleware(BaseMiddleware):
     async def _process_or_dead_letter(
         self, call_next: AsyncFuncAny, msg: StreamMessage[Any]
     ) -> Any:
-        for attempt, delay in enumerate((*RETRY_DELAYS_SECONDS, None)):
-            try:
-                return await call_next(msg)
-            except (ValidationError, PermanentFailure, ValueError) as error:
-                await self._dead_letter(msg, error)
-                return None
-            except Exception as error:
-                if delay is None:
-                    await self._dead_letter(msg, error)
+        waits = 0
+        unexpected = 0
+        paused: TopicPartition | None = None
+        try:
+            while True:
+                try:
+                    return await call_next(msg)
+                except Exception as error:
+                    kind, dependency = classify_failure(error)
+                    if kind is FailureKind.DEPENDENCY_DOWN:
+                        waits += 1
+                        paused = paused or self._pause(msg)
+                        await self._wait_for(dependency or "dependency", error, waits, msg)
+                        continue
+                    if kind is FailureKind.UNEXPECTED and unexpected < len(RETRY_DELAYS_SECONDS):
+                        delay = RETRY_DELAYS_SECONDS[unexpected]
+                        unexpected += 1
+                        log.warning(
+                            "message_retry",
+                            attempt=unexpected,
+                            retry_in_seconds=delay,
+                            error=_describe(error),
+                            **_position(msg),
+                        )
+                        await asyncio.sleep(delay)
+                        continue
+                    await self._dead_letter_until_stored(msg, error, kind)
                     return None
-                log.warning("message_retry", attempt=attempt + 1, error=repr(error))
-                await asyncio.sleep(delay)
-        return None  # pragma: no cover - the loop always returns
+        finally:
+            if paused is not None:
+                self._resume(msg, paused)
 
-    async def _dead_letter(self, msg: StreamMessage[Any], error: BaseException) -> None:
+    async def _wait_for(
+        self, dependency: str, error: BaseException, attempt: int, msg: StreamMessage[Any]
+    ) -> None:
+        delay = dependency_backoff_seconds(attempt)
+        log.warning(
+            "waiting_for_dependency",
+            dependency=dependency,
+            attempt=attempt,
+            retry_in_seconds=round(delay, 2),
+            error=_describe(error, limit=300),
+            **_position(msg),
+        )
+        await asyncio.sleep(delay)
+
+    async def _dead_letter_until_stored(
+        self, msg: StreamMessage[Any], error: BaseException, kind: FailureKind
+    ) -> None:
+        """Publish the dead letter, waiting for the broker for as long as it is away."""
+        attempt = 0
+        while True:
+            try:
+                await self._dead_letter(msg, error, kind)
+                return
+            except Exception as publish_error:
+                failure, dependency = classify_failure(publish_error)
+                if failure is not FailureKind.DEPENDENCY_DOWN:
+                    raise
+                attempt += 1
+                await self._wait_for(dependency or "broker", publish_error, attempt, msg)
+
+    async def _dead_letter(
+        self, msg: StreamMessage[Any], error: BaseException, kind: FailureKind
+    ) -> None:
         record = msg.raw_message
         reason = _describe(error)
-        log.error(
-            "message_dead_lettered",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            reason=reason,
-        )
+        log.error("message_dead_lettered", kind=kind.value, reason=reason, **_position(msg))
         headers = {key: value.decode(errors="replace") for key, value in record.headers or ()}
         headers.update(
             {
                 REASON_HEADER: reason,
-                "original-topic": record.topic,
-                "original-partition": str(record.partition),
-                "original-offset": str(record.offset),
+                KIND_HEADER: kind.value,
+                DEAD_LETTERED_AT_HEADER: datetime.now(UTC).isoformat(),
+                ORIGINAL_TOPIC_HEADER: record.topic,
+                ORIGINAL_PARTITION_HEADER: str(record.partition),
+                ORIGINAL_OFFSET_HEADER: str(record.offset),
             }
         )
-        await self._broker.publish(
-            record.value or b"",
-            record.topic + DEAD_LETTER_SUFFIX,
-            key=record.key,
-            headers=headers,
-        )
+        target = record.topic + DEAD_LETTER_SUFFIX
+        try:
+            await self._broker.publish(record.value or b"", target, key=record.key, headers=headers)
+        except MessageSizeTooLargeError:
+            # A message from outside the system, at the maximum size already: the headers
+            # above do not fit beside it. Park where it was and why; the value stays in the
+            # original topic at that offset until the topic's retention removes it.
+            headers[VALUE_DROPPED_HEADER] = "too large with the dead-letter headers"
+            await self._broker.publish(b"", target, key=record.key, headers=headers)
+
+    def _pause(self, msg: StreamMessage[Any]) -> TopicPartition | None:
+        # Nothing more is fetched for the partition while its message waits; the position
+        # stays, so the fetch resumes right after this message.
+        record = msg.raw_message
+        partition = TopicPartition(record.topic, record.partition)
+        try:
+            msg.consumer.pause(partition)  # type: ignore[attr-defined]
+        except Exception:  # no longer assigned to this member: nothing to pause
+            return None
+        return partition
+
+    def _resume(self, msg: StreamMessage[Any], partition: TopicPartition) -> None:
+        try:
+            msg.consumer.resume(partition)  # type: ignore[attr-defined]
+        except Exception as error:  # revoked meanwhile: its new owner reads it
+            log.debug("partition_resume_skipped", error=repr(error))
 
 
-def _describe(error: BaseException) -> str:
+def _position(msg: StreamMessage[Any]) -> dict[str, Any]:
+    record = msg.raw_message
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+
+
+def _describe(error: BaseException, *, limit: int = REASON_MAX_LENGTH) -> str:
+    """Why it failed, without the message's content: a validation error names the fields and
+    what was wrong (not the values); a database error its driver's message (not the SQL
+    statement with its parameters)."""
     if isinstance(error, ValidationError):
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc']) or '<body>'}: {item['msg']}"
             for item in error.errors()
         )
-        return f"invalid message: {problems}"[:2000]
-    return f"{type(error).__name__}: {error}"[:2000]
+        return f"invalid message: {problems}"[:limit]
+    if isinstance(error, sql_errors.StatementError) and error.orig is not None:
+        cause: BaseException = error.orig
+        names = type(error).__name__
+        if type(cause).__name__ != names:
+            names = f"{names} ({type(cause).__name__})"
+        return f"{names}: {cause}".splitlines()[0][:limit]
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}"[:limit]

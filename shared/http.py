@@ -59,6 +59,12 @@ class Readiness(BaseModel):
         description='Each dependency: `"ok"` or `"failing: <why>"`.',
         examples=[{"database": "ok", "broker": "ok"}],
     )
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the service reports beside its checks, without making it unready "
+        "(e.g. `outbox`: rows pending, rows set aside because the broker refused them for good, "
+        "with the latest few and their reasons).",
+    )
 
 
 class BodyTooLarge(Exception):
@@ -135,6 +141,7 @@ def create_service_app(
     description: str,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     readiness_checks: dict[str, ReadinessCheck] | None = None,
+    readiness_details: dict[str, Callable[[], Awaitable[Any]]] | None = None,
     version: str = "1.0.0",
 ) -> FastAPI:
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
@@ -171,8 +178,14 @@ def create_service_app(
             except Exception as error:
                 results[name] = f"failing: {error}"
         ready = all(value == "ok" for value in results.values())
+        details: dict[str, Any] = {}
+        for name, detail in (readiness_details or {}).items():
+            try:
+                details[name] = await detail()
+            except Exception as error:
+                details[name] = f"unavailable: {type(error).__name__}"
         return JSONResponse(
-            {"status": "ready" if ready else "not_ready", "checks": results},
+            {"status": "ready" if ready else "not_ready", "checks": results, "details": details},
             status_code=200 if ready else 503,
         )
 

@@ -7,6 +7,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.contracts.topics import topic_names_with_dead_letters
+from shared.settings import SystemSettings
 
 
 async def ensure_topics(
@@ -14,15 +15,26 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     security: Mapping[str, Any] | None = None,
+    max_message_bytes: int | None = None,
 ) -> list[str]:
     """Create every missing topic; returns the names it created. `security`: the client's
-    `shared.kafka_security.aiokafka_security` arguments (a user allowed to create topics)."""
+    `shared.kafka_security.aiokafka_security` arguments (a user allowed to create topics).
+
+    Each gets `max.message.bytes` = the system's maximum message size (`KAFKA_MAX_MESSAGE_BYTES`
+    unless given), the same number as the producers' `max_request_size` and the broker's
+    `message.max.bytes`. Topics that exist already are left as they are."""
+    limit = max_message_bytes or SystemSettings().kafka_max_message_bytes
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(security or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=replication_factor,
+                topic_configs={"max.message.bytes": str(limit)},
+            )
             for name, partitions in topic_names_with_dead_letters()
             if name not in existing
         ]
@@ -35,7 +47,6 @@ async def ensure_topics(
 
 def main() -> None:
     from shared.kafka_security import aiokafka_security
-    from shared.settings import SystemSettings
 
     settings = SystemSettings()
     created = asyncio.run(

@@ -4,19 +4,35 @@ then a relay publishes it to Kafka and marks it sent.
 So a committed change is never without its event, and an event is never published for a change
 that rolled back. The relay may publish a row twice (crash between publish and mark), which is
 why every consumer de-duplicates by event id (`shared.inbox`).
+
+An outbox never stalls: `outbox_row` refuses an event larger than the system's maximum
+message size before anything is committed, and a row the broker refuses for good anyway
+(too large for its topic, an invalid topic, any other error retrying cannot cure) is set aside
+(`failed_at`, `failure_reason`), counted, logged once and shown in `/readyz`, while the relay
+goes on with the next rows. A broker that is away is waited for: the rows stay and go later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAuthorizationFailedError,
+)
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream.kafka import KafkaBroker
 from sqlalchemy import (
     BigInteger,
@@ -33,8 +49,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.broker import DEAD_LETTER_HEADROOM_BYTES, PermanentFailure, dependency_backoff_seconds
 from shared.contracts.envelope import EventEnvelope
 from shared.db import UTCDateTime
+from shared.settings import SystemSettings
 
 log = structlog.get_logger(__name__)
 
@@ -59,27 +77,103 @@ def define_outbox_table(metadata: MetaData) -> Table:
         Column("payload", Text, nullable=False),
         Column("created_at", UTCDateTime(), nullable=False, server_default=func.now()),
         Column("published_at", UTCDateTime(), nullable=True, index=True),
+        # Set aside: the broker refused the row for good; it is never sent again.
+        Column("failed_at", UTCDateTime(), nullable=True),
+        Column("failure_reason", String(FAILURE_REASON_MAX_LENGTH), nullable=True),
     )
 
 
-def outbox_row(topic: str, event: EventEnvelope) -> dict[str, Any]:
-    """The values of one outbox row for `event`, keyed by its subject."""
+FAILURE_REASON_MAX_LENGTH = 1000
+
+
+class MessageTooLarge(PermanentFailure):
+    """An event whose message would be larger than the system's maximum message size."""
+
+
+@functools.cache
+def configured_max_message_bytes() -> int:
+    """The system's maximum message size (`KAFKA_MAX_MESSAGE_BYTES`), read once per process."""
+    return SystemSettings().kafka_max_message_bytes
+
+
+def message_size(key: str, payload: str, headers: dict[str, str]) -> int:
+    """The size of the record the producer checks against its `max_request_size`."""
+    return int(
+        DefaultRecordBatchBuilder.estimate_size_in_bytes(
+            key.encode(),
+            payload.encode(),
+            [(name, value.encode()) for name, value in headers.items()],
+        )
+    )
+
+
+def outbox_row(
+    topic: str, event: EventEnvelope, *, max_message_bytes: int | None = None
+) -> dict[str, Any]:
+    """The values of one outbox row for `event`, keyed by its subject.
+
+    Raises `MessageTooLarge` when the message (value, key and headers) would not fit in the
+    maximum message size, less the room a dead letter's headers need: it could never be
+    published, so the caller's transaction must fail instead of committing it."""
+    payload = event.model_dump_json()
+    headers = _headers(event.type, str(event.id), str(event.workspace_id))
+    limit = (max_message_bytes or configured_max_message_bytes()) - DEAD_LETTER_HEADROOM_BYTES
+    size = message_size(event.subject, payload, headers)
+    if size > limit:
+        raise MessageTooLarge(
+            f"event {event.type} {event.id} for {topic} would be a {size}-byte message, over "
+            f"the limit of {limit} bytes (KAFKA_MAX_MESSAGE_BYTES less {DEAD_LETTER_HEADROOM_BYTES}"
+            " for dead-letter headers); nothing was written. Make the event smaller (send a "
+            "reference to large content) or raise KAFKA_MAX_MESSAGE_BYTES on the broker and "
+            "every service together."
+        )
     return {
         "event_id": str(event.id),
         "topic": topic,
         "message_key": event.subject,
-        "payload": event.model_dump_json(),
+        "payload": payload,
     }
 
 
 def envelope_headers(payload: str) -> dict[str, str]:
     """Headers a subscriber can route on without parsing the body."""
     body = json.loads(payload)
-    return {
-        "event-type": str(body.get("type", "")),
-        "event-id": str(body.get("id", "")),
-        "workspace-id": str(body.get("workspace_id", "")),
-    }
+    return _headers(
+        str(body.get("type", "")), str(body.get("id", "")), str(body.get("workspace_id", ""))
+    )
+
+
+def _headers(event_type: str, event_id: str, workspace_id: str) -> dict[str, str]:
+    return {"event-type": event_type, "event-id": event_id, "workspace-id": workspace_id}
+
+
+# Refusals that retrying can cure although aiokafka does not call them retriable: a broker not
+# reached in time, credentials or rights an operator is about to fix. Their rows wait.
+_WAIT_ON = (
+    KafkaTimeoutError,
+    AuthenticationFailedError,
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+)
+
+
+def refused_for_good(error: BaseException) -> bool:
+    """True when the broker (or the producer, before sending) will never take this record:
+    too large, an invalid topic, any non-retriable Kafka error; or a row that is not even an
+    envelope. False for a broker that is away, which is waited for."""
+    if isinstance(error, _WAIT_ON):
+        return False
+    if isinstance(error, KafkaError):
+        return not error.retriable
+    return isinstance(error, ValueError)  # a payload that is not JSON: no header, no message
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    position: int
+    event_id: str
+    topic: str
+    reason: str
 
 
 class OutboxRelay:
@@ -110,13 +204,16 @@ class OutboxRelay:
         self._lock_key = zlib.crc32(lock_name.encode())
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.set_aside_since_start = 0
 
     def wake(self) -> None:
         """Called after a commit that wrote outbox rows, so they go out without waiting a poll."""
         self._wake.set()
 
     async def publish_pending(self) -> int:
-        """Publish one batch; returns how many rows were published."""
+        """Publish one batch; returns how many rows were published or set aside.
+
+        Raises when the broker is away (after marking what did go out): those rows stay."""
         async with self._engine.connect() as connection:
             if not await self._lock(connection):
                 return 0
@@ -125,11 +222,15 @@ class OutboxRelay:
                     await connection.execute(
                         select(
                             self._table.c.position,
+                            self._table.c.event_id,
                             self._table.c.topic,
                             self._table.c.message_key,
                             self._table.c.payload,
                         )
-                        .where(self._table.c.published_at.is_(None))
+                        .where(
+                            self._table.c.published_at.is_(None),
+                            self._table.c.failed_at.is_(None),
+                        )
                         .order_by(self._table.c.position)
                         .limit(self._batch_size)
                     )
@@ -137,31 +238,82 @@ class OutboxRelay:
                 await connection.commit()
                 if not rows:
                     return 0
-                await self._publish(rows)
-                await connection.execute(
-                    update(self._table)
-                    .where(self._table.c.position.in_([row.position for row in rows]))
-                    .values(published_at=datetime.now(UTC))
-                )
+                published, set_aside, waiting_on = await self._publish(rows)
+                now = datetime.now(UTC)
+                if published:
+                    await connection.execute(
+                        update(self._table)
+                        .where(self._table.c.position.in_(published))
+                        .values(published_at=now)
+                    )
+                for row in set_aside:
+                    await connection.execute(
+                        update(self._table)
+                        .where(self._table.c.position == row.position)
+                        .values(failed_at=now, failure_reason=row.reason)
+                    )
                 await connection.commit()
-                return len(rows)
+                for row in set_aside:
+                    self.set_aside_since_start += 1
+                    log.error(
+                        "outbox_row_set_aside",
+                        position=row.position,
+                        event_id=row.event_id,
+                        topic=row.topic,
+                        reason=row.reason,
+                    )
+                if waiting_on is not None:
+                    raise waiting_on
+                return len(published) + len(set_aside)
             finally:
                 await self._unlock(connection)
 
-    async def _publish(self, rows: Sequence[Any]) -> None:
-        # Hand every record to the producer first, then wait for all acknowledgements
-        # (acks=all): the producer batches them, and its idempotence keeps their order.
-        pending = [
-            await self._broker.publish(
-                row.payload.encode(),
-                row.topic,
-                key=row.message_key.encode(),
-                headers=envelope_headers(row.payload),
-                no_confirm=True,
-            )
-            for row in rows
-        ]
-        await asyncio.gather(*pending)
+    async def _publish(
+        self, rows: Sequence[Any]
+    ) -> tuple[list[int], list[SetAside], BaseException | None]:
+        """(positions published, rows refused for good, the error that stopped the batch).
+
+        Every record is handed to the producer first, then every acknowledgement awaited
+        (acks=all): the producer batches them, and its idempotence keeps their order. The
+        batch stops at the first row the broker did not take for a reason that may pass:
+        that row and the ones after it stay pending, and are sent again (consumers drop what
+        they already have)."""
+        outcomes: list[Any] = []
+        for row in rows:
+            try:
+                outcomes.append(
+                    await self._broker.publish(
+                        row.payload.encode(),
+                        row.topic,
+                        key=row.message_key.encode(),
+                        headers=envelope_headers(row.payload),
+                        no_confirm=True,
+                    )
+                )
+            except Exception as refusal:
+                outcomes.append(refusal)
+                if not refused_for_good(refusal):
+                    break
+        published: list[int] = []
+        set_aside: list[SetAside] = []
+        stopped: BaseException | None = None
+        for row, outcome in zip(rows, outcomes, strict=False):
+            failure: BaseException | None = outcome if isinstance(outcome, BaseException) else None
+            if failure is None:
+                try:
+                    await outcome
+                except Exception as delivery_error:
+                    failure = delivery_error
+            if stopped is not None:
+                continue  # sent after the stop: it goes again with the rest
+            if failure is None:
+                published.append(row.position)
+            elif refused_for_good(failure):
+                reason = f"{type(failure).__name__}: {failure}"[:FAILURE_REASON_MAX_LENGTH]
+                set_aside.append(SetAside(row.position, row.event_id, row.topic, reason))
+            else:
+                stopped = failure
+        return published, set_aside, stopped
 
     async def _lock(self, connection: AsyncConnection) -> bool:
         if connection.dialect.name != "postgresql":
@@ -181,15 +333,24 @@ class OutboxRelay:
             await connection.commit()
 
     async def run_forever(self) -> None:
+        failures = 0
         while True:
             try:
                 published = await self.publish_pending()
-            except Exception:
-                # Broker or database away for a moment: the rows stay in the outbox and
-                # are published on a later round; nothing is lost.
-                log.exception("outbox_publish_failed")
+                failures = 0
+            except Exception as error:
+                # Broker or database away: the rows stay in the outbox and are published on
+                # a later round, in order; nothing is lost and nothing is set aside for it.
+                failures += 1
+                delay = dependency_backoff_seconds(failures)
+                log.warning(
+                    "outbox_waiting",
+                    attempt=failures,
+                    retry_in_seconds=round(delay, 2),
+                    error=f"{type(error).__name__}: {error}".splitlines()[0][:300],
+                )
                 published = 0
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(delay)
             if published:
                 continue
             self._wake.clear()
@@ -212,6 +373,46 @@ class OutboxRelay:
             count = await connection.scalar(
                 select(func.count())
                 .select_from(self._table)
-                .where(self._table.c.published_at.is_(None))
+                .where(self._table.c.published_at.is_(None), self._table.c.failed_at.is_(None))
             )
             return int(count or 0)
+
+    async def set_aside(self, *, limit: int = 20) -> tuple[int, list[dict[str, Any]]]:
+        """How many rows were set aside, and the latest `limit` of them, newest first."""
+        table = self._table
+        async with self._engine.connect() as connection:
+            count = await connection.scalar(
+                select(func.count()).select_from(table).where(table.c.failed_at.is_not(None))
+            )
+            rows = (
+                await connection.execute(
+                    select(
+                        table.c.position,
+                        table.c.event_id,
+                        table.c.topic,
+                        table.c.failed_at,
+                        table.c.failure_reason,
+                    )
+                    .where(table.c.failed_at.is_not(None))
+                    .order_by(table.c.position.desc())
+                    .limit(limit)
+                )
+            ).mappings()
+            latest = [
+                {
+                    "position": row["position"],
+                    "event_id": row["event_id"],
+                    "topic": row["topic"],
+                    "failed_at": row["failed_at"].isoformat(),
+                    "reason": row["failure_reason"],
+                }
+                for row in rows
+            ]
+        return int(count or 0), latest
+
+    async def status(self) -> dict[str, Any]:
+        """What `/readyz` shows of the outbox: rows waiting, rows set aside (with the latest
+        few and their reasons). A set-aside row does not make the service unready."""
+        pending = await self.pending_count()
+        count, latest = await self.set_aside(limit=5)
+        return {"pending": pending, "set_aside": count, "latest_set_aside": latest}

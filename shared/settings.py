@@ -87,6 +87,15 @@ class SystemSettings(BaseSettings):
         description="Secrets of internal calls' credentials, comma-separated; the first signs, "
         "all verify (see shared/internal_auth.py for rotation).",
     )
+    kafka_max_message_bytes: int = Field(
+        default=1_048_576,
+        ge=65_536,
+        le=100 * 1_048_576,
+        validation_alias="KAFKA_MAX_MESSAGE_BYTES",
+        description="The largest Kafka message of the system, in bytes: the producers' "
+        "max_request_size, the broker's message.max.bytes and every topic's max.message.bytes; "
+        "an outbox refuses a larger event before it is committed.",
+    )
     log_level: str = Field(default="INFO", validation_alias="HELPDESK_LOG_LEVEL")
     log_format: str = Field(
         default="json", validation_alias="HELPDESK_LOG_FORMAT", pattern="^(json|console)$"

@@ -265,6 +265,8 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 # Tests join consumer groups constantly; don't wait 3s for more members.
 group.initial.rebalance.delay.ms=0
+# The system's one maximum message size (KAFKA_MAX_MESSAGE_BYTES, as the producers use).
+message.max.bytes=${KAFKA_MAX_MESSAGE_BYTES:-1048576}
 EOF
 }
 

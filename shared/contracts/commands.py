@@ -8,7 +8,12 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .envelope import TYPE_MAX_LENGTH
 from .tickets import DESCRIPTION_MAX_LENGTH, SUBJECT_MAX_LENGTH, TicketPriority
+
+CONVERSATION_ID_MAX_LENGTH = 128
+REASON_MAX_LENGTH = 100
+DETAIL_MAX_LENGTH = 2_000
 
 
 class CommandType(StrEnum):
@@ -24,7 +29,9 @@ class CreateFromConversation(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    conversation_id: str = Field(min_length=1, max_length=128, examples=["conv_8f2a1c"])
+    conversation_id: str = Field(
+        min_length=1, max_length=CONVERSATION_ID_MAX_LENGTH, examples=["conv_8f2a1c"]
+    )
     subject: str = Field(min_length=1, max_length=SUBJECT_MAX_LENGTH)
     description: str = Field(default="", max_length=DESCRIPTION_MAX_LENGTH)
     priority: TicketPriority | None = None
@@ -40,9 +47,11 @@ class CommandResult(BaseModel):
     """`data` of `ticket.command_result`."""
 
     command_id: UUID
-    command_type: str
+    command_type: str = Field(min_length=1, max_length=TYPE_MAX_LENGTH)
     outcome: CommandOutcome
     ticket_id: UUID | None = None
-    ticket_number: int | None = None
-    reason: str | None = Field(default=None, description="Stable code when rejected.")
-    detail: str | None = None
+    ticket_number: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    reason: str | None = Field(
+        default=None, max_length=REASON_MAX_LENGTH, description="Stable code when rejected."
+    )
+    detail: str | None = Field(default=None, max_length=DETAIL_MAX_LENGTH)

@@ -1,14 +1,30 @@
-"""The one envelope every Kafka message of the project carries (CloudEvents-like)."""
+"""The one envelope every Kafka message of the project carries (CloudEvents-like).
+
+Every string has a maximum, and `data` (with any field a later version adds) a maximum
+serialized size, so a reader knows what it may receive; the whole message is bounded again by
+the system's maximum message size (`KAFKA_MAX_MESSAGE_BYTES`) when it is written to an outbox.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import to_json
 
 ActorType = Literal["member", "visitor", "system"]
+
+TYPE_MAX_LENGTH = 100
+SOURCE_MAX_LENGTH = 100
+SUBJECT_MAX_LENGTH = 200
+CORRELATION_ID_MAX_LENGTH = 200
+# A visitor is `assistant/conversation` (100 + 1 + 128 characters).
+ACTOR_ID_MAX_LENGTH = 256
+# `data` and any fields the envelope does not know, serialized as JSON (UTF-8): half the
+# default maximum message size, so an envelope always fits in a message with room to spare.
+DATA_MAX_BYTES = 512 * 1024
 
 
 class Actor(BaseModel):
@@ -19,6 +35,7 @@ class Actor(BaseModel):
     type: ActorType = Field(description="Kind of actor.", examples=["member"])
     id: str | None = Field(
         default=None,
+        max_length=ACTOR_ID_MAX_LENGTH,
         description="Member id, visitor id, or the name of the system process.",
         examples=["6f1c0d0e-3b1a-4a57-9a53-2f0c8f1f6d11"],
     )
@@ -38,24 +55,58 @@ class EventEnvelope(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     id: UUID = Field(default_factory=uuid4, description="Unique per event; de-duplicate by it.")
-    type: str = Field(description="Event type.", examples=["ticket.created"])
-    schema_version: int = Field(
-        default=1, ge=1, description="Version of `data`'s schema for this type."
+    type: str = Field(
+        min_length=1,
+        max_length=TYPE_MAX_LENGTH,
+        description="Event type.",
+        examples=["ticket.created"],
     )
-    source: str = Field(description="Service that produced the event.", examples=["ticket-core"])
+    schema_version: int = Field(
+        default=1, ge=1, le=1000, description="Version of `data`'s schema for this type."
+    )
+    source: str = Field(
+        min_length=1,
+        max_length=SOURCE_MAX_LENGTH,
+        description="Service that produced the event.",
+        examples=["ticket-core"],
+    )
     time: datetime = Field(default_factory=utc_now, description="When the change happened (UTC).")
     workspace_id: UUID = Field(description="Workspace the subject belongs to.")
-    subject: str = Field(description="The ticket id (also the Kafka message key).")
+    subject: str = Field(
+        min_length=1,
+        max_length=SUBJECT_MAX_LENGTH,
+        description="The ticket id (also the Kafka message key).",
+    )
     sequence: int = Field(
-        ge=1, description="Per-subject position: 1, 2, 3, ... with no gaps and no repeats."
+        ge=1,
+        le=2**63 - 1,
+        description="Per-subject position: 1, 2, 3, ... with no gaps and no repeats.",
     )
     correlation_id: str | None = Field(
-        default=None, description="Id shared by everything caused by one original request."
+        default=None,
+        max_length=CORRELATION_ID_MAX_LENGTH,
+        description="Id shared by everything caused by one original request.",
     )
     causation_id: str | None = Field(
-        default=None, description="Id of the request, command or event that caused this one."
+        default=None,
+        max_length=CORRELATION_ID_MAX_LENGTH,
+        description="Id of the request, command or event that caused this one.",
     )
     actor: Actor
     data: dict[str, Any] = Field(
-        default_factory=dict, description="Type-specific payload; changes carry `from` and `to`."
+        default_factory=dict,
+        description="Type-specific payload; changes carry `from` and `to`. At most "
+        f"{DATA_MAX_BYTES} bytes as JSON, together with any field this version does not know.",
     )
+
+    @model_validator(mode="after")
+    def _data_is_bounded(self) -> Self:
+        size = len(to_json(self.data))
+        if self.model_extra:
+            size += len(to_json(self.model_extra))
+        if size > DATA_MAX_BYTES:
+            raise ValueError(
+                f"data is {size} bytes as JSON, over the limit of {DATA_MAX_BYTES} bytes; "
+                "send a reference to large content instead of the content"
+            )
+        return self

@@ -44,6 +44,8 @@ def create_app(settings: IntakeSettings | None = None) -> list[Listener]:
         description="Assistants' ticket settings, diagnostics and conversations, for the gateway.",
         lifespan=_started_by_the_widget_listener,
         readiness_checks=readiness,
+        # Only here: the widget's address is public and shows no event ids.
+        readiness_details={"outbox": service.relay.status},
     )
     internal.include_router(internal_routes(), prefix="/internal/v1")
     for app in (widget, internal):

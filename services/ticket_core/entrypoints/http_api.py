@@ -79,6 +79,7 @@ def create_app(settings: TicketCoreSettings | None = None) -> FastAPI:
             "database": database_check(core.engine),
             "broker": broker_check(core.broker),
         },
+        readiness_details={"outbox": core.relay.status},
     )
     app.state.core = core
     app.add_exception_handler(DomainError, _on_domain_error)
