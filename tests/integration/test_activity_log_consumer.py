@@ -13,7 +13,7 @@ from services.activity_log.bootstrap import bootstrap as bootstrap_activity_log
 from services.activity_log.handlers import ticket_history
 from services.activity_log.settings import ActivityLogSettings
 from shared.broker import stop_broker
-from shared.contracts.envelope import Actor, EventEnvelope
+from shared.contracts.envelope import ACTOR_ID_MAX_LENGTH, Actor, EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS
 from tests.support.kafka_reader import header, read_until, start_group_at_end
 from tests.support.waiting import eventually
@@ -106,3 +106,22 @@ async def test_a_poison_message_is_dead_lettered_with_its_reason_and_the_next_on
     assert reason_fragment in reason
     assert header(dead, "original-topic") == "ticket.events.v1"
     assert entry.event_id == good.id  # type: ignore[attr-defined]
+
+
+async def test_an_event_by_a_visitor_with_the_longest_actor_id_is_stored(
+    activity_log: ActivityLog, producer: AIOKafkaProducer
+) -> None:
+    # A ticket made from a widget conversation names its visitor `<assistant>/<conversation>`;
+    # the envelope allows 256 characters, and so must the entries table (it allowed 100).
+    ticket_id = str(uuid4())
+    visitor = "a" * 100 + "/" + "c" * (ACTOR_ID_MAX_LENGTH - 101)
+    event = ticket_event(ticket_id, 1).model_copy(
+        update={"actor": Actor(type="visitor", id=visitor)}
+    )
+    await send(producer, ticket_id, event.model_dump_json().encode())
+
+    async def stored() -> list[object] | None:
+        return await ticket_history(activity_log.unit_of_work(), event.workspace_id, ticket_id)  # type: ignore[return-value]
+
+    [entry] = await eventually(stored, what="the visitor's entry")
+    assert entry.actor == Actor(type="visitor", id=visitor)  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from sqlalchemy import JSON, Column, Index, Integer, MetaData, String, Table, UniqueConstraint, Uuid
 
+from shared.contracts.envelope import ACTOR_ID_MAX_LENGTH
 from shared.db import UTCDateTime
 from shared.inbox import define_inbox_table
 
@@ -17,7 +18,7 @@ activity_entries = Table(
     Column("type", String(100), nullable=False),
     Column("schema_version", Integer, nullable=False),
     Column("actor_type", String(16), nullable=False),
-    Column("actor_id", String(100), nullable=True),
+    Column("actor_id", String(ACTOR_ID_MAX_LENGTH), nullable=True),
     Column("time", UTCDateTime(), nullable=False),
     Column("changes", JSON, nullable=False),
     Column("data", JSON, nullable=False),
