@@ -30,11 +30,20 @@ async def first_delivery(
     message both pass the check, but the primary key lets only one commit; the loser's
     IntegrityError is a duplicate, which the consumer treats the same way.
     """
-    key = str(message_id)
-    seen = await session.scalar(
-        select(table.c.message_id).where(table.c.consumer == consumer, table.c.message_id == key)
-    )
-    if seen is not None:
+    if await was_delivered(session, table, consumer, message_id):
         return False
-    await session.execute(insert(table).values(consumer=consumer, message_id=key))
+    await session.execute(insert(table).values(consumer=consumer, message_id=str(message_id)))
     return True
+
+
+async def was_delivered(
+    session: AsyncSession, table: Table, consumer: str, message_id: UUID | str
+) -> bool:
+    """Whether `consumer` has applied `message_id` (after an IntegrityError, this tells a
+    duplicate from a constraint that failed for another reason)."""
+    seen = await session.scalar(
+        select(table.c.message_id).where(
+            table.c.consumer == consumer, table.c.message_id == str(message_id)
+        )
+    )
+    return seen is not None

@@ -17,7 +17,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts.envelope import EventEnvelope
-from shared.inbox import first_delivery
+from shared.inbox import first_delivery, was_delivered
 from shared.outbox import outbox_row
 
 
@@ -67,6 +67,11 @@ class SqlUnitOfWork:
         """Record a consumed message; False when this consumer already applied it."""
         assert self.inbox_table is not None, "this service keeps no inbox"
         return await first_delivery(self._session, self.inbox_table, consumer, message_id)
+
+    async def was_delivered(self, consumer: str, message_id: UUID | str) -> bool:
+        """Whether this consumer has applied the message (read only)."""
+        assert self.inbox_table is not None, "this service keeps no inbox"
+        return await was_delivered(self._session, self.inbox_table, consumer, message_id)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

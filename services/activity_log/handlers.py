@@ -30,8 +30,12 @@ async def record_event(uow: UnitOfWork, event: EventEnvelope) -> bool:
             recorded = await _record(uow, event)
             await uow.commit()
     except IntegrityError:
-        # Another replica stored the same event between our check and our commit.
-        return False
+        # Another replica stored the same event between our check and our commit, which
+        # its inbox row shows; any other failed constraint is no duplicate and is raised.
+        async with uow:
+            if await uow.was_delivered(CONSUMER, event.id):
+                return False
+        raise
     return recorded
 
 

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.activity_log.bootstrap import ActivityLog
 from services.activity_log.bootstrap import bootstrap as bootstrap_activity_log
+from services.activity_log.domain.entries import ActivityEntry
 from services.activity_log.handlers import ticket_history
 from services.activity_log.settings import ActivityLogSettings
 from shared.broker import stop_broker
@@ -125,3 +126,27 @@ async def test_an_event_by_a_visitor_with_the_longest_actor_id_is_stored(
 
     [entry] = await eventually(stored, what="the visitor's entry")
     assert entry.actor == Actor(type="visitor", id=visitor)  # type: ignore[attr-defined]
+
+
+async def test_a_failed_constraint_that_is_no_redelivery_is_not_dropped_silently(
+    activity_log: ActivityLog, producer: AIOKafkaProducer
+) -> None:
+    # An entry with the event's id already stored, but no inbox record of it: the insert
+    # fails on the primary key though the event was never applied. That is not a
+    # duplicate, so it must end in the dead-letter topic (to be looked at), not vanish.
+    ticket_id = str(uuid4())
+    event = ticket_event(ticket_id, 1)
+    async with activity_log.unit_of_work() as uow:
+        await uow.activity.add(
+            ActivityEntry.from_event(event.model_copy(update={"subject": str(uuid4())}))
+        )
+        await uow.commit()
+    await send(producer, ticket_id, event.model_dump_json().encode())
+
+    [dead] = await read_until(
+        activity_log.settings.kafka_bootstrap_servers,
+        "ticket.events.v1.dlq",
+        lambda r: r.key is not None and r.key.decode() == ticket_id,
+    )
+    assert "IntegrityError" in (header(dead, "dead-letter-reason") or "")
+    assert await ticket_history(activity_log.unit_of_work(), event.workspace_id, ticket_id) == []
