@@ -50,6 +50,13 @@ class InternalCaller:
     member_id: UUID | None
     role: Role | None
 
+    def require_member_id(self) -> UUID:
+        """The member the call is made for, for a service that looks up the member's role in
+        its own store (ticket-core); a credential that names none is refused."""
+        if self.member_id is None:
+            raise _refused("this call needs a credential that names the member")
+        return self.member_id
+
     def require_member(self) -> tuple[UUID, Role]:
         """The member and role; a call that must come from a known member but names none is
         refused like a missing credential."""

@@ -10,7 +10,7 @@ import httpx
 import structlog
 
 from shared.contracts.api import Role
-from shared.http import MEMBER_HEADER, REQUEST_ID_HEADER, ROLE_HEADER, WORKSPACE_HEADER
+from shared.http import REQUEST_ID_HEADER
 from shared.internal_auth import InternalTokenSigner
 from shared.problems import Problem, ProblemError
 
@@ -50,13 +50,11 @@ class Upstream:
         extra_headers: dict[str, str | None] | None = None,
     ) -> Any:
         """The upstream's JSON answer (None for 204); its problem is raised as UpstreamProblem."""
+        headers = {k: v for k, v in (extra_headers or {}).items() if v is not None}
+        # Who is calling travels only in the signed credential, set last so that no extra
+        # header can replace it.
         credential = self._signer.sign(self.name, workspace_id, member_id, role)
-        headers = {"Authorization": f"Bearer {credential}", WORKSPACE_HEADER: str(workspace_id)}
-        headers.update({k: v for k, v in (extra_headers or {}).items() if v is not None})
-        if member_id is not None:
-            headers[MEMBER_HEADER] = str(member_id)
-        if role is not None:
-            headers[ROLE_HEADER] = role.value
+        headers["Authorization"] = f"Bearer {credential}"
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
         try:

@@ -90,6 +90,21 @@ class System:
         """intake's public widget API."""
         return f"http://127.0.0.1:{self.running.plan.intake_port}"
 
+    @property
+    def secrets(self) -> str:
+        """`HELPDESK_INTERNAL_SECRETS` of this system: what internal credentials are signed with."""
+        return self.env["HELPDESK_INTERNAL_SECRETS"]
+
+    @property
+    def internal_apis(self) -> dict[str, str]:
+        """Each service's internal listener (the credential's audience → its address)."""
+        plan = self.running.plan
+        return {
+            "ticket-core": f"http://127.0.0.1:{plan.ticket_core_port}",
+            "activity-log": f"http://127.0.0.1:{plan.activity_log_port}",
+            "intake": f"http://127.0.0.1:{plan.intake_internal_port}",
+        }
+
     def helpdesk(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "services", *args],
@@ -193,6 +208,7 @@ def system(
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
         "HELPDESK_JWT_SECRET": "e2e-secret-" + "x" * 32,
+        "HELPDESK_INTERNAL_SECRETS": "e2e-internal-secret-" + "y" * 32,
         "ACTIVITY_LOG_CONSUMER_GROUP": group,
         "TICKET_CORE_CONSUMER_GROUP": group,
         "INTAKE_CONSUMER_GROUP": group,
@@ -211,6 +227,7 @@ def system(
         ticket_core_port=free_port(),
         activity_log_port=free_port(),
         intake_port=free_port(),
+        intake_internal_port=free_port(),
         database_urls=urls,
         extra_env=env,
     )

@@ -40,7 +40,7 @@ from shared.contracts.widget import (
     RequestStatus,
     TicketRequestRecord,
 )
-from shared.http import BodySizeLimit, broker_check, create_service_app
+from shared.http import broker_check, create_service_app
 from shared.internal_auth import InternalTokenSigner
 from shared.problems import ProblemError, problem_response_doc, problem_responses
 
@@ -92,6 +92,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             "422 `nul_character`."
         ),
         lifespan=lifespan,
+        max_body_bytes=settings.max_body_bytes,
         # Ready: every service behind the gateway answers, and so does the broker.
         readiness_checks={
             "ticket-core": ticket_core.ping,
@@ -113,7 +114,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
