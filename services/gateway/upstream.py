@@ -69,7 +69,18 @@ class Upstream:
                 f"{self.name} did not answer; retry in a moment.",
             ) from error
         if response.status_code >= 400:
-            raise UpstreamProblem(_problem_of(self.name, response))
+            problem = _problem_of(self.name, response)
+            if problem.code == "invalid_internal_credential":
+                # Not the dashboard user's fault: this gateway and that service do not share
+                # an internal secret. Never passed on as a 401, which would say "sign in again".
+                log.error("upstream_refused_credential", upstream=self.name, why=problem.detail)
+                raise ProblemError(
+                    502,
+                    "internal_credential_refused",
+                    f"{self.name} refused the gateway's internal credential; the operator must "
+                    "give every service the same HELPDESK_INTERNAL_SECRETS.",
+                )
+            raise UpstreamProblem(problem)
         return response.json() if response.content else None
 
 

@@ -41,6 +41,7 @@ METHODS = ("get", "put", "post", "patch", "delete")
 HEALTH = {"/healthz", "/readyz"}
 FORGED_IDENTITY = {"X-Member-Role": "owner"}  # with the real workspace and member ids added
 MIB = 1_048_576
+INTERNAL_SECRETS = "HELPDESK_INTERNAL_SECRETS"
 # Rows a background task of some service may still change while nothing is asked of it
 # (intake times out old pending widget requests): counted, not compared row by row.
 COUNTED_ONLY = {("INTAKE", "ticket_requests")}
@@ -447,17 +448,17 @@ async def test_every_listener_refuses_a_body_over_its_limit_before_anything_else
 
 
 @contextmanager
-def ticket_core_alone(system: System, secrets: str) -> Iterator[str]:
-    """One more ticket-core process on the system's database, started with these
-    `HELPDESK_INTERNAL_SECRETS` (its HTTP API only: no consumers, so it takes no part in the
-    system's Kafka traffic); its address."""
+def serve_alone(system: System, service: str, env: dict[str, str]) -> Iterator[str]:
+    """One more process of `service` (`ticket_core`, `gateway`) beside the system, on its
+    databases, with `env` added: its HTTP API only (lifespan off: no consumers, so it takes no
+    part in the system's Kafka traffic); its address."""
     port = free_port()
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
-            "services.ticket_core.entrypoints.http_api:create_app",
+            f"services.{service}.entrypoints.http_api:create_app",
             "--factory",
             "--lifespan",
             "off",
@@ -468,14 +469,14 @@ def ticket_core_alone(system: System, secrets: str) -> Iterator[str]:
             "--log-level",
             "warning",
         ],
-        env={**os.environ, **system.env, "HELPDESK_INTERNAL_SECRETS": secrets},
+        env={**os.environ, **system.env, **env},
         cwd=REPO_ROOT,
     )
     try:
         address = f"http://127.0.0.1:{port}"
         for _ in range(300):
             if process.poll() is not None:
-                raise AssertionError(f"ticket-core exited with {process.returncode}")
+                raise AssertionError(f"{service} exited with {process.returncode}")
             try:
                 if httpx.get(f"{address}/healthz", timeout=1.0).status_code == 200:
                     break
@@ -486,6 +487,37 @@ def ticket_core_alone(system: System, secrets: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+async def test_a_gateway_with_another_internal_secret_is_refused_and_says_it_is_not_you(
+    system: System, gateway: httpx.AsyncClient
+) -> None:
+    """A gateway whose HELPDESK_INTERNAL_SECRETS the services do not list: every call is
+    refused by the service, and the dashboard user is told it is the operator's to fix (502),
+    not asked to sign in again (401)."""
+    scene = await make_scene(system, gateway)
+    before = await settled_state(system)
+    plan = system.running.plan
+    env = {
+        "HELPDESK_INTERNAL_SECRETS": "not-the-systems-internal-secret-" + "z" * 32,
+        "GATEWAY_TICKET_CORE_URL": f"http://127.0.0.1:{plan.ticket_core_port}",
+        "GATEWAY_ACTIVITY_LOG_URL": f"http://127.0.0.1:{plan.activity_log_port}",
+        "GATEWAY_INTAKE_URL": f"http://127.0.0.1:{plan.intake_internal_port}",
+    }
+    with serve_alone(system, "gateway", env) as address:
+        async with httpx.AsyncClient(base_url=address, timeout=15.0) as stranger:
+            for method, path, body in (
+                ("get", "/api/v1/tickets", None),
+                ("post", "/api/v1/tickets", {"subject": "Forged", "description": "x"}),
+                ("delete", f"/api/v1/tickets/{scene.ticket_id}", None),
+            ):
+                answer = await stranger.request(method, path, json=body, headers=scene.owner.auth)
+                assert answer.status_code == 502, answer.text
+                assert answer.json()["code"] == "internal_credential_refused"
+                assert "HELPDESK_INTERNAL_SECRETS" in answer.json()["detail"]
+    assert await database_state(system) == before
+    answer = await gateway.get(f"/api/v1/tickets/{scene.ticket_id}", headers=scene.owner.auth)
+    assert answer.status_code == 200, answer.text
 
 
 async def test_rotation_old_secret_accepted_while_listed_refused_once_removed(
@@ -504,12 +536,12 @@ async def test_rotation_old_secret_accepted_while_listed_refused_once_removed(
         )
         return {"Authorization": f"Bearer {token}"}
 
-    with ticket_core_alone(system, f"{new},{old}") as address:
+    with serve_alone(system, "ticket_core", {INTERNAL_SECRETS: f"{new},{old}"}) as address:
         async with httpx.AsyncClient(base_url=address) as ticket_core:
             for secrets in (old, new):
                 answer = await ticket_core.get(path, headers=signed_with(secrets))
                 assert answer.status_code == 200, answer.text
-    with ticket_core_alone(system, new) as address:
+    with serve_alone(system, "ticket_core", {INTERNAL_SECRETS: new}) as address:
         async with httpx.AsyncClient(base_url=address) as ticket_core:
             answer = await ticket_core.get(path, headers=signed_with(old))
             assert answer.status_code == 401, answer.text

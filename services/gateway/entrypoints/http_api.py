@@ -246,7 +246,10 @@ AUTHENTICATED: dict[int | str, dict[str, Any]] = {
     401: _UNAUTHORIZED,
     500: problem_response_doc(500),
     502: problem_response_doc(
-        502, "An internal service answered an error without a problem document (`upstream_error`)"
+        502,
+        "An internal service answered an error without a problem document (`upstream_error`), "
+        "or refused the gateway's internal credential (`internal_credential_refused`: the "
+        "services do not share HELPDESK_INTERNAL_SECRETS)",
     ),
     503: problem_response_doc(
         503,
