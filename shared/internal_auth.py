@@ -70,13 +70,25 @@ def parse_secrets(value: str) -> list[str]:
     return [secret.strip() for secret in value.split(",") if secret.strip()]
 
 
+def _checked(secrets: list[str], use: str) -> list[str]:
+    """A service does not start with no secret or a guessable one."""
+    if not secrets:
+        raise ValueError(f"at least one internal secret is needed to {use} internal calls")
+    short = [index for index, secret in enumerate(secrets, 1) if len(secret) < MIN_SECRET_BYTES]
+    if short:
+        raise ValueError(
+            f"HELPDESK_INTERNAL_SECRETS: secret number {', '.join(map(str, short))} is shorter "
+            f"than {MIN_SECRET_BYTES} characters; use long random ones "
+            "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
+    return list(secrets)
+
+
 class InternalTokenSigner:
     """Signs credentials for calls from `issuer` to other services."""
 
     def __init__(self, secrets: list[str], *, issuer: str) -> None:
-        if not secrets:
-            raise ValueError("at least one internal secret is needed to sign internal calls")
-        self._secret = secrets[0]
+        self._secret = _checked(secrets, "sign")[0]
         self._issuer = issuer
 
     def sign(
@@ -107,9 +119,7 @@ class InternalTokenVerifier:
     """Checks credentials of calls made to `audience` (this service's name)."""
 
     def __init__(self, secrets: list[str], *, audience: str) -> None:
-        if not secrets:
-            raise ValueError("at least one internal secret is needed to verify internal calls")
-        self._secrets = list(secrets)
+        self._secrets = _checked(secrets, "verify")
         self._audience = audience
 
     def verify(self, token: str) -> InternalCaller:

@@ -191,6 +191,13 @@ def test_secrets_are_a_comma_separated_list_and_one_is_needed() -> None:
         InternalTokenVerifier([], audience="intake")
 
 
+def test_a_short_internal_secret_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="secret number 2 is shorter than 32"):
+        InternalTokenVerifier([SECRET, "short"], audience="intake")
+    with pytest.raises(ValueError, match="secret number 1 is shorter than 32"):
+        InternalTokenSigner(["x" * 31], issuer="gateway")
+
+
 def _app() -> FastAPI:
     app = FastAPI()
     install_problem_handlers(app)
