@@ -10,9 +10,11 @@ never the dashboard's `HELPDESK_JWT_SECRET`), whose claims say
   lookup at ticket-core is made before it knows the role);
 * `exp`: a few seconds after `iat`, so a token seen in a log is soon worthless.
 
-Rotation: the first secret signs, every listed secret verifies. To rotate, list the new secret
-first and the old one second on every service, restart them, then drop the old one after the
-token lifetime has passed.
+Rotation: the first secret signs (only the gateway signs), every listed secret verifies. To
+rotate without refusing a call: (1) set `new,old` on ticket-core, activity-log and intake and
+restart them (they accept both); (2) then set `new,old` on the gateway and restart it (it signs
+with `new`); (3) once every gateway runs with it and a token lifetime (60 s) has passed, set
+`new` alone everywhere. A credential signed with `old` is refused from then on.
 """
 
 from __future__ import annotations
