@@ -135,7 +135,12 @@ def refusals(system: System, scene: Scene, audience: str) -> dict[str, dict[str,
             "Authorization": f"Bearer {dashboard_signed}",
             **forged,
         },
-        "dashboard token": {"Authorization": f"Bearer {owner.token}", **forged},
+        "owner's dashboard token": {"Authorization": f"Bearer {owner.token}", **forged},
+        # `hire` minted it with `helpdesk token`.
+        "dashboard token from helpdesk token": {
+            "Authorization": f"Bearer {scene.member.token}",
+            **forged,
+        },
         f"credential for {other}": internal_headers(
             other, owner.workspace_id, owner.member_id, "owner", secrets=system.secrets
         ),
