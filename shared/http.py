@@ -1,5 +1,6 @@
 """HTTP plumbing every service's FastAPI app uses the same way: request ids, problem+json
-errors, health and readiness, and the headers the gateway uses to say who is calling."""
+errors, body size limits, health and readiness. Who is calling an internal API is never a
+header: it is the verified credential of `shared/internal_auth.py`."""
 
 import re
 from collections.abc import Awaitable, Callable
@@ -24,12 +25,7 @@ from shared.problems import (
 
 log = structlog.get_logger(__name__)
 
-# Internal calls from the gateway carry the authenticated caller in these headers; services
-# are reachable only on the internal network, and they re-check membership themselves.
-WORKSPACE_HEADER = "X-Workspace-Id"
-MEMBER_HEADER = "X-Member-Id"
 REQUEST_ID_HEADER = "X-Request-Id"
-ROLE_HEADER = "X-Member-Role"  # the role ticket-core holds, for services that don't own members
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -140,13 +136,19 @@ def create_service_app(
     title: str,
     description: str,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    max_body_bytes: int,
     readiness_checks: dict[str, ReadinessCheck] | None = None,
     readiness_details: dict[str, Callable[[], Awaitable[Any]]] | None = None,
     version: str = "1.0.0",
 ) -> FastAPI:
+    """A service's app with the conventions every listener shares. `max_body_bytes` has no
+    default, so that no listener is ever made without a body limit: larger bodies get 413
+    `body_too_large` before any route reads them."""
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     install_problem_handlers(app)
     app.middleware("http")(_request_id_middleware)
+    # Added last, so it is the outermost of these: a too-large body is refused first.
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     _document_conventions(app)
     checks = readiness_checks or {}
 

@@ -10,9 +10,11 @@ never the dashboard's `HELPDESK_JWT_SECRET`), whose claims say
   lookup at ticket-core is made before it knows the role);
 * `exp`: a few seconds after `iat`, so a token seen in a log is soon worthless.
 
-Rotation: the first secret signs, every listed secret verifies. To rotate, list the new secret
-first and the old one second on every service, restart them, then drop the old one after the
-token lifetime has passed.
+Rotation: the first secret signs (only the gateway signs), every listed secret verifies. To
+rotate without refusing a call: (1) set `new,old` on ticket-core, activity-log and intake and
+restart them (they accept both); (2) then set `new,old` on the gateway and restart it (it signs
+with `new`); (3) once every gateway runs with it and a token lifetime (60 s) has passed, set
+`new` alone everywhere. A credential signed with `old` is refused from then on.
 """
 
 from __future__ import annotations
@@ -50,6 +52,13 @@ class InternalCaller:
     member_id: UUID | None
     role: Role | None
 
+    def require_member_id(self) -> UUID:
+        """The member the call is made for, for a service that looks up the member's role in
+        its own store (ticket-core); a credential that names none is refused."""
+        if self.member_id is None:
+            raise _refused("this call needs a credential that names the member")
+        return self.member_id
+
     def require_member(self) -> tuple[UUID, Role]:
         """The member and role; a call that must come from a known member but names none is
         refused like a missing credential."""
@@ -63,13 +72,19 @@ def parse_secrets(value: str) -> list[str]:
     return [secret.strip() for secret in value.split(",") if secret.strip()]
 
 
+def _checked(secrets: list[str], use: str) -> list[str]:
+    # Whether the secrets are strong enough is decided once, when the service starts
+    # (`shared.settings.settings_to_start`, which knows whether this is development).
+    if not secrets:
+        raise ValueError(f"at least one internal secret is needed to {use} internal calls")
+    return list(secrets)
+
+
 class InternalTokenSigner:
     """Signs credentials for calls from `issuer` to other services."""
 
     def __init__(self, secrets: list[str], *, issuer: str) -> None:
-        if not secrets:
-            raise ValueError("at least one internal secret is needed to sign internal calls")
-        self._secret = secrets[0]
+        self._secret = _checked(secrets, "sign")[0]
         self._issuer = issuer
 
     def sign(
@@ -100,9 +115,7 @@ class InternalTokenVerifier:
     """Checks credentials of calls made to `audience` (this service's name)."""
 
     def __init__(self, secrets: list[str], *, audience: str) -> None:
-        if not secrets:
-            raise ValueError("at least one internal secret is needed to verify internal calls")
-        self._secrets = list(secrets)
+        self._secrets = _checked(secrets, "verify")
         self._audience = audience
 
     def verify(self, token: str) -> InternalCaller:

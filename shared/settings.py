@@ -132,8 +132,18 @@ class ServiceSettings(SystemSettings):
     """A service's own settings: its database, its HTTP port, its consumer group."""
 
     database_url: str = "sqlite+aiosqlite:///./var/service.db"
-    http_host: str = "127.0.0.1"
+    http_host: str = Field(
+        default="127.0.0.1",
+        description="Address the service's internal API listens on: loopback by default; set "
+        "an internal network's address only, never a public one (`<PREFIX>_HTTP_HOST`).",
+    )
     http_port: int = 8000
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        gt=0,
+        description="Larger request bodies get 413 `body_too_large` before anything reads "
+        "them (`<PREFIX>_MAX_BODY_BYTES`).",
+    )
     outbox_poll_interval_seconds: float = 0.2
 
 

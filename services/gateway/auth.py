@@ -102,7 +102,11 @@ async def _membership(request: Request, claims: TokenClaims) -> MemberOut:
     try:
         member = MemberOut.model_validate(
             await ticket_core.call(
-                "GET", f"/internal/v1/members/{claims.member_id}", workspace_id=claims.workspace_id
+                "GET",
+                f"/internal/v1/members/{claims.member_id}",
+                # The role is what this asks for: the credential names only the member.
+                workspace_id=claims.workspace_id,
+                member_id=claims.member_id,
             )
         )
     except UpstreamProblem as problem:

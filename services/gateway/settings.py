@@ -13,7 +13,10 @@ class GatewaySettings(SystemSettings):
     http_port: int = 8000
     ticket_core_url: str = "http://127.0.0.1:8101"
     activity_log_url: str = "http://127.0.0.1:8102"
-    intake_url: str = "http://127.0.0.1:8103"
+    intake_url: str = Field(
+        default="http://127.0.0.1:8113",
+        description="intake's internal API (INTAKE_INTERNAL_PORT), never the widget's address.",
+    )
     upstream_timeout_seconds: float = 10.0
     max_body_bytes: int = Field(default=1_048_576, description="Larger request bodies get 413.")
     cors_origins: list[str] = Field(

@@ -10,7 +10,7 @@ import httpx
 import structlog
 
 from shared.contracts.api import Role
-from shared.http import MEMBER_HEADER, REQUEST_ID_HEADER, ROLE_HEADER, WORKSPACE_HEADER
+from shared.http import REQUEST_ID_HEADER
 from shared.internal_auth import InternalTokenSigner
 from shared.problems import Problem, ProblemError
 
@@ -50,13 +50,11 @@ class Upstream:
         extra_headers: dict[str, str | None] | None = None,
     ) -> Any:
         """The upstream's JSON answer (None for 204); its problem is raised as UpstreamProblem."""
+        headers = {k: v for k, v in (extra_headers or {}).items() if v is not None}
+        # Who is calling travels only in the signed credential, set last so that no extra
+        # header can replace it.
         credential = self._signer.sign(self.name, workspace_id, member_id, role)
-        headers = {"Authorization": f"Bearer {credential}", WORKSPACE_HEADER: str(workspace_id)}
-        headers.update({k: v for k, v in (extra_headers or {}).items() if v is not None})
-        if member_id is not None:
-            headers[MEMBER_HEADER] = str(member_id)
-        if role is not None:
-            headers[ROLE_HEADER] = role.value
+        headers["Authorization"] = f"Bearer {credential}"
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
         try:
@@ -71,7 +69,18 @@ class Upstream:
                 f"{self.name} did not answer; retry in a moment.",
             ) from error
         if response.status_code >= 400:
-            raise UpstreamProblem(_problem_of(self.name, response))
+            problem = _problem_of(self.name, response)
+            if problem.code == "invalid_internal_credential":
+                # Not the dashboard user's fault: this gateway and that service do not share
+                # an internal secret. Never passed on as a 401, which would say "sign in again".
+                log.error("upstream_refused_credential", upstream=self.name, why=problem.detail)
+                raise ProblemError(
+                    502,
+                    "internal_credential_refused",
+                    f"{self.name} refused the gateway's internal credential; the operator must "
+                    "give every service the same HELPDESK_INTERNAL_SECRETS.",
+                )
+            raise UpstreamProblem(problem)
         return response.json() if response.content else None
 
 

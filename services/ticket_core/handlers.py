@@ -112,8 +112,14 @@ async def create_workspace(uow: UnitOfWork, name: str, owner_email: str) -> NewW
     return NewWorkspace(workspace=workspace, owner=owner)
 
 
-async def get_member(uow: UnitOfWork, workspace_id: UUID, member_id: UUID) -> Member:
+async def get_member(
+    uow: UnitOfWork, workspace_id: UUID, member_id: UUID, *, actor_id: UUID | None = None
+) -> Member:
+    """A member; asked for by another member (`actor_id`), only if that one is a member too.
+    A member asking for themself is the gateway's membership check: the lookup is the check."""
     async with uow:
+        if actor_id is not None and actor_id != member_id:
+            await _acting_member(uow, workspace_id, actor_id)
         member = await uow.members.get(workspace_id, member_id)
         if member is None:
             raise NotFound(f"No member {member_id} in this workspace.")

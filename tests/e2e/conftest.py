@@ -91,6 +91,21 @@ class System:
         """intake's public widget API."""
         return f"http://127.0.0.1:{self.running.plan.intake_port}"
 
+    @property
+    def secrets(self) -> str:
+        """`HELPDESK_INTERNAL_SECRETS` of this system: what internal credentials are signed with."""
+        return self.env["HELPDESK_INTERNAL_SECRETS"]
+
+    @property
+    def internal_apis(self) -> dict[str, str]:
+        """Each service's internal listener (the credential's audience → its address)."""
+        plan = self.running.plan
+        return {
+            "ticket-core": f"http://127.0.0.1:{plan.ticket_core_port}",
+            "activity-log": f"http://127.0.0.1:{plan.activity_log_port}",
+            "intake": f"http://127.0.0.1:{plan.intake_internal_port}",
+        }
+
     def helpdesk(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "services", *args],

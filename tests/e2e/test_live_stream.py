@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import System, Workspace, hire
+from tests.support.internal_credentials import internal_headers
 from tests.support.sse import EventStream, open_stream
 
 pytestmark = pytest.mark.e2e
@@ -192,7 +193,9 @@ async def test_a_demoted_admin_loses_admin_rights_within_seconds_despite_the_rol
         changed = await ticket_core.patch(
             f"/internal/v1/members/{admin.member_id}",
             json={"role": "guest"},
-            headers={"X-Workspace-Id": team.workspace_id, "X-Member-Id": team.member_id},
+            headers=internal_headers(
+                "ticket-core", team.workspace_id, team.member_id, "owner", secrets=system.secrets
+            ),
         )
     assert changed.status_code == 200, changed.text
 

@@ -40,7 +40,7 @@ from shared.contracts.widget import (
     RequestStatus,
     TicketRequestRecord,
 )
-from shared.http import BodySizeLimit, broker_check, create_service_app
+from shared.http import broker_check, create_service_app
 from shared.internal_auth import InternalTokenSigner
 from shared.kafka_security import aiokafka_security
 from shared.problems import ProblemError, problem_response_doc, problem_responses
@@ -97,6 +97,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             "422 `nul_character`."
         ),
         lifespan=lifespan,
+        max_body_bytes=settings.max_body_bytes,
         # Ready: every service behind the gateway answers, and so does the broker.
         readiness_checks={
             "ticket-core": ticket_core.ping,
@@ -118,7 +119,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -251,7 +251,10 @@ AUTHENTICATED: dict[int | str, dict[str, Any]] = {
     401: _UNAUTHORIZED,
     500: problem_response_doc(500),
     502: problem_response_doc(
-        502, "An internal service answered an error without a problem document (`upstream_error`)"
+        502,
+        "An internal service answered an error without a problem document (`upstream_error`), "
+        "or refused the gateway's internal credential (`internal_credential_refused`: the "
+        "services do not share HELPDESK_INTERNAL_SECRETS)",
     ),
     503: problem_response_doc(
         503,

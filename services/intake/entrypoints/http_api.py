@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 
 from shared.background import service_lifespan
 from shared.http import Listener, broker_check, create_service_app, database_check
+from shared.internal_auth import InternalTokenVerifier
 
 from .. import handlers
 from ..bootstrap import Intake, bootstrap
@@ -36,16 +37,22 @@ def create_app(settings: IntakeSettings | None = None) -> list[Listener]:
             also_dispose=[service.read_engine],
         ),
         readiness_checks=readiness,
+        max_body_bytes=settings.max_body_bytes,
     )
     widget.add_exception_handler(RequestValidationError, on_invalid_request)
     widget.include_router(widget_routes(), prefix="/widget/v1")
     internal = create_service_app(
         title="intake (internal)",
-        description="Assistants' ticket settings, diagnostics and conversations, for the gateway.",
+        description="Assistants' ticket settings, diagnostics and conversations, for the gateway "
+        "only, with an internal credential (`Authorization: Bearer`, audience `intake`).",
         lifespan=_started_by_the_widget_listener,
         readiness_checks=readiness,
         # Only here: the widget's address is public and shows no event ids.
         readiness_details={"outbox": service.relay.status},
+        max_body_bytes=settings.max_body_bytes,
+    )
+    internal.state.internal_verifier = InternalTokenVerifier(
+        settings.internal_secret_list, audience="intake"
     )
     internal.include_router(internal_routes(), prefix="/internal/v1")
     for app in (widget, internal):

@@ -1,11 +1,13 @@
 """intake's internal API (`/internal/v1`: assistants' settings, diagnostics, conversations),
 for the gateway only. It is served on the internal listener (`INTAKE_INTERNAL_HOST`/`_PORT`,
-loopback by default), never on the widget's address."""
+loopback by default), never on the widget's address. Every route takes its caller from the
+verified internal credential (audience `intake`), never from a header; intake owns no members,
+so it decides with the role the credential names."""
 
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from shared.contracts.api import Role
 from shared.contracts.widget import (
@@ -16,7 +18,7 @@ from shared.contracts.widget import (
     RequestStatus,
     TicketRequestRecord,
 )
-from shared.http import MEMBER_HEADER, ROLE_HEADER, WORKSPACE_HEADER
+from shared.internal_auth import Caller
 from shared.problems import PROBLEM_RESPONSES
 
 from .. import handlers
@@ -28,9 +30,24 @@ def _service(request: Request) -> Intake:
     return service
 
 
-WorkspaceId = Annotated[UUID, Header(alias=WORKSPACE_HEADER)]
-MemberId = Annotated[UUID, Header(alias=MEMBER_HEADER)]
-CallerRole = Annotated[Role, Header(alias=ROLE_HEADER)]
+async def _workspace_of(caller: Caller) -> UUID:
+    # Every route acts for a member: a credential that names none is refused here too.
+    caller.require_member()
+    return caller.workspace_id
+
+
+async def _member_of(caller: Caller) -> UUID:
+    return caller.require_member()[0]
+
+
+async def _role_of(caller: Caller) -> Role:
+    return caller.require_member()[1]
+
+
+# All three come from the one verified credential of the call (FastAPI verifies it once).
+WorkspaceId = Annotated[UUID, Depends(_workspace_of)]
+MemberId = Annotated[UUID, Depends(_member_of)]
+CallerRole = Annotated[Role, Depends(_role_of)]
 AssistantId = Annotated[str, Path(min_length=1, max_length=100)]
 
 

@@ -26,13 +26,12 @@ from shared.contracts.api import (
 )
 from shared.contracts.tickets import TicketPriority, TicketStatus
 from shared.http import (
-    MEMBER_HEADER,
     REQUEST_ID_HEADER,
-    WORKSPACE_HEADER,
     broker_check,
     create_service_app,
     database_check,
 )
+from shared.internal_auth import Caller, InternalTokenVerifier
 from shared.problems import PROBLEM_RESPONSES, Problem, problem_response
 
 from .. import handlers
@@ -68,7 +67,9 @@ def create_app(settings: TicketCoreSettings | None = None) -> FastAPI:
     core = bootstrap(settings)
     app = create_service_app(
         title="ticket-core (internal)",
-        description="The only writer of tickets. Called by the gateway only.",
+        description="The only writer of tickets. Called by the gateway only, with an internal "
+        "credential (`Authorization: Bearer`, audience `ticket-core`).",
+        max_body_bytes=core.settings.max_body_bytes,
         lifespan=service_lifespan(
             core.broker,
             core.engine,
@@ -82,6 +83,9 @@ def create_app(settings: TicketCoreSettings | None = None) -> FastAPI:
         readiness_details={"outbox": core.relay.status},
     )
     app.state.core = core
+    app.state.internal_verifier = InternalTokenVerifier(
+        core.settings.internal_secret_list, audience="ticket-core"
+    )
     app.add_exception_handler(DomainError, _on_domain_error)
     app.include_router(_ticket_routes(), prefix="/internal/v1")
     app.include_router(_member_routes(), prefix="/internal/v1")
@@ -119,8 +123,19 @@ def _reader(request: Request) -> UnitOfWork:
     return core.reader()
 
 
-WorkspaceId = Annotated[UUID, Header(alias=WORKSPACE_HEADER)]
-MemberId = Annotated[UUID, Header(alias=MEMBER_HEADER)]
+async def _workspace_of(caller: Caller) -> UUID:
+    return caller.workspace_id
+
+
+async def _member_of(caller: Caller) -> UUID:
+    # Only the member: what they may do is decided by the membership stored here, never by
+    # the role the credential also names.
+    return caller.require_member_id()
+
+
+# Both come from the one verified credential of the call (FastAPI verifies it once).
+WorkspaceId = Annotated[UUID, Depends(_workspace_of)]
+MemberId = Annotated[UUID, Depends(_member_of)]
 Uow = Annotated[UnitOfWork, Depends(_uow)]
 ReadUow = Annotated[UnitOfWork, Depends(_reader)]  # for queries
 
@@ -385,9 +400,14 @@ def _member_routes() -> APIRouter:
         return _member_out(member)
 
     @router.get("/members/{target_id}", response_model=MemberOut)
-    async def get_member(target_id: UUID, workspace_id: WorkspaceId, uow: ReadUow) -> MemberOut:
-        """Also the gateway's membership check: no caller header needed."""
-        return _member_out(await handlers.get_member(uow, workspace_id, target_id))
+    async def get_member(
+        target_id: UUID, workspace_id: WorkspaceId, member_id: MemberId, uow: ReadUow
+    ) -> MemberOut:
+        """Also the gateway's membership check, made before it knows the role: a credential
+        naming the member asks for themself."""
+        return _member_out(
+            await handlers.get_member(uow, workspace_id, target_id, actor_id=member_id)
+        )
 
     @router.patch("/members/{target_id}", response_model=MemberOut)
     async def change_role(
