@@ -148,7 +148,7 @@ Origin = Annotated[
     Field(
         min_length=1,
         max_length=ORIGIN_MAX_LENGTH,
-        pattern=r"^https?://[^/?#@\s]+$",
+        pattern=r"^[hH][tT][tT][pP][sS]?://[^/?#@\s]+/?$",
         examples=["https://www.example.com"],
     ),
 ]

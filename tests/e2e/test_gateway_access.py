@@ -163,7 +163,7 @@ async def crew(system: System) -> AsyncIterator[Crew]:
         assistant = await configure_assistant(client, owner)
         conversation, ticket_id = await widget_ticket(system, assistant)
         await settle_ticket(client, owner, ticket_id, conversation)
-        yield Crew(owner, admin, member, other_member, guest, assistant, conversation)
+        yield Crew(owner, admin, member, other_member, guest, assistant.id, conversation)
 
 
 @pytest.fixture(scope="module")

@@ -107,7 +107,7 @@ def test_origins_are_compared_in_one_form(given: str, canonical: str) -> None:
     ],
 )
 def test_what_is_not_scheme_host_port_is_no_origin(bad: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"origin|scheme|port|host|characters"):
         canonical_origin(bad)
 
 

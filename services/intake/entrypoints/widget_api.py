@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from shared.contracts.conversation_ids import CONVERSATION_ID_PATTERN
+from shared.contracts.conversation_ids import CONVERSATION_ID_PATTERN, is_conversation_id
 from shared.contracts.widget import (
     NO_NUL,
     WIDGET_KEY_HEADER,
@@ -75,6 +75,7 @@ WIDGET_REFUSALS = _refusals(*GATE_REFUSALS, *REASON_STATUS.values())
 # Which field a validation error is in says which reason the widget gets.
 _FIELD_REASONS: tuple[tuple[tuple[str, ...], RejectionReason], ...] = (
     (("conversation", "messages"), RejectionReason.CONVERSATION_TOO_LARGE),
+    (("messages",), RejectionReason.CONVERSATION_TOO_LARGE),  # the messages path
     (("conversation", "id"), RejectionReason.INVALID_CONVERSATION),
     (("contact",), RejectionReason.INVALID_CONTACT),
 )
@@ -83,6 +84,8 @@ _TOO_LONG = frozenset({"string_too_long", "too_long"})
 
 def _reason_for(errors: list[dict[str, Any]]) -> RejectionReason:
     for error in errors:
+        if error["type"] == "missing":
+            continue  # not the field's value: the request is not a request at all
         location = tuple(str(p) for p in error["loc"] if p != "body")
         for prefix, reason in _FIELD_REASONS:
             if location[: len(prefix)] != prefix:
@@ -90,6 +93,24 @@ def _reason_for(errors: list[dict[str, Any]]) -> RejectionReason:
             if reason is not RejectionReason.CONVERSATION_TOO_LARGE or error["type"] in _TOO_LONG:
                 return reason
     return RejectionReason.INVALID_REQUEST
+
+
+def _ids_of(body: Any) -> tuple[str | None, str | None]:
+    """The request id and conversation id of an invalid body, where they are valid, so that
+    the admin can find the refusal by them."""
+    if not isinstance(body, dict):
+        return None, None
+    request_id = body.get("request_id")
+    conversation = body.get("conversation")
+    conversation_id = conversation.get("id") if isinstance(conversation, dict) else None
+    return (
+        request_id
+        if isinstance(request_id, str) and 0 < len(request_id) <= 100 and "\x00" not in request_id
+        else None,
+        conversation_id
+        if isinstance(conversation_id, str) and is_conversation_id(conversation_id)
+        else None,
+    )
 
 
 async def on_invalid_request(request: Request, error: Exception) -> JSONResponse:
@@ -114,6 +135,7 @@ async def on_invalid_request(request: Request, error: Exception) -> JSONResponse
             _service(request).guard,
             Refused(reason, detail),
             assistant.assistant_id,
+            *_ids_of(error.body),
         )
     return problem_response(
         Problem.model_validate(
