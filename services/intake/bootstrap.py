@@ -68,7 +68,9 @@ class Intake:
             assistant_writes=TokenBuckets(
                 BucketRule(self.settings.rate_limit_per_assistant, window), tracked
             ),
-            tally=RefusalTally(self.settings.refusal_sample_size),
+            tally=RefusalTally(
+                self.settings.refusal_sample_size, self.settings.refusal_samples_per_minute
+            ),
             trusted_proxies=parse_trusted_proxies(self.settings.trusted_proxies),
         )
         self.refusal_flusher = refusal_flusher(

@@ -28,6 +28,7 @@ class IntakeSettings(ServiceSettings):
     # Refusals are counted in memory and written every so often (one transaction).
     refusal_flush_interval_seconds: float = 1.0
     refusal_sample_size: int = 100  # newest refusals kept per assistant
+    refusal_samples_per_minute: int = 20  # of which at most so many per minute
     refusal_retention_days: int = 30  # per-minute refusal counts kept so long
     request_timeout_seconds: int = 120
     timeout_check_interval_seconds: float = 5.0

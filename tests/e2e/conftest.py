@@ -240,6 +240,8 @@ def system(
         ticket_core_port=free_port(),
         activity_log_port=free_port(),
         intake_port=free_port(),
+        # Its own, not the default 8113: other systems may run on this machine at once.
+        intake_internal_port=free_port(),
         database_urls=urls,
         extra_env=env,
     )

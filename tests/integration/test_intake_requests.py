@@ -207,15 +207,16 @@ async def test_refusal_samples_stay_bounded_per_assistant_and_counts_add_up(
             await receive(intake, widget_request(request_id=f"req-{flush}-{number}"))
         await handlers.flush_refusals(intake.unit_of_work, intake.guard, intake.limits)
 
-    assert await rows(intake, tables.refusal_samples) == intake.limits.refusal_sample_size
+    # All 450 counted; sampled at most 20 a minute, so 20 (or 40 across a minute's end).
+    assert await rows(intake, tables.refusal_samples) in (20, 40)
     assert await rows(intake, tables.ticket_requests) == 0
     counts = await handlers.refusal_counts(intake.reader(), workspace, Role.OWNER, "asst-1", 5)
     assert counts.totals == {"ticket_creation_disabled": 450}
     listed = await handlers.list_requests(
         intake.reader(), workspace, Role.OWNER, "asst-1", RequestStatus.REJECTED, 500
     )
-    assert listed[0].request_id == "req-2-149"  # the newest kept
-    assert len(listed) == intake.limits.refusal_sample_size
+    assert len(listed) in (20, 40)
+    assert listed == sorted(listed, key=lambda r: r.received_at, reverse=True)
 
 
 def result(command_id: str, outcome: str, **data: Any) -> EventEnvelope:

@@ -280,3 +280,20 @@ def test_a_failed_flush_keeps_its_counts_for_the_next() -> None:
     tally.record("asst-1", RejectionReason.RATE_LIMITED, "x", NOW)
     tally.put_back(failed)
     assert tally.drain().counts == {("asst-1", "rate_limited", NOW.replace(second=0)): 2}
+
+
+def test_a_flood_is_counted_in_full_but_sampled_at_most_so_many_a_minute() -> None:
+    tally = RefusalTally(sample_size=100, samples_per_minute=20)
+    for second in range(180):
+        for _ in range(50):
+            tally.record(
+                "asst-1", RejectionReason.RATE_LIMITED, "x", NOW + timedelta(seconds=second)
+            )
+    batch = tally.drain()
+    assert sum(batch.counts.values()) == 9_000
+    per_minute: dict[datetime, int] = {}
+    for sample in batch.samples:
+        minute = sample.received_at.replace(second=0)
+        per_minute[minute] = per_minute.get(minute, 0) + 1
+    assert set(per_minute.values()) == {20}
+    assert len(per_minute) == 4  # 09:30 to 09:33

@@ -343,10 +343,14 @@ class RefusalTally:
     of refused calls costs memory bounded by (assistants x reasons x minutes) between two
     flushes and `sample_size` samples per assistant, and no write per call."""
 
-    def __init__(self, sample_size: int) -> None:
+    def __init__(self, sample_size: int, samples_per_minute: int | None = None) -> None:
         self.sample_size = sample_size
+        # A flood is counted in full but sampled sparsely: each stored sample is a write (and
+        # on PostgreSQL a dead row once a newer one replaces it), so at most so many a minute.
+        self.samples_per_minute = samples_per_minute
         self._batch = RefusalBatch()
         self._samples_per_assistant: dict[str, int] = {}
+        self._sampled_in_minute: dict[tuple[str, datetime], int] = {}
 
     def record(
         self,
@@ -364,6 +368,18 @@ class RefusalTally:
         self._batch.counts[key] = self._batch.counts.get(key, 0) + 1
         if not sampled or assistant_id == UNATTRIBUTED:
             return
+        if self.samples_per_minute is not None:
+            this_minute = (assistant_id, minute)
+            if self._sampled_in_minute.get(this_minute, 0) >= self.samples_per_minute:
+                return
+            if len(self._sampled_in_minute) > 10_000 or not any(
+                m == minute for _, m in list(self._sampled_in_minute)[-1:]
+            ):
+                # A new minute: the budgets of earlier minutes are no longer needed.
+                self._sampled_in_minute = {
+                    k: v for k, v in self._sampled_in_minute.items() if k[1] >= minute
+                }
+            self._sampled_in_minute[this_minute] = self._sampled_in_minute.get(this_minute, 0) + 1
         self._batch.samples.append(
             RefusalSample(
                 assistant_id,

@@ -81,8 +81,9 @@ class AssistantRepository:
     async def some_open(self) -> bool:
         """Whether some assistant lists no origins (accepts calls from any)."""
         a, o = tables.assistants, tables.assistant_origins
-        listed = exists().where(o.c.assistant_id == a.c.assistant_id)
-        return bool(await self._session.scalar(select(exists().where(~listed))))
+        listed = select(o.c.assistant_id).where(o.c.assistant_id == a.c.assistant_id).exists()
+        first_open = select(a.c.assistant_id).where(~listed).limit(1)
+        return await self._session.scalar(first_open) is not None
 
     async def save(
         self,
