@@ -57,10 +57,12 @@ _RETRY_AFTER = {
 def _refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
     answers: dict[int | str, dict[str, Any]] = {}
     for status in sorted(set(statuses)):
-        reasons = ", ".join(f"`{r.value}`" for r, s in REASON_STATUS.items() if s == status)
+        codes = [f"`{r.value}`" for r, s in REASON_STATUS.items() if s == status]
+        if status == 413:
+            codes.append("`body_too_large` (the listener's limit)")
         answer: dict[str, Any] = {
             "model": Problem,
-            "description": f"Refused; `reason` says why: {reasons or '`body_too_large`'}.",
+            "description": f"Refused; `code` says why: {', '.join(codes)}.",
         }
         if status == 429:
             answer["headers"] = _RETRY_AFTER
@@ -239,6 +241,20 @@ KEY_DOC = (
 )
 
 
+# The key is read by the gate itself (before the body), so it is documented here.
+KEY_PARAMETER: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": WIDGET_KEY_HEADER,
+            "in": "header",
+            "required": True,
+            "description": "The assistant's publishable widget key (its ticket settings).",
+            "schema": {"type": "string", "maxLength": 100, "examples": ["wk_3q2..."]},
+        }
+    ]
+}
+
+
 class WidgetCors:
     """CORS for the widget API. A preflight (`OPTIONS` with `Access-Control-Request-Method`)
     carries no key, so it cannot know the assistant: it is answered when some assistant
@@ -317,6 +333,7 @@ def widget_routes() -> APIRouter:
         summary="Ask for a ticket from this conversation",
         description="202 `pending` while the ticket is made (poll the GET), or a refusal "
         "with a `reason`. Sending the same `request_id` again returns the same answer. " + KEY_DOC,
+        openapi_extra=KEY_PARAMETER,
     )
     async def post_ticket_request(
         assistant: Writer, body: WidgetTicketRequest, request: Request, response: Response
@@ -337,6 +354,7 @@ def widget_routes() -> APIRouter:
         responses={**_refusals(*GATE_REFUSALS), 404: {"model": Problem}},
         summary="Where a ticket request stands",
         description="Only a request of the key's assistant. " + KEY_DOC,
+        openapi_extra=KEY_PARAMETER,
     )
     async def get_ticket_request(
         request_id: Annotated[str, Path(max_length=100, pattern=NO_NUL)],
@@ -353,6 +371,7 @@ def widget_routes() -> APIRouter:
         responses={**_refusals(*GATE_REFUSALS, 422), 404: {"model": Problem}},
         description="At most 50 messages per call, 4,000 characters each, 1,000 per "
         "conversation (413 `conversation_too_large`). " + KEY_DOC,
+        openapi_extra=KEY_PARAMETER,
     )
     async def add_messages(
         conversation_id: Annotated[str, Path(max_length=128, pattern=CONVERSATION_ID_PATTERN)],
