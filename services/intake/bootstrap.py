@@ -12,9 +12,10 @@ from shared.db import create_engine, create_read_engine, create_session_factory
 from shared.outbox import OutboxRelay
 
 from .domain.requests import RateLimits
+from .domain.widget_access import BucketRule, RefusalTally, TokenBuckets, parse_trusted_proxies
 from .entrypoints.consumer import register_consumers
-from .entrypoints.scheduler import request_expirer
-from .handlers import IntakeLimits
+from .entrypoints.scheduler import refusal_flusher, request_expirer
+from .handlers import IntakeLimits, WidgetGuard
 from .settings import IntakeSettings
 from .store import tables
 from .store.unit_of_work import UnitOfWork
@@ -34,6 +35,8 @@ class Intake:
     relay: OutboxRelay = field(init=False)
     limits: IntakeLimits = field(init=False)
     expirer: PeriodicTask = field(init=False)
+    guard: WidgetGuard = field(init=False)
+    refusal_flusher: PeriodicTask = field(init=False)
 
     def __post_init__(self) -> None:
         self.relay = OutboxRelay(
@@ -50,6 +53,31 @@ class Intake:
                 per_conversation=self.settings.rate_limit_per_conversation,
             ),
             request_timeout_seconds=self.settings.request_timeout_seconds,
+            refusal_sample_size=self.settings.refusal_sample_size,
+            refusal_retention_days=self.settings.refusal_retention_days,
+        )
+        window = float(self.settings.rate_window_seconds)
+        tracked = self.settings.rate_limit_max_tracked_addresses
+        self.guard = WidgetGuard(
+            address_writes=TokenBuckets(
+                BucketRule(self.settings.rate_limit_per_address, window), tracked
+            ),
+            address_reads=TokenBuckets(
+                BucketRule(self.settings.rate_limit_reads_per_address, window), tracked
+            ),
+            assistant_writes=TokenBuckets(
+                BucketRule(self.settings.rate_limit_per_assistant, window), tracked
+            ),
+            tally=RefusalTally(
+                self.settings.refusal_sample_size, self.settings.refusal_samples_per_minute
+            ),
+            trusted_proxies=parse_trusted_proxies(self.settings.trusted_proxies),
+        )
+        self.refusal_flusher = refusal_flusher(
+            self.unit_of_work,
+            self.guard,
+            self.limits,
+            self.settings.refusal_flush_interval_seconds,
         )
         self.expirer = request_expirer(
             self.unit_of_work,
@@ -57,7 +85,11 @@ class Intake:
             self.settings.timeout_check_interval_seconds,
         )
         register_consumers(
-            self.broker, self.unit_of_work, self.limits, group_id=self.settings.consumer_group
+            self.broker,
+            self.unit_of_work,
+            self.limits,
+            self.guard,
+            group_id=self.settings.consumer_group,
         )
 
     def unit_of_work(self) -> UnitOfWork:

@@ -1,16 +1,19 @@
-"""intake's use cases: receive a widget request (HTTP or Kafka, one handler), learn its outcome
-from ticket-core, time out what ticket-core never answered, keep conversations, and serve the
-admin's settings and diagnostics."""
+"""intake's use cases: admit a widget call (key, origin, limits), receive a widget request
+(HTTP or Kafka, one handler), learn its outcome from ticket-core, time out what ticket-core
+never answered, keep conversations, count refusals, and serve the admin's settings and
+diagnostics."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID, uuid5
 
+import structlog
 from sqlalchemy import RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -25,10 +28,13 @@ from shared.contracts.topics import (
     TICKET_COMMANDS,
 )
 from shared.contracts.widget import (
+    WIDGET_KEY_MAX_LENGTH,
     AssistantTicketSettings,
     ConversationMessage,
     ConversationOut,
     MessageRole,
+    RefusalCount,
+    RefusalCounts,
     RejectionReason,
     RequestStatus,
     TicketRequestRecord,
@@ -39,22 +45,41 @@ from shared.contracts.widget import (
 
 from .domain.requests import (
     AssistantSettings,
+    AssistantTaken,
+    InvalidSettings,
     RateLimits,
     Refused,
+    check_caller,
+    check_conversation_growth,
     check_request,
     ensure_manages_settings,
     settings_changes,
     ticket_text,
 )
+from .domain.widget_access import (
+    UNATTRIBUTED,
+    Network,
+    RefusalTally,
+    TokenBuckets,
+    canonical_origin,
+    check_origin,
+    check_widget_key,
+    clean_allowed_origins,
+    new_identity_secret,
+    new_widget_key,
+    preflight_allowed,
+    rate_limited,
+    unknown_widget_key,
+)
 from .store.unit_of_work import UnitOfWork
+
+log = structlog.get_logger(__name__)
 
 SOURCE = "intake"
 RESULTS_CONSUMER = "intake:command-results"
 # Command ids are derived from request ids, so even two intake replicas racing on the same
 # request send ticket-core the same command id, which it runs once.
 COMMAND_ID_NAMESPACE = UUID("6f0d3c2e-9a57-4c1e-8f7b-2b3d9c4e5a61")
-# The envelope needs a workspace; a request to an unknown assistant has none.
-NO_WORKSPACE = UUID(int=0)
 
 
 class NotFound(Exception):
@@ -65,6 +90,22 @@ class NotFound(Exception):
 class IntakeLimits:
     rate: RateLimits
     request_timeout_seconds: int
+    refusal_sample_size: int = 100
+    refusal_retention_days: int = 30
+
+
+@dataclass
+class WidgetGuard:
+    """This process's limits on widget calls: token buckets per client address (calls that
+    write; polls and preflights have their own, larger ones) and per assistant, and the
+    refusals not yet written. In memory: each intake process limits on its own."""
+
+    address_writes: TokenBuckets
+    address_reads: TokenBuckets
+    assistant_writes: TokenBuckets
+    tally: RefusalTally
+    trusted_proxies: tuple[Network, ...] = ()
+    clock: Callable[[], float] = field(default=time.monotonic)
 
 
 def _now() -> datetime:
@@ -79,10 +120,99 @@ def _answer(row: RowMapping) -> WidgetRequestAnswer:
     return WidgetRequestAnswer(
         request_id=row["request_id"],
         status=RequestStatus(row["status"]),
-        ticket_id=row["ticket_id"],
-        ticket_number=row["ticket_number"],
+        ticket_id=row.get("ticket_id"),
+        ticket_number=row.get("ticket_number"),
         reason=RejectionReason(row["reason"]) if row["reason"] else None,
         detail=row["detail"],
+    )
+
+
+def _refused_answer(request_id: str, refusal: Refused) -> WidgetRequestAnswer:
+    return WidgetRequestAnswer(
+        request_id=request_id,
+        status=RequestStatus.REJECTED,
+        reason=refusal.reason,
+        detail=refusal.detail,
+    )
+
+
+# -- admitting a widget call -------------------------------------------------------------------
+
+
+async def admit_widget_call(
+    uow: UnitOfWork,
+    guard: WidgetGuard,
+    *,
+    widget_key: str | None,
+    origin: str | None,
+    address: str,
+    kind: Literal["write", "read"],
+) -> AssistantSettings:
+    """The checks every widget call passes before anything else, cheapest first (the body's
+    size was checked by the listener): key, origin, per address, per assistant. A refusal
+    raises `Refused`; it is counted, never stored as a row."""
+    settings = None
+    if widget_key and len(widget_key) <= WIDGET_KEY_MAX_LENGTH:
+        async with uow:
+            settings = await uow.assistants.by_widget_key(widget_key)
+    try:
+        if settings is None:
+            raise unknown_widget_key(widget_key)
+        check_widget_key(
+            widget_key, settings.widget_key, settings.previous_widget_key, settings.assistant_id
+        )
+        check_origin(origin, settings.allowed_origins, settings.assistant_id)
+        buckets = guard.address_writes if kind == "write" else guard.address_reads
+        if (wait := buckets.take(address, guard.clock())) is not None:
+            raise rate_limited(wait, "from your address")
+        # Only a caller with the key, within its own address's budget, spends the assistant's.
+        if (
+            kind == "write"
+            and (wait := guard.assistant_writes.take(settings.assistant_id, guard.clock()))
+            is not None
+        ):
+            raise rate_limited(wait, f"for assistant {settings.assistant_id!r}")
+    except Refused as refusal:
+        guard.tally.record(
+            settings.assistant_id if settings else UNATTRIBUTED,
+            refusal.reason,
+            refusal.detail,
+            _now(),
+        )
+        raise
+    return settings
+
+
+async def admit_preflight(
+    uow: UnitOfWork, guard: WidgetGuard, *, origin: str | None, address: str
+) -> bool:
+    """Whether to answer a CORS preflight from `origin` (see `preflight_allowed`)."""
+    if guard.address_reads.take(address, guard.clock()) is not None:
+        return False
+    try:
+        canonical = canonical_origin(origin or "")
+    except ValueError:
+        return False
+    async with uow:
+        listed = await uow.assistants.origin_listed(canonical)
+        some_open = listed or await uow.assistants.some_open()
+    return preflight_allowed(origin, listed, some_open)
+
+
+def record_refusal(
+    guard: WidgetGuard,
+    refusal: Refused,
+    assistant_id: str | None,
+    request_id: str | None = None,
+    conversation_id: str | None = None,
+) -> None:
+    guard.tally.record(
+        assistant_id or UNATTRIBUTED,
+        refusal.reason,
+        refusal.detail,
+        _now(),
+        request_id=request_id,
+        conversation_id=conversation_id,
     )
 
 
@@ -90,28 +220,40 @@ def _answer(row: RowMapping) -> WidgetRequestAnswer:
 
 
 async def receive_request(
-    uow: UnitOfWork, request: WidgetTicketRequest, limits: IntakeLimits
+    uow: UnitOfWork,
+    request: WidgetTicketRequest,
+    limits: IntakeLimits,
+    guard: WidgetGuard,
+    widget_key: str | None,
 ) -> WidgetRequestAnswer:
     """Decide at once what can be decided; otherwise ask ticket-core and answer `pending`.
-    The same request id always gets the same answer and at most one ticket."""
+    The same request id always gets the same answer and at most one ticket. A refusal
+    stores and publishes nothing: it is counted, and sampled for the admin."""
+    settings: AssistantSettings | None = None
     try:
         async with uow:
-            if (earlier := await uow.requests.get(request.request_id)) is not None:
-                return _repeat(earlier, request)
             now = _now()
             settings = await uow.assistants.get(request.assistant_id)
+            check_caller(request.assistant_id, settings, widget_key)
+            if (earlier := await uow.requests.get(request.request_id)) is not None:
+                return _repeat(earlier, request)
             recent = await uow.requests.recent(
                 request.assistant_id, request.conversation.id, now, limits.rate.window_seconds
             )
-            try:
-                check_request(request, settings, recent, limits.rate)
-            except Refused as refusal:
-                answer = await _reject_at_once(uow, request, settings, refusal, now)
-            else:
-                assert settings is not None
-                answer = await _ask_ticket_core(uow, request, settings, now)
+            check_request(request, settings, recent, limits.rate, widget_key)
+            assert settings is not None
+            answer = await _ask_ticket_core(uow, request, settings, now)
             await uow.commit()
             return answer
+    except Refused as refusal:
+        record_refusal(
+            guard,
+            refusal,
+            settings.assistant_id if settings else None,
+            request.request_id,
+            request.conversation.id,
+        )
+        return _refused_answer(request.request_id, refusal)
     except IntegrityError:
         # The same request id committed by a concurrent delivery (HTTP and Kafka at once).
         async with uow:
@@ -130,37 +272,6 @@ def _repeat(earlier: RowMapping, request: WidgetTicketRequest) -> WidgetRequestA
             detail="This request_id was used by another assistant; use a new id per request.",
         )
     return _answer(earlier)
-
-
-async def _reject_at_once(
-    uow: UnitOfWork,
-    request: WidgetTicketRequest,
-    settings: AssistantSettings | None,
-    refusal: Refused,
-    now: datetime,
-) -> WidgetRequestAnswer:
-    workspace_id = settings.workspace_id if settings else None
-    await uow.requests.add(
-        request_id=request.request_id,
-        assistant_id=request.assistant_id,
-        workspace_id=workspace_id,
-        conversation_id=request.conversation.id[:200],
-        fingerprint=_fingerprint(request),
-        status=RequestStatus.REJECTED.value,
-        reason=refusal.reason.value,
-        detail=refusal.detail,
-        last_sequence=1,
-        received_at=now,
-        decided_at=now,
-    )
-    answer = WidgetRequestAnswer(
-        request_id=request.request_id,
-        status=RequestStatus.REJECTED,
-        reason=refusal.reason,
-        detail=refusal.detail,
-    )
-    _publish_outcome(uow, request.assistant_id, workspace_id, request.conversation.id, answer, 1)
-    return answer
 
 
 async def _ask_ticket_core(
@@ -215,7 +326,7 @@ def _visitor(assistant_id: str, conversation_id: str) -> Actor:
 def _publish_outcome(
     uow: UnitOfWork,
     assistant_id: str,
-    workspace_id: UUID | object | None,
+    workspace_id: UUID | object,
     conversation_id: str | None,
     answer: WidgetRequestAnswer,
     sequence: int,
@@ -230,7 +341,7 @@ def _publish_outcome(
         EventEnvelope(
             type=kind,
             source=SOURCE,
-            workspace_id=UUID(str(workspace_id)) if workspace_id else NO_WORKSPACE,
+            workspace_id=UUID(str(workspace_id)),
             subject=answer.request_id,
             sequence=sequence,
             correlation_id=answer.request_id,
@@ -245,12 +356,27 @@ def _publish_outcome(
     )
 
 
-async def request_status(uow: UnitOfWork, request_id: str) -> WidgetRequestAnswer:
+async def request_status(
+    uow: UnitOfWork, request_id: str, assistant_id: str
+) -> WidgetRequestAnswer:
+    """A request of this assistant (the caller's key's): stored, or among its sampled
+    refusals (a refusal is kept only there, and only the newest)."""
     async with uow:
         row = await uow.requests.get(request_id)
-    if row is None:
-        raise NotFound(f"No ticket request {request_id!r}; send it with POST first.")
-    return _answer(row)
+        if row is not None and row["assistant_id"] == assistant_id:
+            return _answer(row)
+        sample = await uow.refusals.sample_of(assistant_id, request_id)
+    if sample is None:
+        raise NotFound(
+            f"No ticket request {request_id!r} for this assistant; send it with POST first "
+            "(refusals are kept only among the assistant's newest)."
+        )
+    return WidgetRequestAnswer(
+        request_id=request_id,
+        status=RequestStatus.REJECTED,
+        reason=RejectionReason(sample["reason"]),
+        detail=sample["detail"],
+    )
 
 
 # -- outcomes from ticket-core ------------------------------------------------------------------
@@ -364,22 +490,38 @@ async def _record_messages(
 
 
 async def add_messages(
-    uow: UnitOfWork, assistant_id: str, conversation_id: str, messages: list[ConversationMessage]
+    uow: UnitOfWork,
+    guard: WidgetGuard,
+    widget_key: str | None,
+    assistant_id: str,
+    conversation_id: str,
+    messages: list[ConversationMessage],
 ) -> int:
-    """Later messages from the widget; returns how many were new."""
-    async with uow:
-        conversation = await uow.conversations.get(assistant_id, conversation_id)
-        if conversation is None:
-            raise NotFound(
-                f"No conversation {conversation_id!r} for assistant {assistant_id!r}; "
-                "it is known once a ticket request was sent for it."
+    """Later messages from the widget; returns how many were new. A conversation keeps at
+    most MESSAGES_PER_CONVERSATION_MAX_COUNT messages."""
+    settings: AssistantSettings | None = None
+    try:
+        async with uow:
+            settings = await uow.assistants.get(assistant_id)
+            check_caller(assistant_id, settings, widget_key)
+            conversation = await uow.conversations.get(assistant_id, conversation_id)
+            if conversation is None:
+                raise NotFound(
+                    f"No conversation {conversation_id!r} for assistant {assistant_id!r}; "
+                    "it is known once a ticket request was sent for it."
+                )
+            before = await uow.conversations.message_count(assistant_id, conversation_id)
+            check_conversation_growth(before, len(messages))
+            await _record_messages(
+                uow, conversation["workspace_id"], assistant_id, conversation_id, messages
             )
-        before = len(await uow.conversations.messages(assistant_id, conversation_id))
-        await _record_messages(
-            uow, conversation["workspace_id"], assistant_id, conversation_id, messages
+            after = await uow.conversations.message_count(assistant_id, conversation_id)
+            await uow.commit()
+    except Refused as refusal:
+        record_refusal(
+            guard, refusal, settings.assistant_id if settings else None, None, conversation_id
         )
-        after = len(await uow.conversations.messages(assistant_id, conversation_id))
-        await uow.commit()
+        raise
     return after - before
 
 
@@ -403,12 +545,20 @@ async def get_conversation(
 
 
 async def _owned_settings(
-    uow: UnitOfWork, workspace_id: UUID, assistant_id: str
+    uow: UnitOfWork, workspace_id: UUID, assistant_id: str, *, writing: bool = False
 ) -> AssistantSettings | None:
+    """This workspace's assistant, or None if nobody configured it. Another workspace's is
+    not found when reading (nothing of it shows) and `assistant_taken` when writing."""
     settings = await uow.assistants.get(assistant_id)
     if settings is not None and settings.workspace_id != workspace_id:
+        if writing:
+            raise AssistantTaken(assistant_id)
         raise NotFound(f"No assistant {assistant_id!r} in this workspace.")
     return settings
+
+
+def _not_configured(assistant_id: str) -> NotFound:
+    return NotFound(f"Assistant {assistant_id!r} has no ticket settings yet; save them with PUT.")
 
 
 async def get_settings(
@@ -418,10 +568,32 @@ async def get_settings(
     async with uow:
         settings = await _owned_settings(uow, workspace_id, assistant_id)
         if settings is None:
-            raise NotFound(
-                f"Assistant {assistant_id!r} has no ticket settings yet; save them with PUT."
-            )
+            raise _not_configured(assistant_id)
         return settings, await uow.assistants.history(assistant_id)
+
+
+def _announce(
+    uow: UnitOfWork,
+    workspace_id: UUID,
+    member_id: UUID,
+    assistant_id: str,
+    sequence: int,
+    changes: dict[str, Any],
+    now: datetime,
+) -> None:
+    uow.send(
+        INTAKE_ASSISTANTS.name,
+        EventEnvelope(
+            type=WidgetEventType.SETTINGS_CHANGED,
+            source=SOURCE,
+            time=now,
+            workspace_id=workspace_id,
+            subject=assistant_id,
+            sequence=sequence,
+            actor=Actor(type="member", id=str(member_id)),
+            data={"changes": changes},
+        ),
+    )
 
 
 async def put_settings(
@@ -433,10 +605,22 @@ async def put_settings(
     wanted: AssistantTicketSettings,
 ) -> None:
     ensure_manages_settings(role)
+    try:
+        origins = (
+            clean_allowed_origins(wanted.allowed_origins)
+            if wanted.allowed_origins is not None
+            else None
+        )
+    except ValueError as error:
+        raise InvalidSettings(f"allowed_origins: {error}.") from error
     async with uow:
-        before = await _owned_settings(uow, workspace_id, assistant_id)
+        before = await _owned_settings(uow, workspace_id, assistant_id, writing=True)
         changes = settings_changes(
-            before, wanted.ticket_creation_enabled, wanted.require_contact_info
+            before,
+            wanted.ticket_creation_enabled,
+            wanted.require_contact_info,
+            origins,
+            wanted.identity_verification,
         )
         if not changes:
             return
@@ -447,26 +631,76 @@ async def put_settings(
                 workspace_id=workspace_id,
                 ticket_creation_enabled=wanted.ticket_creation_enabled,
                 require_contact_info=wanted.require_contact_info,
+                widget_key=before.widget_key if before else new_widget_key(),
+                allowed_origins=(
+                    origins if origins is not None else (before.allowed_origins if before else ())
+                ),
+                identity_verification=(
+                    wanted.identity_verification
+                    if wanted.identity_verification is not None
+                    else bool(before and before.identity_verification)
+                ),
             ),
             existed=before is not None,
             changed_by=str(member_id),
             changes=changes,
             now=now,
         )
-        uow.send(
-            INTAKE_ASSISTANTS.name,
-            EventEnvelope(
-                type=WidgetEventType.SETTINGS_CHANGED,
-                source=SOURCE,
-                time=now,
-                workspace_id=workspace_id,
-                subject=assistant_id,
-                sequence=sequence,
-                actor=Actor(type="member", id=str(member_id)),
-                data={"changes": changes},
-            ),
-        )
+        _announce(uow, workspace_id, member_id, assistant_id, sequence, changes, now)
         await uow.commit()
+
+
+async def _replace_credential(
+    uow: UnitOfWork,
+    workspace_id: UUID,
+    member_id: UUID,
+    role: Role,
+    assistant_id: str,
+    what: Literal["widget_key", "identity_secret"],
+) -> str:
+    """A new widget key (the old one is refused from now on) or identity secret; the change
+    is in the history and announced, without the value."""
+    ensure_manages_settings(role)
+    async with uow:
+        settings = await _owned_settings(uow, workspace_id, assistant_id, writing=True)
+        if settings is None:
+            raise _not_configured(assistant_id)
+        value = new_widget_key() if what == "widget_key" else new_identity_secret()
+        if what == "widget_key":
+            await uow.assistants.replace_widget_key(assistant_id, value)
+        else:
+            await uow.assistants.set_identity_secret(assistant_id, value)
+        changes: dict[str, Any] = {
+            what: {
+                "from": "(replaced)" if what == "widget_key" or settings.identity_secret else None,
+                "to": "(new)",
+            }
+        }
+        now = _now()
+        sequence = await uow.assistants.save(
+            settings,
+            existed=True,
+            changed_by=str(member_id),
+            changes=changes,
+            now=now,
+        )
+        _announce(uow, workspace_id, member_id, assistant_id, sequence, changes, now)
+        await uow.commit()
+    return value
+
+
+async def replace_widget_key(
+    uow: UnitOfWork, workspace_id: UUID, member_id: UUID, role: Role, assistant_id: str
+) -> str:
+    return await _replace_credential(uow, workspace_id, member_id, role, assistant_id, "widget_key")
+
+
+async def replace_identity_secret(
+    uow: UnitOfWork, workspace_id: UUID, member_id: UUID, role: Role, assistant_id: str
+) -> str:
+    return await _replace_credential(
+        uow, workspace_id, member_id, role, assistant_id, "identity_secret"
+    )
 
 
 async def list_requests(
@@ -477,9 +711,9 @@ async def list_requests(
     status: RequestStatus | None,
     limit: int,
 ) -> list[TicketRequestRecord]:
-    """Recent requests of an assistant of this workspace. Requests for an assistant nobody
-    has configured belong to no workspace, so no workspace sees them (they may come from
-    another team's widget); the widget itself was told `unknown_assistant`."""
+    """Recent requests of an assistant of this workspace, newest first: those stored (every
+    accepted one, and its outcome) and, for refusals, the newest sampled ones. Refusals for
+    an assistant nobody configured belong to no workspace and are only counted."""
     ensure_manages_settings(role)
     async with uow:
         if await _owned_settings(uow, workspace_id, assistant_id) is None:
@@ -489,7 +723,12 @@ async def list_requests(
                 "`unknown_assistant`, which the widget is told."
             )
         rows = await uow.requests.for_assistant(workspace_id, assistant_id, status, limit)
-    return [
+        samples = (
+            await uow.refusals.samples(assistant_id, limit)
+            if status in (None, RequestStatus.REJECTED)
+            else []
+        )
+    records = [
         TicketRequestRecord(
             **_answer(row).model_dump(),
             assistant_id=row["assistant_id"],
@@ -498,4 +737,60 @@ async def list_requests(
             decided_at=row["decided_at"],
         )
         for row in rows
+    ] + [
+        TicketRequestRecord(
+            request_id=sample["request_id"] or "",
+            status=RequestStatus.REJECTED,
+            reason=RejectionReason(sample["reason"]),
+            detail=sample["detail"],
+            assistant_id=assistant_id,
+            conversation_id=sample["conversation_id"],
+            received_at=sample["received_at"],
+            decided_at=sample["received_at"],
+        )
+        for sample in samples
     ]
+    records.sort(key=lambda record: record.received_at, reverse=True)
+    return records[:limit]
+
+
+async def refusal_counts(
+    uow: UnitOfWork, workspace_id: UUID, role: Role, assistant_id: str, minutes: int
+) -> RefusalCounts:
+    """How many widget calls of this workspace's assistant were refused, per reason and
+    minute, over the last `minutes`."""
+    ensure_manages_settings(role)
+    since = _now().replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+    async with uow:
+        if await _owned_settings(uow, workspace_id, assistant_id) is None:
+            raise _not_configured(assistant_id)
+        rows = await uow.refusals.counts(assistant_id, since)
+    items = [
+        RefusalCount(
+            minute=row["minute"], reason=RejectionReason(row["reason"]), count=row["count"]
+        )
+        for row in rows
+    ]
+    totals: dict[str, int] = {}
+    for item in items:
+        totals[item.reason.value] = totals.get(item.reason.value, 0) + item.count
+    return RefusalCounts(assistant_id=assistant_id, items=items, totals=totals)
+
+
+async def flush_refusals(
+    new_uow: Callable[[], UnitOfWork], guard: WidgetGuard, limits: IntakeLimits
+) -> int:
+    """Write the refusals counted since the last flush in one transaction, keep only the
+    newest samples per assistant, forget counts past their retention; returns how many."""
+    batch = guard.tally.drain()
+    if not batch.counts:
+        return 0
+    try:
+        async with (uow := new_uow()):
+            await uow.refusals.write(batch, limits.refusal_sample_size)
+            await uow.refusals.prune(_now() - timedelta(days=limits.refusal_retention_days))
+            await uow.commit()
+    except Exception:
+        guard.tally.put_back(batch)
+        raise
+    return sum(batch.counts.values())

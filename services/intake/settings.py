@@ -23,8 +23,22 @@ class IntakeSettings(ServiceSettings):
     )
     internal_port: int = 8113  # the gateway's: /internal/v1
     consumer_group: str = "intake"
+    # The widget listener's body limit (the whole request, before anything is parsed).
+    widget_max_body_bytes: int = 262_144
+    # Token buckets, in this process's memory: so many calls per window, refilled evenly.
     rate_window_seconds: int = 60
-    rate_limit_per_assistant: int = 120
-    rate_limit_per_conversation: int = 10
+    rate_limit_per_assistant: int = 120  # ticket requests and messages, all visitors
+    rate_limit_per_address: int = 30  # ticket requests and messages, one client address
+    rate_limit_reads_per_address: int = 600  # status polls and CORS preflights
+    rate_limit_per_conversation: int = 10  # accepted ticket requests, in the database
+    rate_limit_max_tracked_addresses: int = 100_000
+    # Comma-separated proxy addresses/networks whose X-Forwarded-For is believed; empty:
+    # the connection's own address is the client's.
+    trusted_proxies: str = ""
+    # Refusals are counted in memory and written every so often (one transaction).
+    refusal_flush_interval_seconds: float = 1.0
+    refusal_sample_size: int = 100  # newest refusals kept per assistant
+    refusal_samples_per_minute: int = 20  # of which at most so many per minute
+    refusal_retention_days: int = 30  # per-minute refusal counts kept so long
     request_timeout_seconds: int = 120
     timeout_check_interval_seconds: float = 5.0

@@ -12,9 +12,22 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from .conversation_ids import CONVERSATION_ID_PATTERN, CONVERSATION_ID_RULE
+
+# The widget's text limits, for every service (intake checks them, the gateway documents them).
 MESSAGE_TEXT_MAX_LENGTH = 4_000
-MESSAGES_MAX_COUNT = 200
+MESSAGES_MAX_COUNT = 200  # in one ticket request: the conversation's last messages
+MESSAGES_PER_CALL_MAX_COUNT = 50  # in one call of the messages path
+MESSAGES_PER_CONVERSATION_MAX_COUNT = 1_000  # stored for one conversation, all calls together
 CONTACT_NAME_MAX_LENGTH = 100
+CONTACT_EMAIL_MAX_LENGTH = 254  # RFC 5321's path limit
+CONTACT_SIGNATURE_MAX_LENGTH = 128  # a hex HMAC-SHA256 is 64
+REQUEST_ID_MAX_LENGTH = 100
+ASSISTANT_ID_MAX_LENGTH = 100
+WIDGET_KEY_HEADER = "X-Widget-Key"
+WIDGET_KEY_MAX_LENGTH = 100
+ALLOWED_ORIGINS_MAX_COUNT = 20
+ORIGIN_MAX_LENGTH = 253 + len("https://") + len(":65535")
 
 
 def _without_nul(text: str) -> str:
@@ -38,22 +51,40 @@ class ConversationMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: MessageRole
-    text: Text = Field(description=f"Plain text, at most {MESSAGE_TEXT_MAX_LENGTH} characters.")
+    text: Text = Field(
+        max_length=MESSAGE_TEXT_MAX_LENGTH,
+        description=f"Plain text, at most {MESSAGE_TEXT_MAX_LENGTH} characters.",
+    )
     sent_at: datetime
 
 
 class WidgetConversation(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    id: Text = Field(min_length=1, description="The conversation's id in the widget.")
-    messages: list[ConversationMessage] = Field(default_factory=list)
+    id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=CONVERSATION_ID_PATTERN,
+        description=f"The conversation's id in the widget: {CONVERSATION_ID_RULE}.",
+    )
+    messages: list[ConversationMessage] = Field(
+        default_factory=list,
+        max_length=MESSAGES_MAX_COUNT,
+        description=f"The conversation's last messages, at most {MESSAGES_MAX_COUNT}.",
+    )
 
 
 class Contact(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    name: Text | None = None
-    email: Text | None = None
+    name: Text | None = Field(default=None, max_length=CONTACT_NAME_MAX_LENGTH)
+    email: Text | None = Field(default=None, max_length=CONTACT_EMAIL_MAX_LENGTH)
+    signature: Text | None = Field(
+        default=None,
+        max_length=CONTACT_SIGNATURE_MAX_LENGTH,
+        description="With the assistant's `identity_verification` on: lowercase hex "
+        "HMAC-SHA256(identity_secret, email), made by the site's own server.",
+    )
 
 
 class WidgetTicketRequest(BaseModel):
@@ -61,8 +92,12 @@ class WidgetTicketRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    request_id: Text = Field(min_length=1, max_length=100, examples=["req_01HXYZ"])
-    assistant_id: Text = Field(min_length=1, max_length=100, examples=["asst_support"])
+    request_id: Text = Field(
+        min_length=1, max_length=REQUEST_ID_MAX_LENGTH, examples=["req_01HXYZ"]
+    )
+    assistant_id: Text = Field(
+        min_length=1, max_length=ASSISTANT_ID_MAX_LENGTH, examples=["asst_support"]
+    )
     conversation: WidgetConversation
     contact: Contact | None = None
 
@@ -75,6 +110,9 @@ class RequestStatus(StrEnum):
 
 class RejectionReason(StrEnum):
     INVALID_REQUEST = "invalid_request"
+    INVALID_WIDGET_KEY = "invalid_widget_key"
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    CONTACT_NOT_VERIFIED = "contact_not_verified"
     UNKNOWN_ASSISTANT = "unknown_assistant"
     TICKET_CREATION_DISABLED = "ticket_creation_disabled"
     CONTACT_INFO_REQUIRED = "contact_info_required"
@@ -105,6 +143,17 @@ class TicketRequestRecord(WidgetRequestAnswer):
     decided_at: datetime | None
 
 
+Origin = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=ORIGIN_MAX_LENGTH,
+        pattern=r"^[hH][tT][tT][pP][sS]?://[^/?#@\s]+/?$",
+        examples=["https://www.example.com"],
+    ),
+]
+
+
 class AssistantTicketSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -114,6 +163,20 @@ class AssistantTicketSettings(BaseModel):
     require_contact_info: bool = Field(
         description="When on, a request needs the visitor's name and a valid email."
     )
+    allowed_origins: list[Origin] | None = Field(
+        default=None,
+        max_length=ALLOWED_ORIGINS_MAX_COUNT,
+        description="The sites whose pages may call the widget API for this assistant, as "
+        "`scheme://host[:port]` (at most "
+        f"{ALLOWED_ORIGINS_MAX_COUNT}). A browser call from another `Origin` is refused with "
+        "`origin_not_allowed`. Left out: unchanged; `[]` or null on the first save: any origin.",
+    )
+    identity_verification: bool | None = Field(
+        default=None,
+        description="When on, `contact.signature` must be the HMAC-SHA256 of the visitor's "
+        "email with the assistant's `identity_secret`, or the request is refused with "
+        "`contact_not_verified`. Left out: unchanged (off on the first save).",
+    )
 
 
 class AssistantSettingsChange(BaseModel):
@@ -122,9 +185,49 @@ class AssistantSettingsChange(BaseModel):
     changes: dict[str, Any]
 
 
-class AssistantTicketSettingsOut(AssistantTicketSettings):
+class AssistantTicketSettingsOut(BaseModel):
     assistant_id: str
+    ticket_creation_enabled: bool
+    require_contact_info: bool
+    allowed_origins: list[str] = Field(
+        description="The origins allowed to call the widget API; empty: any origin."
+    )
+    identity_verification: bool
+    widget_key: str = Field(
+        description="Publishable (not a secret): the widget sends it as `X-Widget-Key`. "
+        "`POST .../widget-key` replaces it; the old one is then refused."
+    )
+    identity_secret_set: bool = Field(
+        description="Whether an `identity_secret` was made (it is shown only once)."
+    )
     history: list[AssistantSettingsChange] = Field(description="Every change, newest first.")
+
+
+class WidgetKeyOut(BaseModel):
+    assistant_id: str
+    widget_key: str = Field(description="The new key; the previous one is refused from now on.")
+
+
+class IdentitySecretOut(BaseModel):
+    assistant_id: str
+    identity_secret: str = Field(
+        description="Shown only this once: keep it on the site's server (never in the page). "
+        "Making a new one replaces it at once."
+    )
+
+
+class RefusalCount(BaseModel):
+    minute: datetime = Field(description="The minute (UTC) the refusals arrived in.")
+    reason: RejectionReason
+    count: int
+
+
+class RefusalCounts(BaseModel):
+    """How many widget calls of an assistant were refused, per reason and minute, newest first."""
+
+    assistant_id: str
+    items: list[RefusalCount]
+    totals: dict[str, int] = Field(description="Per reason, over the minutes listed.")
 
 
 class ConversationOut(BaseModel):
@@ -147,5 +250,10 @@ class ConversationMessages(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    assistant_id: Text = Field(min_length=1, max_length=100)
-    messages: list[ConversationMessage] = Field(min_length=1)
+    assistant_id: Text = Field(min_length=1, max_length=ASSISTANT_ID_MAX_LENGTH)
+    messages: list[ConversationMessage] = Field(
+        min_length=1,
+        max_length=MESSAGES_PER_CALL_MAX_COUNT,
+        description=f"1 to {MESSAGES_PER_CALL_MAX_COUNT} messages per call; a conversation "
+        f"keeps at most {MESSAGES_PER_CONVERSATION_MAX_COUNT}.",
+    )

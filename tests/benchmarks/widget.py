@@ -80,6 +80,11 @@ async def _widget(
             "asst-bench",
             AssistantTicketSettings(ticket_creation_enabled=True, require_contact_info=False),
         )
+        # The widget sends its assistant's key, as every widget call does.
+        settings, _ = await intake_handlers.get_settings(
+            intake.reader(), team.workspace.id, Role.OWNER, "asst-bench"
+        )
+        widget_key = settings.widget_key
         started: dict[str, float] = {}
         created: dict[str, float] = {}
         done = asyncio.Event()
@@ -110,7 +115,7 @@ async def _widget(
                     request = _request(i)
                     started[request.request_id] = time.perf_counter()
                     await intake_handlers.receive_request(
-                        intake.unit_of_work(), request, intake.limits
+                        intake.unit_of_work(), request, intake.limits, intake.guard, widget_key
                     )
 
             begin = time.perf_counter()

@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -171,19 +172,43 @@ def identity_provider() -> Iterator[IdentityProvider]:
         yield provider
 
 
+@dataclass(frozen=True)
+class Assistant:
+    """An assistant as its widget knows it: its id, its widget key, and (so that each test's
+    visitors have budgets of their own) the client address its calls come from, told to intake
+    through `X-Forwarded-For`, which the e2e system trusts from 127.0.0.1."""
+
+    id: str
+    widget_key: str
+    visitor_address: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-Widget-Key": self.widget_key, "X-Forwarded-For": self.visitor_address}
+
+
+def new_visitor_address() -> str:
+    number = int(uuid4().hex[:6], 16)
+    return f"10.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}"
+
+
 async def configure_assistant(
-    gateway: httpx.AsyncClient, boss: Workspace, enabled: bool = True, contact: bool = False
-) -> str:
+    gateway: httpx.AsyncClient,
+    boss: Workspace,
+    enabled: bool = True,
+    contact: bool = False,
+    **more_settings: Any,
+) -> Assistant:
     """A new assistant of `boss`'s workspace, with these ticket settings saved through the
-    dashboard API; its id."""
+    dashboard API; its id and widget key."""
     assistant = f"asst-{uuid4().hex[:10]}"
     saved = await gateway.put(
         f"/api/v1/assistants/{assistant}/ticket-settings",
-        json={"ticket_creation_enabled": enabled, "require_contact_info": contact},
+        json={"ticket_creation_enabled": enabled, "require_contact_info": contact, **more_settings},
         headers=boss.auth,
     )
     assert saved.status_code == 200, saved.text
-    return assistant
+    return Assistant(assistant, saved.json()["widget_key"], new_visitor_address())
 
 
 # Package scope: the systems stop when the e2e tests end, so their consumers never take part
@@ -216,6 +241,10 @@ def system(
         "INTAKE_CONSUMER_GROUP": group,
         # Low enough for a test to reach it with a few requests.
         "INTAKE_RATE_LIMIT_PER_CONVERSATION": "4",
+        "INTAKE_RATE_LIMIT_PER_ADDRESS": "20",
+        "INTAKE_RATE_LIMIT_PER_ASSISTANT": "60",
+        # Each test's visitors come from an address of their own (X-Forwarded-For).
+        "INTAKE_TRUSTED_PROXIES": "127.0.0.1",
         # Roles are cached for an hour here: a change of role or membership can only reach
         # the gateway in time through the member.* events that drop the cached entry.
         "GATEWAY_MEMBERSHIP_CACHE_SECONDS": "3600",

@@ -22,7 +22,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from tests.e2e.conftest import System, configure_assistant, hire
+from tests.e2e.conftest import Assistant, System, configure_assistant, hire
 from tests.e2e.conftest import Workspace as Person
 from tests.support.waiting import eventually
 
@@ -97,13 +97,13 @@ async def link(client: httpx.AsyncClient, who: Person, ticket_id: str, conversat
     assert answer.status_code == 200, answer.text
 
 
-async def widget_ticket(system: System, assistant: str) -> tuple[str, str]:
+async def widget_ticket(system: System, assistant: Assistant) -> tuple[str, str]:
     """A visitor's conversation sent through the public widget API until it is a ticket:
     (conversation id, ticket id)."""
     conversation = f"conv-{uuid4().hex[:10]}"
     request = {
         "request_id": f"req-{uuid4()}",
-        "assistant_id": assistant,
+        "assistant_id": assistant.id,
         "conversation": {
             "id": conversation,
             "messages": [
@@ -113,7 +113,9 @@ async def widget_ticket(system: System, assistant: str) -> tuple[str, str]:
         },
         "contact": {"name": "Ada Lovelace", "email": "ada@example.com"},
     }
-    async with httpx.AsyncClient(base_url=system.widget, timeout=15.0) as widget:
+    async with httpx.AsyncClient(
+        base_url=system.widget, timeout=15.0, headers=assistant.headers
+    ) as widget:
         accepted = await widget.post("/widget/v1/ticket-requests", json=request)
         assert accepted.status_code == 202, accepted.text
 
@@ -161,7 +163,7 @@ async def crew(system: System) -> AsyncIterator[Crew]:
         assistant = await configure_assistant(client, owner)
         conversation, ticket_id = await widget_ticket(system, assistant)
         await settle_ticket(client, owner, ticket_id, conversation)
-        yield Crew(owner, admin, member, other_member, guest, assistant, conversation)
+        yield Crew(owner, admin, member, other_member, guest, assistant.id, conversation)
 
 
 @pytest.fixture(scope="module")
@@ -569,7 +571,7 @@ class Arena:
         if target in ("member", "owner"):
             values["target"] = await add_member(client, owner, target)
         if target == "assistant":
-            values["assistant"] = await configure_assistant(client, owner)
+            values["assistant"] = (await configure_assistant(client, owner)).id
         if target == "workspace":
             current = await client.get("/api/v1/workspace", headers=owner.auth)
             assert current.status_code == 200, current.text
@@ -653,7 +655,7 @@ async def their_things(system: System, client: httpx.AsyncClient, rival: Person)
     conversation, ticket_id = await widget_ticket(system, assistant)
     await settle_ticket(client, rival, ticket_id, conversation)
     member = await add_member(client, rival, "member")
-    return Theirs(ticket_id, conversation, assistant, member)
+    return Theirs(ticket_id, conversation, assistant.id, member)
 
 
 ANOTHER_WORKSPACES = [
@@ -680,7 +682,20 @@ ANOTHER_WORKSPACES = [
         id="put-ticket-settings",
     ),
     pytest.param("GET", REQUESTS, None, id="get-ticket-requests"),
+    pytest.param(
+        "GET",
+        "/api/v1/assistants/{assistant}/ticket-request-refusals",
+        None,
+        id="get-ticket-request-refusals",
+    ),
+    pytest.param("POST", "/api/v1/assistants/{assistant}/widget-key", None, id="new-widget-key"),
+    pytest.param(
+        "POST", "/api/v1/assistants/{assistant}/identity-secret", None, id="new-identity-secret"
+    ),
 ]
+# An assistant id is one workspace's: another's writes to it are told it is taken (409), so
+# that it can pick another id; its reads find nothing (404).
+ASSISTANT_TAKEN_ON = ("/ticket-settings", "/widget-key", "/identity-secret")
 
 
 @pytest.mark.parametrize(("method", "path", "json"), ANOTHER_WORKSPACES)
@@ -708,7 +723,10 @@ async def test_another_workspaces_things_are_not_found_by_id_and_stay_unchanged(
         headers=crew.owner.auth,
     )
 
-    assert_problem(answer, 404, "not_found")
+    if method != "GET" and path.endswith(ASSISTANT_TAKEN_ON):
+        assert_problem(answer, 409, "assistant_taken")
+    else:
+        assert_problem(answer, 404, "not_found")
     assert "My invoice is wrong" not in answer.text
     assert await observe(system, gateway, rival, theirs.paths()) == before
 

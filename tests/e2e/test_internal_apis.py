@@ -215,7 +215,7 @@ async def make_scene(system: System, gateway: httpx.AsyncClient) -> Scene:
         headers=owner.auth,
     )
     assert linked.status_code == 200, linked.text
-    assistant_id = await configure_assistant(gateway, owner)
+    assistant_id = (await configure_assistant(gateway, owner)).id
 
     async def history() -> bool:
         answer = await gateway.get(f"/api/v1/tickets/{ticket_id}/activity", headers=owner.auth)

@@ -6,6 +6,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from pydantic import ValidationError
 
 from services.intake.domain.requests import (
     AssistantSettings,
@@ -13,6 +14,7 @@ from services.intake.domain.requests import (
     RateLimits,
     RecentRequests,
     Refused,
+    check_conversation_growth,
     check_request,
     ensure_manages_settings,
     settings_changes,
@@ -26,8 +28,11 @@ QUIET = RecentRequests(for_assistant=0, for_conversation=0)
 SENT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC).isoformat()
 
 
+KEY = "wk_test-key"
+
+
 def settings(enabled: bool = True, contact: bool = False) -> AssistantSettings:
-    return AssistantSettings("asst-1", uuid4(), enabled, contact)
+    return AssistantSettings("asst-1", uuid4(), enabled, contact, widget_key=KEY)
 
 
 def request(**overrides: Any) -> WidgetTicketRequest:
@@ -53,13 +58,21 @@ def refusal(
     recent: RecentRequests = QUIET,
 ) -> RejectionReason:
     with pytest.raises(Refused) as refused:
-        check_request(req, conf, recent, LIMITS)
+        check_request(req, conf, recent, LIMITS, KEY)
     assert refused.value.detail  # always says what to do
     return refused.value.reason
 
 
 def test_a_good_request_passes() -> None:
-    check_request(request(), settings(contact=True), QUIET, LIMITS)
+    check_request(request(), settings(contact=True), QUIET, LIMITS, KEY)
+
+
+@pytest.mark.parametrize("key", [None, "", "wk_other", KEY + "x", KEY.upper()])
+def test_a_request_without_the_assistants_key_is_refused(key: str | None) -> None:
+    with pytest.raises(Refused) as refused:
+        check_request(request(), settings(), QUIET, LIMITS, key)
+    assert refused.value.reason is RejectionReason.INVALID_WIDGET_KEY
+    assert "X-Widget-Key" in refused.value.detail or "widget key" in refused.value.detail
 
 
 def test_an_unknown_assistant_is_refused() -> None:
@@ -85,31 +98,58 @@ def test_an_invalid_email_is_refused_even_when_not_required(email: str) -> None:
     assert refusal(req, settings(contact=False)) is RejectionReason.INVALID_CONTACT
 
 
-def test_an_over_long_name_is_refused() -> None:
-    req = request(contact={"name": "x" * 101, "email": "a@example.com"})
-    assert refusal(req, settings()) is RejectionReason.INVALID_CONTACT
+MESSAGE = {"role": "visitor", "text": "hi", "sent_at": SENT}
 
 
-def test_a_message_over_the_limit_makes_the_conversation_too_large() -> None:
-    req = request(
-        conversation={
-            "id": "c",
-            "messages": [{"role": "visitor", "text": "x" * 4001, "sent_at": SENT}],
-        }
-    )
-    assert refusal(req, settings()) is RejectionReason.CONVERSATION_TOO_LARGE
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"contact": {"name": "x" * 101, "email": "a@example.com"}}, "contact.name"),
+        ({"contact": {"name": "A", "email": "a" * 250 + "@b.co"}}, "contact.email"),
+        ({"contact": {"name": "A", "email": "a@b.co", "signature": "f" * 129}}, "signature"),
+        ({"request_id": "r" * 101}, "request_id"),
+        ({"assistant_id": "a" * 101}, "assistant_id"),
+        ({"conversation": {"id": "c" * 129, "messages": [MESSAGE]}}, "conversation.id"),
+        (
+            {"conversation": {"id": "c", "messages": [{**MESSAGE, "text": "x" * 4001}]}},
+            "conversation.messages.0.text",
+        ),
+        ({"conversation": {"id": "c", "messages": [MESSAGE] * 201}}, "conversation.messages"),
+    ],
+)
+def test_every_field_of_a_request_has_a_maximum(overrides: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as invalid:
+        request(**overrides)
+    located = {".".join(str(p) for p in e["loc"]) for e in invalid.value.errors()}
+    assert any(field in where for where in located), located
 
 
-def test_too_many_messages_make_the_conversation_too_large() -> None:
-    messages = [{"role": "visitor", "text": "hi", "sent_at": SENT}] * 201
-    req = request(conversation={"id": "c", "messages": messages})
-    assert refusal(req, settings()) is RejectionReason.CONVERSATION_TOO_LARGE
+@pytest.mark.parametrize("conversation_id", ["-abc", ".x", "_a", "has space", "é", "a/b", ""])
+def test_a_conversation_id_ticket_core_would_refuse_is_refused_at_the_door(
+    conversation_id: str,
+) -> None:
+    with pytest.raises(ValidationError):
+        request(conversation={"id": conversation_id, "messages": [MESSAGE]})
+
+
+@pytest.mark.parametrize("conversation_id", ["a", "conv-1", "A.b_c:d-e", "9" * 128])
+def test_the_conversation_ids_ticket_core_takes_are_taken(conversation_id: str) -> None:
+    from services.ticket_core.domain.tickets import clean_conversation_id
+
+    request(conversation={"id": conversation_id, "messages": [MESSAGE]})
+    assert clean_conversation_id(conversation_id) == conversation_id
+
+
+def test_a_conversation_grows_to_its_limit_and_no_further() -> None:
+    check_conversation_growth(950, 50)
+    with pytest.raises(Refused) as refused:
+        check_conversation_growth(951, 50)
+    assert refused.value.reason is RejectionReason.CONVERSATION_TOO_LARGE
 
 
 @pytest.mark.parametrize(
     "conversation",
     [
-        {"id": "has space", "messages": [{"role": "visitor", "text": "hi", "sent_at": SENT}]},
         {"id": "c", "messages": []},
         {"id": "c", "messages": [{"role": "assistant", "text": "hello", "sent_at": SENT}]},
     ],
@@ -181,4 +221,12 @@ def test_a_settings_save_reports_only_what_changed() -> None:
     assert settings_changes(None, True, True) == {
         "ticket_creation_enabled": {"from": None, "to": True},
         "require_contact_info": {"from": None, "to": True},
+        "allowed_origins": {"from": None, "to": []},
+        "identity_verification": {"from": None, "to": False},
+    }
+    assert settings_changes(before, True, False, ("https://a.example",), None) == {
+        "allowed_origins": {"from": [], "to": ["https://a.example"]}
+    }
+    assert settings_changes(before, True, False, None, True) == {
+        "identity_verification": {"from": False, "to": True}
     }

@@ -32,13 +32,17 @@ from shared.contracts.api import (
     WorkspacePatch,
 )
 from shared.contracts.asyncapi import specification
+from shared.contracts.conversation_ids import CONVERSATION_ID_PATTERN, CONVERSATION_ID_RULE
 from shared.contracts.tickets import TicketPriority, TicketStatus
 from shared.contracts.widget import (
     AssistantTicketSettings,
     AssistantTicketSettingsOut,
     ConversationOut,
+    IdentitySecretOut,
+    RefusalCounts,
     RequestStatus,
     TicketRequestRecord,
+    WidgetKeyOut,
 )
 from shared.http import broker_check, create_service_app
 from shared.internal_auth import InternalTokenSigner
@@ -668,8 +672,11 @@ def _intake_routes() -> APIRouter:
     @router.put(
         settings_path,
         response_model=AssistantTicketSettingsOut,
-        summary="Turn widget ticket creation on or off, require contact info (owner/admin)",
-        responses=_answers(403, 404, *WITH_BODY),
+        summary="Turn widget ticket creation on or off, require contact info, allow origins, "
+        "verify visitors (owner/admin)",
+        description="The answer carries the assistant's publishable `widget_key`. An "
+        "assistant id another workspace configured is refused with 409 `assistant_taken`.",
+        responses=_answers(403, 404, 409, *WITH_BODY),
     )
     async def put_ticket_settings(
         assistant_id: AssistantId,
@@ -683,7 +690,7 @@ def _intake_routes() -> APIRouter:
                 caller,
                 "PUT",
                 f"/assistants/{_segment(assistant_id)}/ticket-settings",
-                json=body.model_dump(),
+                json=body.model_dump(exclude_none=True),
             )
         )
 
@@ -712,6 +719,61 @@ def _intake_routes() -> APIRouter:
         )
         return [TicketRequestRecord.model_validate(row) for row in answer]
 
+    @router.post(
+        "/assistants/{assistant_id}/widget-key",
+        response_model=WidgetKeyOut,
+        summary="Replace the assistant's widget key; the old one is refused at once (owner/admin)",
+        responses=_answers(403, 404, 409, 422),
+    )
+    async def replace_widget_key(
+        assistant_id: AssistantId, caller: CurrentCaller, request: Request
+    ) -> WidgetKeyOut:
+        return WidgetKeyOut.model_validate(
+            await _intake(
+                request, caller, "POST", f"/assistants/{_segment(assistant_id)}/widget-key"
+            )
+        )
+
+    @router.post(
+        "/assistants/{assistant_id}/identity-secret",
+        response_model=IdentitySecretOut,
+        summary="Make a new identity secret, shown this once; the old one stops verifying "
+        "(owner/admin)",
+        description="With `identity_verification` on, the site's server sends "
+        "`contact.signature` = lowercase hex HMAC-SHA256(identity_secret, email).",
+        responses=_answers(403, 404, 409, 422),
+    )
+    async def replace_identity_secret(
+        assistant_id: AssistantId, caller: CurrentCaller, request: Request
+    ) -> IdentitySecretOut:
+        return IdentitySecretOut.model_validate(
+            await _intake(
+                request, caller, "POST", f"/assistants/{_segment(assistant_id)}/identity-secret"
+            )
+        )
+
+    @router.get(
+        "/assistants/{assistant_id}/ticket-request-refusals",
+        response_model=RefusalCounts,
+        summary="How many widget calls were refused, per reason and minute (owner/admin)",
+        responses=_answers(403, 404, 422),
+    )
+    async def ticket_request_refusals(
+        assistant_id: AssistantId,
+        caller: CurrentCaller,
+        request: Request,
+        minutes: Annotated[int, Query(ge=1, le=1440, description="How far back, in minutes.")] = 60,
+    ) -> RefusalCounts:
+        return RefusalCounts.model_validate(
+            await _intake(
+                request,
+                caller,
+                "GET",
+                f"/assistants/{_segment(assistant_id)}/ticket-request-refusals",
+                params={"minutes": minutes},
+            )
+        )
+
     @router.get(
         "/conversations/{conversation_id}",
         response_model=ConversationOut,
@@ -720,7 +782,14 @@ def _intake_routes() -> APIRouter:
         responses=_answers(404, 422),
     )
     async def get_conversation(
-        conversation_id: Annotated[str, Path(max_length=128)],
+        conversation_id: Annotated[
+            str,
+            Path(
+                max_length=128,
+                pattern=CONVERSATION_ID_PATTERN,
+                description=f"The conversation's id: {CONVERSATION_ID_RULE}.",
+            ),
+        ],
         caller: CurrentCaller,
         request: Request,
     ) -> ConversationOut:

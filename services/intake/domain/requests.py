@@ -7,38 +7,44 @@ assistant's settings, how many requests came recently) and store what they decid
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
 from shared.contracts.api import Role, is_manager
+from shared.contracts.conversation_ids import CONVERSATION_ID_RULE, is_conversation_id
+from shared.contracts.tickets import DESCRIPTION_MAX_LENGTH, SUBJECT_MAX_LENGTH
 from shared.contracts.widget import (
     CONTACT_NAME_MAX_LENGTH,
     MESSAGE_TEXT_MAX_LENGTH,
     MESSAGES_MAX_COUNT,
+    MESSAGES_PER_CONVERSATION_MAX_COUNT,
     MessageRole,
     RejectionReason,
     WidgetTicketRequest,
 )
 
-CONVERSATION_ID_CHARACTERS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-"
-)
-CONVERSATION_ID_MAX_LENGTH = 128
-SUBJECT_MAX_LENGTH = 200
-DESCRIPTION_MAX_LENGTH = 20_000
+from .widget_access import Refused, check_contact_signature, check_widget_key
 
-
-class Refused(Exception):
-    """A request that cannot become a ticket, with the reason the widget shows."""
-
-    def __init__(self, reason: RejectionReason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+__all__ = ["Refused"]
 
 
 class NotAllowed(Exception):
     """The dashboard caller's role may not do this."""
+
+
+class InvalidSettings(Exception):
+    """Ticket settings that cannot be saved; the message says what to change."""
+
+
+class AssistantTaken(Exception):
+    """Another workspace configured this assistant id: it is theirs."""
+
+    def __init__(self, assistant_id: str) -> None:
+        super().__init__(
+            f"Assistant id {assistant_id!r} is configured by another workspace; choose "
+            "another id for your assistant."
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,11 @@ class AssistantSettings:
     workspace_id: object
     ticket_creation_enabled: bool
     require_contact_info: bool
+    widget_key: str | None = None
+    previous_widget_key: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    identity_verification: bool = False
+    identity_secret: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,18 +75,35 @@ class RecentRequests:
     for_conversation: int
 
 
+def check_caller(
+    assistant_id: str, settings: AssistantSettings | None, widget_key: str | None
+) -> AssistantSettings:
+    """The assistant a call names, if the call carries its current widget key."""
+    if settings is None:
+        raise Refused(
+            RejectionReason.UNKNOWN_ASSISTANT,
+            f"No assistant {assistant_id!r} has ticket settings; check the widget's "
+            "assistant id, or ask an admin to save the assistant's ticket settings.",
+        )
+    check_widget_key(widget_key, settings.widget_key, settings.previous_widget_key, assistant_id)
+    return settings
+
+
 def check_request(
     request: WidgetTicketRequest,
     settings: AssistantSettings | None,
     recent: RecentRequests,
     limits: RateLimits,
+    widget_key: str | None = None,
 ) -> None:
     """Raise `Refused` with the first reason this request cannot become a ticket."""
-    if settings is None:
-        raise Refused(
-            RejectionReason.UNKNOWN_ASSISTANT,
-            f"No assistant {request.assistant_id!r} has ticket settings; check the widget's "
-            "assistant id, or ask an admin to save the assistant's ticket settings.",
+    settings = check_caller(request.assistant_id, settings, widget_key)
+    if settings.identity_verification:
+        contact = request.contact
+        check_contact_signature(
+            settings.identity_secret,
+            contact.email if contact else None,
+            contact.signature if contact else None,
         )
     if not settings.ticket_creation_enabled:
         raise Refused(
@@ -96,13 +124,13 @@ def check_request(
 
 
 def _check_conversation(request: WidgetTicketRequest) -> None:
+    # The model already holds these limits; checked again here so that the rule stands
+    # whichever way a request was built.
     conversation = request.conversation
-    if len(conversation.id) > CONVERSATION_ID_MAX_LENGTH or not set(conversation.id) <= (
-        CONVERSATION_ID_CHARACTERS
-    ):
+    if not is_conversation_id(conversation.id):
         raise Refused(
             RejectionReason.INVALID_CONVERSATION,
-            "conversation.id must be 1 to 128 letters, digits, '.', '_', ':' or '-'.",
+            f"conversation.id must be {CONVERSATION_ID_RULE}.",
         )
     if len(conversation.messages) > MESSAGES_MAX_COUNT:
         raise Refused(
@@ -148,6 +176,16 @@ def _check_contact(request: WidgetTicketRequest, required: bool) -> None:
             ) from error
 
 
+def check_conversation_growth(stored: int, new: int) -> None:
+    """A conversation keeps at most so many messages, however many calls bring them."""
+    if stored + new > MESSAGES_PER_CONVERSATION_MAX_COUNT:
+        raise Refused(
+            RejectionReason.CONVERSATION_TOO_LARGE,
+            f"The conversation has {stored} messages and this call adds {new}; a conversation "
+            f"keeps at most {MESSAGES_PER_CONVERSATION_MAX_COUNT}. Start a new conversation.",
+        )
+
+
 def ticket_text(request: WidgetTicketRequest) -> tuple[str, str]:
     """The subject (the visitor's first words) and the description (the transcript) of the
     ticket a request asks for. Text stays text: nothing here is ever interpreted as markup."""
@@ -180,14 +218,33 @@ def ensure_manages_settings(role: Role) -> None:
 
 
 def settings_changes(
-    before: AssistantSettings | None, enabled: bool, require_contact: bool
-) -> dict[str, dict[str, bool | None]]:
-    """What a settings save changes, as `{field: {"from", "to"}}`; empty when nothing."""
-    old_enabled = before.ticket_creation_enabled if before else None
-    old_require = before.require_contact_info if before else None
-    changes: dict[str, dict[str, bool | None]] = {}
-    if old_enabled != enabled:
-        changes["ticket_creation_enabled"] = {"from": old_enabled, "to": enabled}
-    if old_require != require_contact:
-        changes["require_contact_info"] = {"from": old_require, "to": require_contact}
-    return changes
+    before: AssistantSettings | None,
+    enabled: bool,
+    require_contact: bool,
+    allowed_origins: tuple[str, ...] | None = None,
+    identity_verification: bool | None = None,
+) -> dict[str, dict[str, Any]]:
+    """What a settings save changes, as `{field: {"from", "to"}}`; empty when nothing.
+    `None` for the origins or the verification: unchanged."""
+    old: dict[str, Any] = {
+        "ticket_creation_enabled": before.ticket_creation_enabled if before else None,
+        "require_contact_info": before.require_contact_info if before else None,
+        "allowed_origins": list(before.allowed_origins) if before else None,
+        "identity_verification": before.identity_verification if before else None,
+    }
+    new: dict[str, Any] = {
+        "ticket_creation_enabled": enabled,
+        "require_contact_info": require_contact,
+        "allowed_origins": (
+            list(allowed_origins) if allowed_origins is not None else old["allowed_origins"]
+        ),
+        "identity_verification": (
+            identity_verification
+            if identity_verification is not None
+            else old["identity_verification"]
+        ),
+    }
+    if before is None:
+        new["allowed_origins"] = new["allowed_origins"] or []
+        new["identity_verification"] = bool(new["identity_verification"])
+    return {name: {"from": old[name], "to": new[name]} for name in new if old[name] != new[name]}

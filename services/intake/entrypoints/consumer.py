@@ -2,14 +2,16 @@
 ticket-core's answers to intake's commands."""
 
 from collections.abc import Callable
+from typing import Annotated
 
+from faststream import Header
 from faststream.kafka import KafkaBroker
 
 from shared.broker import subscribe
 from shared.contracts.commands import CommandResultType
 from shared.contracts.envelope import EventEnvelope
 from shared.contracts.topics import TICKET_COMMAND_RESULTS, WIDGET_TICKET_REQUESTS
-from shared.contracts.widget import WidgetTicketRequest
+from shared.contracts.widget import WIDGET_KEY_HEADER, WidgetTicketRequest
 
 from .. import handlers
 from ..store.unit_of_work import UnitOfWork
@@ -19,6 +21,7 @@ def register_consumers(
     broker: KafkaBroker,
     unit_of_work: Callable[[], UnitOfWork],
     limits: handlers.IntakeLimits,
+    guard: handlers.WidgetGuard,
     *,
     group_id: str,
 ) -> None:
@@ -27,10 +30,16 @@ def register_consumers(
         WIDGET_TICKET_REQUESTS.name,
         group_id=f"{group_id}.{WIDGET_TICKET_REQUESTS.name}",
         title="intake:on_widget_ticket_requests",
-        description="The same body as POST /widget/v1/ticket-requests; the same handler.",
+        description="The same body as POST /widget/v1/ticket-requests, with the assistant's "
+        f"widget key in the `{WIDGET_KEY_HEADER}` header; the same handler and checks (key, "
+        "identity verification, the assistant's rules). No origin (no browser) and no token "
+        "buckets: the broker authenticates the producer and its quotas bound it.",
     )
-    async def on_widget_ticket_requests(request: WidgetTicketRequest) -> None:
-        await handlers.receive_request(unit_of_work(), request, limits)
+    async def on_widget_ticket_requests(
+        request: WidgetTicketRequest,
+        widget_key: Annotated[str | None, Header(WIDGET_KEY_HEADER, default=None)],
+    ) -> None:
+        await handlers.receive_request(unit_of_work(), request, limits, guard, widget_key)
 
     @subscribe(
         broker,

@@ -14,10 +14,17 @@ from shared.internal_auth import InternalTokenVerifier
 
 from .. import handlers
 from ..bootstrap import Intake, bootstrap
-from ..domain.requests import NotAllowed
+from ..domain.requests import AssistantTaken, InvalidSettings, NotAllowed, Refused
 from ..settings import IntakeSettings
-from .internal_api import internal_routes
-from .widget_api import on_invalid_request, on_not_allowed, on_not_found, widget_routes
+from .internal_api import internal_routes, on_assistant_taken, on_invalid_settings
+from .widget_api import (
+    WidgetCors,
+    on_invalid_request,
+    on_not_allowed,
+    on_not_found,
+    on_refused,
+    widget_routes,
+)
 
 
 def create_app(settings: IntakeSettings | None = None) -> list[Listener]:
@@ -33,14 +40,17 @@ def create_app(settings: IntakeSettings | None = None) -> list[Listener]:
         lifespan=service_lifespan(
             service.broker,
             service.engine,
-            [service.relay, service.expirer],
+            [service.relay, service.expirer, service.refusal_flusher],
             also_dispose=[service.read_engine],
         ),
         readiness_checks=readiness,
-        max_body_bytes=settings.max_body_bytes,
+        # Smaller than the internal listeners': strangers send these bodies.
+        max_body_bytes=settings.widget_max_body_bytes,
     )
     widget.add_exception_handler(RequestValidationError, on_invalid_request)
+    widget.add_exception_handler(Refused, on_refused)
     widget.include_router(widget_routes(), prefix="/widget/v1")
+    widget.add_middleware(WidgetCors)
     internal = create_service_app(
         title="intake (internal)",
         description="Assistants' ticket settings, diagnostics and conversations, for the gateway "
@@ -55,6 +65,8 @@ def create_app(settings: IntakeSettings | None = None) -> list[Listener]:
         settings.internal_secret_list, audience="intake"
     )
     internal.include_router(internal_routes(), prefix="/internal/v1")
+    internal.add_exception_handler(AssistantTaken, on_assistant_taken)
+    internal.add_exception_handler(InvalidSettings, on_invalid_settings)
     for app in (widget, internal):
         _install(app, service)
     return [
@@ -65,6 +77,9 @@ def create_app(settings: IntakeSettings | None = None) -> list[Listener]:
 
 def _install(app: FastAPI, service: Intake) -> None:
     app.state.service = service
+    app.state.internal_verifier = InternalTokenVerifier(
+        service.settings.internal_secret_list, audience="intake"
+    )
     app.add_exception_handler(handlers.NotFound, on_not_found)
     app.add_exception_handler(NotAllowed, on_not_allowed)
 

@@ -4,10 +4,11 @@ loopback by default), never on the widget's address. Every route takes its calle
 verified internal credential (audience `intake`), never from a header; intake owns no members,
 so it decides with the role the credential names."""
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
 
 from shared.contracts.api import Role
 from shared.contracts.widget import (
@@ -15,14 +16,46 @@ from shared.contracts.widget import (
     AssistantTicketSettings,
     AssistantTicketSettingsOut,
     ConversationOut,
+    IdentitySecretOut,
+    RefusalCounts,
     RequestStatus,
     TicketRequestRecord,
+    WidgetKeyOut,
 )
 from shared.internal_auth import Caller
-from shared.problems import PROBLEM_RESPONSES
+from shared.problems import PROBLEM_RESPONSES, Problem, problem_response
 
 from .. import handlers
 from ..bootstrap import Intake
+from ..domain.requests import AssistantSettings
+
+
+async def on_assistant_taken(_request: Request, error: Exception) -> JSONResponse:
+    return problem_response(
+        Problem(title="Assistant taken", status=409, code="assistant_taken", detail=str(error))
+    )
+
+
+async def on_invalid_settings(_request: Request, error: Exception) -> JSONResponse:
+    return problem_response(
+        Problem(
+            title="Invalid ticket settings", status=422, code="invalid_settings", detail=str(error)
+        )
+    )
+
+
+def settings_out(settings: AssistantSettings, history: list[Any]) -> AssistantTicketSettingsOut:
+    assert settings.widget_key is not None
+    return AssistantTicketSettingsOut(
+        assistant_id=settings.assistant_id,
+        ticket_creation_enabled=settings.ticket_creation_enabled,
+        require_contact_info=settings.require_contact_info,
+        allowed_origins=list(settings.allowed_origins),
+        identity_verification=settings.identity_verification,
+        widget_key=settings.widget_key,
+        identity_secret_set=settings.identity_secret is not None,
+        history=[AssistantSettingsChange.model_validate(dict(row)) for row in history],
+    )
 
 
 def _service(request: Request) -> Intake:
@@ -63,12 +96,7 @@ def internal_routes() -> APIRouter:
         settings, history = await handlers.get_settings(
             _service(request).reader(), workspace_id, role, assistant_id
         )
-        return AssistantTicketSettingsOut(
-            assistant_id=assistant_id,
-            ticket_creation_enabled=settings.ticket_creation_enabled,
-            require_contact_info=settings.require_contact_info,
-            history=[AssistantSettingsChange.model_validate(dict(row)) for row in history],
-        )
+        return settings_out(settings, history)
 
     @router.put(
         "/assistants/{assistant_id}/ticket-settings", response_model=AssistantTicketSettingsOut
@@ -100,6 +128,38 @@ def internal_routes() -> APIRouter:
     ) -> list[TicketRequestRecord]:
         return await handlers.list_requests(
             _service(request).reader(), workspace_id, role, assistant_id, outcome, limit
+        )
+
+    @router.post("/assistants/{assistant_id}/widget-key", response_model=WidgetKeyOut)
+    async def replace_widget_key(
+        assistant_id: AssistantId, caller: Caller, request: Request
+    ) -> WidgetKeyOut:
+        member_id, role = caller.require_member()
+        key = await handlers.replace_widget_key(
+            _service(request).unit_of_work(), caller.workspace_id, member_id, role, assistant_id
+        )
+        return WidgetKeyOut(assistant_id=assistant_id, widget_key=key)
+
+    @router.post("/assistants/{assistant_id}/identity-secret", response_model=IdentitySecretOut)
+    async def replace_identity_secret(
+        assistant_id: AssistantId, caller: Caller, request: Request
+    ) -> IdentitySecretOut:
+        member_id, role = caller.require_member()
+        secret = await handlers.replace_identity_secret(
+            _service(request).unit_of_work(), caller.workspace_id, member_id, role, assistant_id
+        )
+        return IdentitySecretOut(assistant_id=assistant_id, identity_secret=secret)
+
+    @router.get("/assistants/{assistant_id}/ticket-request-refusals", response_model=RefusalCounts)
+    async def refusal_counts(
+        assistant_id: AssistantId,
+        caller: Caller,
+        request: Request,
+        minutes: Annotated[int, Query(ge=1, le=1440)] = 60,
+    ) -> RefusalCounts:
+        _member_id, role = caller.require_member()
+        return await handlers.refusal_counts(
+            _service(request).reader(), caller.workspace_id, role, assistant_id, minutes
         )
 
     @router.get(

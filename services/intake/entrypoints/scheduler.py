@@ -22,3 +22,15 @@ def request_expirer(
             log.warning("ticket_requests_timed_out", count=expired)
 
     return PeriodicTask("request-expiry", interval_seconds, expire_due)
+
+
+def refusal_flusher(
+    new_uow: Callable[[], UnitOfWork],
+    guard: handlers.WidgetGuard,
+    limits: handlers.IntakeLimits,
+    interval_seconds: float,
+) -> PeriodicTask:
+    async def flush() -> None:
+        await handlers.flush_refusals(new_uow, guard, limits)
+
+    return PeriodicTask("refusal-counts", interval_seconds, flush)

@@ -6,13 +6,29 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import RowMapping, func, insert, select, update
+from sqlalchemy import RowMapping, delete, exists, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.widget import ConversationMessage, RequestStatus
 
 from ..domain.requests import AssistantSettings, RecentRequests
+from ..domain.widget_access import RefusalBatch
 from . import tables
+
+
+def _settings(row: RowMapping) -> AssistantSettings:
+    return AssistantSettings(
+        assistant_id=row["assistant_id"],
+        workspace_id=row["workspace_id"],
+        ticket_creation_enabled=row["ticket_creation_enabled"],
+        require_contact_info=row["require_contact_info"],
+        widget_key=row["widget_key"],
+        previous_widget_key=row["previous_widget_key"],
+        allowed_origins=tuple(row["allowed_origins"] or ()),
+        identity_verification=row["identity_verification"],
+        identity_secret=row["identity_secret"],
+    )
 
 
 class AssistantRepository:
@@ -26,14 +42,48 @@ class AssistantRepository:
             .mappings()
             .first()
         )
-        if row is None:
-            return None
-        return AssistantSettings(
-            assistant_id=row["assistant_id"],
-            workspace_id=row["workspace_id"],
-            ticket_creation_enabled=row["ticket_creation_enabled"],
-            require_contact_info=row["require_contact_info"],
+        return None if row is None else _settings(row)
+
+    async def by_widget_key(self, widget_key: str) -> AssistantSettings | None:
+        """The assistant whose current or replaced key this is (the caller compares)."""
+        a = tables.assistants
+        row = (
+            (
+                await self._session.execute(
+                    select(a).where(
+                        or_(a.c.widget_key == widget_key, a.c.previous_widget_key == widget_key)
+                    )
+                )
+            )
+            .mappings()
+            .first()
         )
+        return None if row is None else _settings(row)
+
+    async def replace_widget_key(self, assistant_id: str, new_key: str) -> None:
+        a = tables.assistants
+        await self._session.execute(
+            update(a)
+            .where(a.c.assistant_id == assistant_id)
+            .values(previous_widget_key=a.c.widget_key, widget_key=new_key)
+        )
+
+    async def set_identity_secret(self, assistant_id: str, secret: str) -> None:
+        a = tables.assistants
+        await self._session.execute(
+            update(a).where(a.c.assistant_id == assistant_id).values(identity_secret=secret)
+        )
+
+    async def origin_listed(self, origin: str) -> bool:
+        o = tables.assistant_origins
+        return bool(await self._session.scalar(select(exists().where(o.c.origin == origin))))
+
+    async def some_open(self) -> bool:
+        """Whether some assistant lists no origins (accepts calls from any)."""
+        a, o = tables.assistants, tables.assistant_origins
+        listed = select(o.c.assistant_id).where(o.c.assistant_id == a.c.assistant_id).exists()
+        first_open = select(a.c.assistant_id).where(~listed).limit(1)
+        return await self._session.scalar(first_open) is not None
 
     async def save(
         self,
@@ -50,6 +100,8 @@ class AssistantRepository:
             "workspace_id": settings.workspace_id,
             "ticket_creation_enabled": settings.ticket_creation_enabled,
             "require_contact_info": settings.require_contact_info,
+            "allowed_origins": list(settings.allowed_origins),
+            "identity_verification": settings.identity_verification,
             "updated_at": now,
         }
         if existed:
@@ -61,9 +113,25 @@ class AssistantRepository:
             )
         else:
             await self._session.execute(
-                insert(a).values(assistant_id=settings.assistant_id, last_sequence=1, **values)
+                insert(a).values(
+                    assistant_id=settings.assistant_id,
+                    last_sequence=1,
+                    widget_key=settings.widget_key,
+                    **values,
+                )
             )
             sequence = 1
+        if "allowed_origins" in changes:
+            o = tables.assistant_origins
+            await self._session.execute(delete(o).where(o.c.assistant_id == settings.assistant_id))
+            if settings.allowed_origins:
+                await self._session.execute(
+                    insert(o),
+                    [
+                        {"assistant_id": settings.assistant_id, "origin": origin}
+                        for origin in settings.allowed_origins
+                    ],
+                )
         await self._session.execute(
             insert(tables.assistant_settings_changes).values(
                 assistant_id=settings.assistant_id,
@@ -163,6 +231,100 @@ class RequestRepository:
         return list((await self._session.execute(query)).mappings())
 
 
+class RefusalRepository:
+    """Refused widget calls: counts per (assistant, reason, minute), and samples."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def write(self, batch: RefusalBatch, sample_size: int) -> None:
+        c = tables.refusal_counts
+        dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
+        for (assistant_id, reason, minute), count in sorted(batch.counts.items()):
+            upsert = dialect.insert(c).values(
+                assistant_id=assistant_id, reason=reason, minute=minute, count=count
+            )
+            await self._session.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[c.c.assistant_id, c.c.reason, c.c.minute],
+                    set_={"count": c.c.count + upsert.excluded.count},
+                )
+            )
+        if not batch.samples:
+            return
+        s = tables.refusal_samples
+        await self._session.execute(
+            insert(s),
+            [
+                {
+                    "assistant_id": sample.assistant_id,
+                    "request_id": sample.request_id,
+                    "conversation_id": sample.conversation_id,
+                    "reason": sample.reason.value,
+                    "detail": sample.detail,
+                    "received_at": sample.received_at,
+                }
+                for sample in batch.samples
+            ],
+        )
+        for assistant_id in sorted({sample.assistant_id for sample in batch.samples}):
+            oldest_kept = await self._session.scalar(
+                select(s.c.id)
+                .where(s.c.assistant_id == assistant_id)
+                .order_by(s.c.id.desc())
+                .offset(sample_size - 1)
+                .limit(1)
+            )
+            if oldest_kept is not None:
+                await self._session.execute(
+                    delete(s).where(s.c.assistant_id == assistant_id, s.c.id < oldest_kept)
+                )
+
+    async def prune(self, before: datetime) -> None:
+        c = tables.refusal_counts
+        await self._session.execute(delete(c).where(c.c.minute < before))
+
+    async def counts(self, assistant_id: str, since: datetime) -> list[RowMapping]:
+        c = tables.refusal_counts
+        return list(
+            (
+                await self._session.execute(
+                    select(c.c.minute, c.c.reason, c.c.count)
+                    .where(c.c.assistant_id == assistant_id, c.c.minute >= since)
+                    .order_by(c.c.minute.desc(), c.c.reason)
+                )
+            ).mappings()
+        )
+
+    async def samples(self, assistant_id: str, limit: int) -> list[RowMapping]:
+        s = tables.refusal_samples
+        return list(
+            (
+                await self._session.execute(
+                    select(s)
+                    .where(s.c.assistant_id == assistant_id)
+                    .order_by(s.c.id.desc())
+                    .limit(limit)
+                )
+            ).mappings()
+        )
+
+    async def sample_of(self, assistant_id: str, request_id: str) -> RowMapping | None:
+        s = tables.refusal_samples
+        return (
+            (
+                await self._session.execute(
+                    select(s)
+                    .where(s.c.assistant_id == assistant_id, s.c.request_id == request_id)
+                    .order_by(s.c.id.desc())
+                    .limit(1)
+                )
+            )
+            .mappings()
+            .first()
+        )
+
+
 class ConversationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -221,6 +383,15 @@ class ConversationRepository:
             .returning(c.c.last_sequence)
         )
         return int(sequence or 1)
+
+    async def message_count(self, assistant_id: str, conversation_id: str) -> int:
+        m = tables.conversation_messages
+        count = await self._session.scalar(
+            select(func.count()).where(
+                m.c.assistant_id == assistant_id, m.c.conversation_id == conversation_id
+            )
+        )
+        return int(count or 0)
 
     async def messages(self, assistant_id: str, conversation_id: str) -> list[ConversationMessage]:
         m = tables.conversation_messages

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    false,
 )
 
 from shared.db import UTCDateTime
@@ -31,6 +32,52 @@ assistants = Table(
     Column("require_contact_info", Boolean, nullable=False),
     Column("last_sequence", Integer, nullable=False, server_default="0"),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Publishable; the one replaced last is kept only to tell its caller it was replaced.
+    Column("widget_key", String(64), nullable=False, unique=True),
+    Column("previous_widget_key", String(64), nullable=True, unique=True),
+    Column("allowed_origins", JSON, nullable=False, default=list),
+    Column("identity_verification", Boolean, nullable=False, server_default=false()),
+    # The HMAC key itself (verifying needs it); shown once, never in an answer again.
+    Column("identity_secret", String(100), nullable=True),
+)
+
+# One row per (assistant, origin) of every list: a preflight, which carries no key, asks
+# whether any assistant accepts its origin.
+assistant_origins = Table(
+    "assistant_origins",
+    metadata,
+    Column("assistant_id", String(100), primary_key=True),
+    Column("origin", String(300), primary_key=True),
+    Index("ix_assistant_origins_origin", "origin"),
+)
+
+# Refused widget calls, counted per assistant, reason and minute ("" = no configured
+# assistant), pruned after INTAKE_REFUSAL_RETENTION_DAYS.
+refusal_counts = Table(
+    "refusal_counts",
+    metadata,
+    Column("assistant_id", String(100), primary_key=True),
+    Column("reason", String(40), primary_key=True),
+    Column("minute", UTCDateTime(), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Index("ix_refusal_counts_minute", "minute"),
+)
+
+# The newest refusals of each configured assistant (at most INTAKE_REFUSAL_SAMPLE_SIZE).
+refusal_samples = Table(
+    "refusal_samples",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("assistant_id", String(100), nullable=False),
+    Column("request_id", String(100), nullable=True),
+    Column("conversation_id", String(128), nullable=True),
+    Column("reason", String(40), nullable=False),
+    Column("detail", String(400), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Index("ix_refusal_samples_assistant", "assistant_id", "id"),
+    Index("ix_refusal_samples_request", "request_id"),
 )
 
 assistant_settings_changes = Table(

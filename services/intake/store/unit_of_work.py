@@ -6,7 +6,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.unit_of_work import SqlUnitOfWork
 
 from . import tables
-from .repositories import AssistantRepository, ConversationRepository, RequestRepository
+from .repositories import (
+    AssistantRepository,
+    ConversationRepository,
+    RefusalRepository,
+    RequestRepository,
+)
 
 
 class UnitOfWork(SqlUnitOfWork):
@@ -15,8 +20,10 @@ class UnitOfWork(SqlUnitOfWork):
     assistants: AssistantRepository
     requests: RequestRepository
     conversations: ConversationRepository
+    refusals: RefusalRepository
 
     def _open_repositories(self, session: AsyncSession) -> None:
         self.assistants = AssistantRepository(session)
         self.requests = RequestRepository(session)
         self.conversations = ConversationRepository(session)
+        self.refusals = RefusalRepository(session)

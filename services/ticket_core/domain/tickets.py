@@ -4,12 +4,15 @@ nothing. The store saves the state and the events in one transaction."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+from shared.contracts.conversation_ids import (
+    CONVERSATION_ID_RULE,
+    is_conversation_id,
+)
 from shared.contracts.envelope import Actor
 from shared.contracts.tickets import (
     DESCRIPTION_MAX_LENGTH,
@@ -26,8 +29,6 @@ from .events import EventSourced, change
 from .members import Member
 from .permissions import Action
 from .statuses import SYSTEM_TRANSITIONS, TRANSITIONS
-
-CONVERSATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,11 +350,10 @@ def clean_note(body: str) -> str:
 
 
 def clean_conversation_id(conversation_id: str) -> str:
-    if not CONVERSATION_ID.match(conversation_id):
+    if not is_conversation_id(conversation_id):
         raise InvalidInput(
             "invalid_conversation_id",
-            f"{conversation_id[:140]!r} is not a conversation id: 1 to 128 letters, digits, "
-            "'.', '_', ':' or '-', starting with a letter or digit.",
+            f"{conversation_id[:140]!r} is not a conversation id: {CONVERSATION_ID_RULE}.",
             field="conversation_id",
         )
     return conversation_id

@@ -1,7 +1,7 @@
 """outbox rows the broker refuses for good are set aside
 
-Revision ID: 0003_outbox_set_aside
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-02
 
 `failed_at` and `failure_reason` on the outbox: a row the broker will never take (too large,
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_outbox_set_aside"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
