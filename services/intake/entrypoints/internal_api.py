@@ -132,34 +132,40 @@ def internal_routes() -> APIRouter:
 
     @router.post("/assistants/{assistant_id}/widget-key", response_model=WidgetKeyOut)
     async def replace_widget_key(
-        assistant_id: AssistantId, caller: Caller, request: Request
+        assistant_id: AssistantId,
+        workspace_id: WorkspaceId,
+        member_id: MemberId,
+        role: CallerRole,
+        request: Request,
     ) -> WidgetKeyOut:
-        member_id, role = caller.require_member()
         key = await handlers.replace_widget_key(
-            _service(request).unit_of_work(), caller.workspace_id, member_id, role, assistant_id
+            _service(request).unit_of_work(), workspace_id, member_id, role, assistant_id
         )
         return WidgetKeyOut(assistant_id=assistant_id, widget_key=key)
 
     @router.post("/assistants/{assistant_id}/identity-secret", response_model=IdentitySecretOut)
     async def replace_identity_secret(
-        assistant_id: AssistantId, caller: Caller, request: Request
+        assistant_id: AssistantId,
+        workspace_id: WorkspaceId,
+        member_id: MemberId,
+        role: CallerRole,
+        request: Request,
     ) -> IdentitySecretOut:
-        member_id, role = caller.require_member()
         secret = await handlers.replace_identity_secret(
-            _service(request).unit_of_work(), caller.workspace_id, member_id, role, assistant_id
+            _service(request).unit_of_work(), workspace_id, member_id, role, assistant_id
         )
         return IdentitySecretOut(assistant_id=assistant_id, identity_secret=secret)
 
     @router.get("/assistants/{assistant_id}/ticket-request-refusals", response_model=RefusalCounts)
     async def refusal_counts(
         assistant_id: AssistantId,
-        caller: Caller,
+        workspace_id: WorkspaceId,
+        role: CallerRole,
         request: Request,
         minutes: Annotated[int, Query(ge=1, le=1440)] = 60,
     ) -> RefusalCounts:
-        _member_id, role = caller.require_member()
         return await handlers.refusal_counts(
-            _service(request).reader(), caller.workspace_id, role, assistant_id, minutes
+            _service(request).reader(), workspace_id, role, assistant_id, minutes
         )
 
     @router.get(
