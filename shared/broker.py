@@ -68,6 +68,7 @@ from pydantic import ValidationError
 from sqlalchemy import exc as sql_errors
 
 from shared.kafka_security import faststream_security
+from shared.logging import validation_problems
 from shared.settings import SystemSettings
 
 log = structlog.get_logger(__name__)
@@ -452,11 +453,7 @@ def _describe(error: BaseException, *, limit: int = REASON_MAX_LENGTH) -> str:
     what was wrong (not the values); a database error its driver's message (not the SQL
     statement with its parameters)."""
     if isinstance(error, ValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or '<body>'}: {item['msg']}"
-            for item in error.errors()
-        )
-        return f"invalid message: {problems}"[:limit]
+        return f"invalid message: {validation_problems(error, whole='<body>')}"[:limit]
     if isinstance(error, sql_errors.StatementError) and error.orig is not None:
         cause: BaseException = error.orig
         names = type(error).__name__

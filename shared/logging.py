@@ -109,12 +109,19 @@ def _chain(error: BaseException) -> list[BaseException]:
     return seen
 
 
-def _summary(error: ValidationError) -> str:
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in item['loc']) or '<input>'}: {item['msg']}"
+def validation_problems(error: ValidationError, *, whole: str = "<input>") -> str:
+    """Each field that failed and why (`loc: msg; ...`), never the input it was given: how a
+    validation error is told in a log line and in a dead letter's reason."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or whole}: {item['msg']}"
         for item in error.errors(include_input=False, include_url=False, include_context=False)
     )
-    return f"{error.error_count()} validation error(s) for {error.title}: {problems}"
+
+
+def _summary(error: ValidationError) -> str:
+    return (
+        f"{error.error_count()} validation error(s) for {error.title}: {validation_problems(error)}"
+    )
 
 
 class SafeExceptionRenderer:
