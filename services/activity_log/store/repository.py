@@ -1,3 +1,5 @@
+from collections.abc import Mapping
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -18,21 +20,7 @@ class ActivityRepository:
         self._session = session
 
     async def add(self, entry: ActivityEntry) -> None:
-        await self._session.execute(
-            insert(tables.activity_entries).values(
-                event_id=entry.event_id,
-                workspace_id=entry.workspace_id,
-                ticket_id=entry.ticket_id,
-                sequence=entry.sequence,
-                type=entry.type,
-                schema_version=entry.schema_version,
-                actor_type=entry.actor.type,
-                actor_id=entry.actor.id,
-                time=entry.time,
-                changes=entry.changes,
-                data=entry.data,
-            )
-        )
+        await self._session.execute(insert(tables.activity_entries).values(_row_of(entry)))
 
     async def for_ticket(
         self,
@@ -58,21 +46,7 @@ class ActivityRepository:
         if limit is not None:
             query = query.limit(limit)
         rows = (await self._session.execute(query)).mappings()
-        return [
-            ActivityEntry(
-                event_id=row["event_id"],
-                workspace_id=row["workspace_id"],
-                ticket_id=row["ticket_id"],
-                sequence=row["sequence"],
-                type=row["type"],
-                schema_version=row["schema_version"],
-                actor=Actor(type=row["actor_type"], id=row["actor_id"]),
-                time=row["time"],
-                changes=row["changes"],
-                data=row["data"],
-            )
-            for row in rows
-        ]
+        return [_entry_of(row) for row in rows]
 
     async def is_deleted(self, workspace_id: UUID, ticket_id: str) -> bool | None:
         """None when the workspace has no history for this ticket at all."""
@@ -89,6 +63,19 @@ class ActivityRepository:
         if not types:
             return None
         return DELETED in types
+
+
+def _row_of(entry: ActivityEntry) -> dict[str, Any]:
+    """The entry as its table's row: the actor is two columns."""
+    row = {field.name: getattr(entry, field.name) for field in fields(entry)}
+    actor = row.pop("actor")
+    return row | {"actor_type": actor.type, "actor_id": actor.id}
+
+
+def _entry_of(row: Mapping[str, Any]) -> ActivityEntry:
+    values = dict(row)
+    actor = Actor(type=values.pop("actor_type"), id=values.pop("actor_id"))
+    return ActivityEntry(**values, actor=actor)
 
 
 class PositionRepository:
