@@ -1,10 +1,9 @@
-from collections.abc import Mapping
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import RowMapping, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.envelope import Actor, EventEnvelope
@@ -72,7 +71,7 @@ def _row_of(entry: ActivityEntry) -> dict[str, Any]:
     return row | {"actor_type": actor.type, "actor_id": actor.id}
 
 
-def _entry_of(row: Mapping[str, Any]) -> ActivityEntry:
+def _entry_of(row: RowMapping) -> ActivityEntry:
     values = dict(row)
     actor = Actor(type=values.pop("actor_type"), id=values.pop("actor_id"))
     return ActivityEntry(**values, actor=actor)
