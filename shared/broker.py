@@ -42,7 +42,7 @@ import asyncio
 import logging
 import random
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -57,10 +57,7 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     MessageSizeTooLargeError,
 )
-from faststream import AckPolicy
-from faststream._internal.basic_types import AsyncFuncAny
-from faststream._internal.context.repository import ContextRepo
-from faststream._internal.middlewares import BaseMiddleware
+from faststream import AckPolicy, BaseMiddleware, ContextRepo
 from faststream.kafka import KafkaBroker
 from faststream.kafka.subscriber.usecase import DefaultSubscriber
 from faststream.message import StreamMessage
@@ -68,8 +65,12 @@ from pydantic import ValidationError
 from sqlalchemy import exc as sql_errors
 
 from shared.kafka_security import faststream_security
-from shared.logging import validation_problems
+from shared.logging import exception_chain, validation_problems
 from shared.settings import SystemSettings
+
+# What a middleware's `consume_scope` calls on: FastStream types it with an alias of its
+# private `_internal` package, so the same shape is spelled here.
+NextHandler = Callable[[StreamMessage[Any]], Awaitable[Any]]
 
 log = structlog.get_logger(__name__)
 
@@ -135,16 +136,6 @@ _ASYNCPG_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _causes(error: BaseException) -> list[BaseException]:
-    """`error` and what caused it (SQLAlchemy wraps the driver's error, drivers wrap OSError)."""
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in chain and len(chain) < 10:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
-
 def _is_dependency_down(error: BaseException) -> str | None:
     """What is down ("database", "broker", "network"), or None when nothing is."""
     if isinstance(error, sql_errors.DBAPIError) and error.connection_invalidated:
@@ -181,7 +172,7 @@ def _is_poison(error: BaseException) -> bool:
 
 def classify_failure(error: BaseException) -> tuple[FailureKind, str | None]:
     """What a handler's exception means, and for a dependency that is down, which one."""
-    chain = _causes(error)
+    chain = exception_chain(error)
     for cause in chain:
         if dependency := _is_dependency_down(cause):
             return FailureKind.DEPENDENCY_DOWN, dependency
@@ -322,7 +313,7 @@ class ReliableConsumeMiddleware(BaseMiddleware):
         self._broker = broker
         self._committer = committer
 
-    async def consume_scope(self, call_next: AsyncFuncAny, msg: StreamMessage[Any]) -> Any:
+    async def consume_scope(self, call_next: NextHandler, msg: StreamMessage[Any]) -> Any:
         try:
             result = await self._process_or_dead_letter(call_next, msg)
         except Exception:
@@ -333,9 +324,7 @@ class ReliableConsumeMiddleware(BaseMiddleware):
         self._committer.mark_processed(msg.consumer, msg.raw_message)  # type: ignore[attr-defined]
         return result
 
-    async def _process_or_dead_letter(
-        self, call_next: AsyncFuncAny, msg: StreamMessage[Any]
-    ) -> Any:
+    async def _process_or_dead_letter(self, call_next: NextHandler, msg: StreamMessage[Any]) -> Any:
         waits = 0
         unexpected = 0
         paused: TopicPartition | None = None

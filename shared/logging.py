@@ -95,7 +95,9 @@ def _exception_of(exc_info: Any) -> BaseException | None:
     return None
 
 
-def _chain(error: BaseException) -> list[BaseException]:
+def exception_chain(error: BaseException) -> list[BaseException]:
+    """`error` and every error behind it: causes, contexts and the members of exception groups
+    (SQLAlchemy wraps the driver's error, drivers wrap OSError, TaskGroups wrap them all)."""
     seen: list[BaseException] = []
     pending: list[BaseException] = [error]
     while pending:
@@ -142,7 +144,7 @@ class SafeExceptionRenderer:
         if error is not None:
             unsafe = {
                 str(each): _summary(each)
-                for each in _chain(error)
+                for each in exception_chain(error)
                 if isinstance(each, ValidationError)
             }
             if unsafe:

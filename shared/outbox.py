@@ -50,7 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.broker import DEAD_LETTER_HEADROOM_BYTES, PermanentFailure, dependency_backoff_seconds
-from shared.contracts.envelope import EventEnvelope
+from shared.contracts.envelope import EnvelopeHeaders, EventEnvelope
 from shared.db import UTCDateTime
 from shared.settings import SystemSettings
 
@@ -116,7 +116,7 @@ def outbox_row(
     maximum message size, less the room a dead letter's headers need: it could never be
     published, so the caller's transaction must fail instead of committing it."""
     payload = event.model_dump_json()
-    headers = _headers(event.type, str(event.id), str(event.workspace_id))
+    headers = envelope_headers(payload)
     limit = (max_message_bytes or configured_max_message_bytes()) - DEAD_LETTER_HEADROOM_BYTES
     size = message_size(event.subject, payload, headers)
     if size > limit:
@@ -136,15 +136,8 @@ def outbox_row(
 
 
 def envelope_headers(payload: str) -> dict[str, str]:
-    """Headers a subscriber can route on without parsing the body."""
-    body = json.loads(payload)
-    return _headers(
-        str(body.get("type", "")), str(body.get("id", "")), str(body.get("workspace_id", ""))
-    )
-
-
-def _headers(event_type: str, event_id: str, workspace_id: str) -> dict[str, str]:
-    return {"event-type": event_type, "event-id": event_id, "workspace-id": workspace_id}
+    """The headers the contract promises (`EnvelopeHeaders`), from the envelope's JSON."""
+    return EnvelopeHeaders.of(json.loads(payload)).as_kafka()
 
 
 # Refusals that retrying can cure although aiokafka does not call them retriable: a broker not

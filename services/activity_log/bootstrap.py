@@ -2,12 +2,9 @@
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from faststream.kafka import KafkaBroker
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
-from shared.broker import create_broker
-from shared.db import create_engine, create_read_engine, create_session_factory
+from shared.service import ServiceParts
 
 from .entrypoints.consumer import register_consumers
 from .settings import ActivityLogSettings
@@ -17,34 +14,19 @@ MIGRATIONS_DIR = Path(__file__).parent / "store" / "migrations"
 SERVICE_NAME = "activity-log"
 
 
-@dataclass
-class ActivityLog:
-    settings: ActivityLogSettings
-    engine: AsyncEngine
-    session_factory: async_sessionmaker[AsyncSession]
-    read_engine: AsyncEngine
-    read_session_factory: async_sessionmaker[AsyncSession]
-    broker: KafkaBroker
+@dataclass(kw_only=True)
+class ActivityLog(ServiceParts[ActivityLogSettings]):
+    name: ClassVar[str] = SERVICE_NAME
+
+    def __post_init__(self) -> None:
+        register_consumers(self.broker, self.unit_of_work, group_id=self.settings.consumer_group)
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory)
 
     def reader(self) -> UnitOfWork:
-        """For queries: on SQLite they then never queue behind the consumer's writes."""
         return UnitOfWork(self.read_session_factory)
 
 
 def bootstrap(settings: ActivityLogSettings | None = None) -> ActivityLog:
-    settings = settings or ActivityLogSettings()
-    engine = create_engine(settings.database_url)
-    read_engine = create_read_engine(settings.database_url, engine)
-    service = ActivityLog(
-        settings=settings,
-        engine=engine,
-        session_factory=create_session_factory(engine),
-        read_engine=read_engine,
-        read_session_factory=create_session_factory(read_engine),
-        broker=create_broker(settings, client_id=SERVICE_NAME),
-    )
-    register_consumers(service.broker, service.unit_of_work, group_id=settings.consumer_group)
-    return service
+    return ActivityLog.from_settings(settings or ActivityLogSettings())

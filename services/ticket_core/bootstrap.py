@@ -2,14 +2,11 @@
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from faststream.kafka import KafkaBroker
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from typing import ClassVar
 
 from shared.background import PeriodicTask
-from shared.broker import create_broker
-from shared.db import create_engine, create_read_engine, create_session_factory
 from shared.outbox import OutboxRelay
+from shared.service import ServiceParts
 
 from .entrypoints.consumer import register_consumers
 from .entrypoints.scheduler import auto_closer
@@ -21,25 +18,14 @@ MIGRATIONS_DIR = Path(__file__).parent / "store" / "migrations"
 SERVICE_NAME = "ticket-core"
 
 
-@dataclass
-class TicketCore:
-    settings: TicketCoreSettings
-    engine: AsyncEngine
-    session_factory: async_sessionmaker[AsyncSession]
-    read_engine: AsyncEngine
-    read_session_factory: async_sessionmaker[AsyncSession]
-    broker: KafkaBroker
+@dataclass(kw_only=True)
+class TicketCore(ServiceParts[TicketCoreSettings]):
+    name: ClassVar[str] = SERVICE_NAME
     relay: OutboxRelay = field(init=False)
     auto_closer: PeriodicTask = field(init=False)
 
     def __post_init__(self) -> None:
-        self.relay = OutboxRelay(
-            self.engine,
-            self.broker,
-            tables.outbox,
-            poll_interval_seconds=self.settings.outbox_poll_interval_seconds,
-            lock_name=f"{SERVICE_NAME}-outbox",
-        )
+        self.relay = self.outbox_relay(tables.outbox)
         self.auto_closer = auto_closer(self.unit_of_work, self.settings.auto_close_interval_seconds)
         register_consumers(self.broker, self.unit_of_work, group_id=self.settings.consumer_group)
 
@@ -49,19 +35,8 @@ class TicketCore:
         )
 
     def reader(self) -> UnitOfWork:
-        """For queries: on SQLite they then never queue behind writers for the lock."""
         return UnitOfWork(self.read_session_factory, Causation.new())
 
 
 def bootstrap(settings: TicketCoreSettings | None = None) -> TicketCore:
-    settings = settings or TicketCoreSettings()
-    engine = create_engine(settings.database_url)
-    read_engine = create_read_engine(settings.database_url, engine)
-    return TicketCore(
-        settings=settings,
-        engine=engine,
-        session_factory=create_session_factory(engine),
-        read_engine=read_engine,
-        read_session_factory=create_session_factory(read_engine),
-        broker=create_broker(settings, client_id=SERVICE_NAME),
-    )
+    return TicketCore.from_settings(settings or TicketCoreSettings())

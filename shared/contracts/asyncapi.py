@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, create_model
 from .api import MemberOut
 from .commands import CommandResult, CommandResultType, CommandType, CreateFromConversation
 from .conversations import ConversationEventType, VisitorReplied
-from .envelope import EventEnvelope
+from .envelope import EnvelopeHeaders, EventEnvelope
 from .tickets import (
     FieldChange,
     MemberEventType,
@@ -106,11 +106,53 @@ def _one_of(types: dict[str, type[BaseModel]]) -> Any:
     return Annotated[Union[envelopes], Field(discriminator="type")]  # noqa: UP007
 
 
+def _publications() -> tuple[tuple[Topic, Any, str], ...]:
+    """Each topic the services publish: its messages, and who publishes them how."""
+    return (
+        (
+            TICKET_EVENTS,
+            _one_of(TICKET_EVENT_DATA),
+            "Published by ticket-core (transactional outbox, idempotent producer, acks=all). "
+            "`sequence` counts each subject's events 1, 2, 3, ... without gaps.",
+        ),
+        (
+            TICKET_COMMANDS,
+            _one_of({CommandType.CREATE_FROM_CONVERSATION: CreateFromConversation}),
+            "Published by intake; the envelope id is the command id, run once.",
+        ),
+        (
+            TICKET_COMMAND_RESULTS,
+            _one_of({CommandResultType.RESULT: CommandResult}),
+            "ticket-core's answer to each command; `causation_id` is the command id.",
+        ),
+        (
+            INTAKE_REQUEST_OUTCOMES,
+            _one_of(
+                {
+                    WidgetEventType.REQUEST_CREATED: RequestOutcomeData,
+                    WidgetEventType.REQUEST_REJECTED: RequestOutcomeData,
+                }
+            ),
+            "Published by intake when a widget request is decided (and again if a late answer "
+            "corrects a timeout).",
+        ),
+        (
+            INTAKE_ASSISTANTS,
+            _one_of({WidgetEventType.SETTINGS_CHANGED: Changes}),
+            "Published by intake when an admin changes an assistant's ticket settings.",
+        ),
+        (
+            INTAKE_CONVERSATIONS,
+            _one_of({ConversationEventType.VISITOR_REPLIED: VisitorReplied}),
+            "Published by intake when a visitor writes again on a conversation with a ticket.",
+        ),
+    )
+
+
 def documentation_broker() -> KafkaBroker:
     """A broker that is never started: it only carries the declarations of the contract."""
     broker = KafkaBroker("localhost:9092", description="The help desk's Kafka topics.")
-
-    def publishes(topic: Topic, schema: Any, description: str) -> None:
+    for topic, schema, description in _publications():
         broker.publisher(
             topic.name,
             schema=schema,
@@ -118,44 +160,6 @@ def documentation_broker() -> KafkaBroker:
             description=f"{description} {topic.description} Unprocessable messages go to "
             f"`{topic.dead_letter}` unchanged, with the header `dead-letter-reason`.",
         )
-
-    publishes(
-        TICKET_EVENTS,
-        _one_of(TICKET_EVENT_DATA),
-        "Published by ticket-core (transactional outbox, idempotent producer, acks=all). "
-        "`sequence` counts each subject's events 1, 2, 3, ... without gaps.",
-    )
-    publishes(
-        TICKET_COMMANDS,
-        _one_of({CommandType.CREATE_FROM_CONVERSATION: CreateFromConversation}),
-        "Published by intake; the envelope id is the command id, run once.",
-    )
-    publishes(
-        TICKET_COMMAND_RESULTS,
-        _one_of({CommandResultType.RESULT: CommandResult}),
-        "ticket-core's answer to each command; `causation_id` is the command id.",
-    )
-    publishes(
-        INTAKE_REQUEST_OUTCOMES,
-        _one_of(
-            {
-                WidgetEventType.REQUEST_CREATED: RequestOutcomeData,
-                WidgetEventType.REQUEST_REJECTED: RequestOutcomeData,
-            }
-        ),
-        "Published by intake when a widget request is decided (and again if a late answer "
-        "corrects a timeout).",
-    )
-    publishes(
-        INTAKE_ASSISTANTS,
-        _one_of({WidgetEventType.SETTINGS_CHANGED: Changes}),
-        "Published by intake when an admin changes an assistant's ticket settings.",
-    )
-    publishes(
-        INTAKE_CONVERSATIONS,
-        _one_of({ConversationEventType.VISITOR_REPLIED: VisitorReplied}),
-        "Published by intake when a visitor writes again on a conversation with a ticket.",
-    )
 
     @broker.subscriber(
         WIDGET_TICKET_REQUESTS.name,
@@ -169,6 +173,19 @@ def documentation_broker() -> KafkaBroker:
     return broker
 
 
+def _with_envelope_headers(document: dict[str, Any]) -> None:
+    """FastStream documents a message's correlation id as the `correlation_id` header but not
+    what it holds, nor the other headers: both are added to every enveloped message."""
+    headers = EnvelopeHeaders.model_json_schema(by_alias=True, mode="serialization")
+    published = {f"{topic.name}:Message" for topic, _, _ in _publications()}
+    for name, message in document["components"]["messages"].items():
+        if name in published:
+            message["headers"] = headers
+            message["correlationId"]["description"] = headers["properties"]["correlation_id"][
+                "description"
+            ]
+
+
 def specification() -> dict[str, Any]:
     document = AsyncAPI(
         documentation_broker(),
@@ -177,6 +194,7 @@ def specification() -> dict[str, Any]:
         description="Topics, keys and messages of the help desk. See docs/events.md.",
     ).to_specification()
     result: dict[str, Any] = json.loads(document.to_json())
+    _with_envelope_headers(result)
     return result
 
 

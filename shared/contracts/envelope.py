@@ -110,3 +110,41 @@ class EventEnvelope(BaseModel):
                 "send a reference to large content instead of the content"
             )
         return self
+
+
+class EnvelopeHeaders(BaseModel):
+    """The Kafka headers of every envelope the services publish, so that a subscriber can
+    route on them without parsing the body. The AsyncAPI document shows this model as each
+    message's `headers`, and its `correlation_id` as the message's correlation id."""
+
+    model_config = ConfigDict(
+        populate_by_name=True, json_schema_serialization_defaults_required=True
+    )
+
+    content_type: Literal["application/json"] = Field(
+        default="application/json", alias="content-type", description="The body is JSON."
+    )
+    correlation_id: str = Field(
+        max_length=CORRELATION_ID_MAX_LENGTH,
+        description="The envelope's `correlation_id` (the request or conversation that caused "
+        "the message); the envelope's `id` when it has none.",
+    )
+    event_type: str = Field(
+        alias="event-type", max_length=TYPE_MAX_LENGTH, description="The envelope's `type`."
+    )
+    event_id: str = Field(alias="event-id", description="The envelope's `id`.")
+    workspace_id: str = Field(alias="workspace-id", description="The envelope's `workspace_id`.")
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> EnvelopeHeaders:
+        """The headers of an envelope given as its JSON object (what an outbox row holds)."""
+        event_id = str(body.get("id", ""))
+        return cls(
+            correlation_id=str(body.get("correlation_id") or event_id),
+            event_type=str(body.get("type", "")),
+            event_id=event_id,
+            workspace_id=str(body.get("workspace_id", "")),
+        )
+
+    def as_kafka(self) -> dict[str, str]:
+        return self.model_dump(by_alias=True)

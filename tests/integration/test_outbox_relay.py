@@ -17,7 +17,9 @@ from services.ticket_core.bootstrap import bootstrap as bootstrap_ticket_core
 from services.ticket_core.entrypoints.http_api import create_app
 from services.ticket_core.settings import TicketCoreSettings
 from services.ticket_core.store import tables
+from services.ticket_core.store.unit_of_work import Causation
 from shared.broker import DEAD_LETTER_HEADROOM_BYTES
+from shared.contracts.asyncapi import specification
 from shared.contracts.envelope import Actor, EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS
 from shared.outbox import (
@@ -253,3 +255,48 @@ def test_outbox_row_takes_an_event_up_to_the_limit_and_refuses_one_byte_more() -
     assert row["payload"] == event.model_dump_json()
     with pytest.raises(MessageTooLarge, match=f"would be a {size}-byte message"):
         outbox_row("ticket.events.v1", event, max_message_bytes=exact - 1)
+
+
+async def test_published_headers_are_what_the_asyncapi_document_says(
+    kafka: str, ticket_core_url: str, fresh_group: str
+) -> None:
+    """Read from the topic as any subscriber would: `correlation_id` is the request's id (the
+    envelope's), not one FastStream made up; `content-type` is JSON; every header the
+    document lists is there, and no other."""
+    core: TicketCore = bootstrap_ticket_core(
+        TicketCoreSettings(
+            database_url=ticket_core_url, kafka_bootstrap_servers=kafka, consumer_group=fresh_group
+        )
+    )
+    request_id = f"my-req-{uuid4().hex[:8]}"
+    request = Causation(correlation_id=request_id, causation_id=request_id)
+    await core.broker.start()
+    try:
+        created = await handlers.create_workspace(core.unit_of_work(), "Acme", "o@acme.io")
+        ticket = await handlers.create_ticket(
+            core.unit_of_work(request),
+            handlers.CreateTicket(
+                workspace_id=created.workspace.id,
+                actor_id=created.owner.id,
+                subject="Headers",
+                description="",
+            ),
+        )
+        await core.relay.publish_pending()
+    finally:
+        await core.broker.stop()
+        await core.engine.dispose()
+
+    (record,) = await read_until(
+        kafka, TICKET_EVENTS.name, lambda r: r.key.decode() == str(ticket.id), count=1
+    )
+    event = body(record)
+    message = specification()["components"]["messages"][f"{TICKET_EVENTS.name}:Message"]
+    documented = message["headers"]
+    assert message["correlationId"]["location"] == "$message.header#/correlation_id"
+    assert {name for name, _ in record.headers} == set(documented["properties"])
+    assert set(documented["required"]) == set(documented["properties"])
+    assert header(record, "correlation_id") == request.correlation_id == event["correlation_id"]
+    assert header(record, "content-type") == "application/json"
+    assert header(record, "event-id") == event["id"]
+    assert header(record, "workspace-id") == event["workspace_id"]
