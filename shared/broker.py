@@ -3,7 +3,7 @@
 Two defaults of FastStream are wrong for this system and are fixed here once:
 
 * its Kafka subscriber commits the offset before the handler runs (at-most-once). Every
-  subscriber of the project is declared through `subscribe()` with manual acknowledgement,
+  subscriber of the project is declared through `Subscriptions` with manual acknowledgement,
   and `ReliableConsumeMiddleware` marks an offset processed only after the handler returned
   (the effect is stored); `OffsetCommitter` then commits the processed offsets in the
   background, a few times a second, instead of one round trip per message. A crash means
@@ -30,7 +30,7 @@ What a failure means is decided by `classify_failure`:
 A wait for a dependency happens inside the handler, so the subscriber reads nothing meanwhile.
 aiokafka heartbeats in the background, so the group keeps the member; a member that has not
 polled for `max_poll_interval_ms` leaves the group, though, and it rejoins at its next poll.
-`subscribe()` raises that interval to `MAX_POLL_INTERVAL_MS` (15 minutes), so a usual outage
+`Subscriptions` raises that interval to `MAX_POLL_INTERVAL_MS` (15 minutes), so a usual outage
 keeps the assignment; a longer one moves this member's partitions to another replica for the
 rest of the outage (which waits the same way), and the member rejoins when its own wait ends.
 Whatever it processed meanwhile but could not commit is redelivered and dropped by the inbox.
@@ -43,9 +43,10 @@ import logging
 import random
 import sqlite3
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 import asyncpg  # type: ignore[import-untyped]
@@ -59,11 +60,11 @@ from aiokafka.errors import (
 )
 from faststream import AckPolicy, BaseMiddleware, ContextRepo
 from faststream.kafka import KafkaBroker
-from faststream.kafka.subscriber.usecase import DefaultSubscriber
 from faststream.message import StreamMessage
 from pydantic import ValidationError
 from sqlalchemy import exc as sql_errors
 
+from shared.contracts.topics import Topic
 from shared.kafka_security import faststream_security
 from shared.logging import exception_chain, validation_problems
 from shared.settings import SystemSettings
@@ -267,24 +268,37 @@ async def stop_broker(broker: KafkaBroker) -> None:
     await broker.stop()
 
 
-def subscribe(
-    broker: KafkaBroker,
-    topic: str,
-    *,
-    group_id: str,
-    title: str | None = None,
-    description: str | None = None,
-) -> DefaultSubscriber:
-    """Declare a consumer-group subscriber that commits only what has been processed."""
-    return broker.subscriber(
-        topic,
-        group_id=group_id,
-        ack_policy=AckPolicy.MANUAL,
-        auto_offset_reset="earliest",
-        max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
-        title=title,
-        description=description,
-    )
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[None]])
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriptions:
+    """How every service declares its subscribers: each a consumer group that commits only
+    what has been processed, from the topic's earliest offset for a new group, titled
+    `<service>:<handler>`."""
+
+    broker: KafkaBroker
+    service: str
+    group_id: str
+    group_per_topic: bool = True
+    """`<group_id>.<topic>` per subscriber, so that a rebalance of one never pauses another."""
+
+    def on(self, topic: Topic, description: str) -> Callable[[Handler], Handler]:
+        group_id = f"{self.group_id}.{topic.name}" if self.group_per_topic else self.group_id
+
+        def declare(handler: Handler) -> Handler:
+            self.broker.subscriber(
+                topic.name,
+                group_id=group_id,
+                ack_policy=AckPolicy.MANUAL,
+                auto_offset_reset="earliest",
+                max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+                title=f"{self.service}:{handler.__name__}",
+                description=description,
+            )(handler)
+            return handler
+
+        return declare
 
 
 def _reliable_consume_middleware_for(

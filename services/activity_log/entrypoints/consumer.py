@@ -5,7 +5,7 @@ from collections.abc import Callable
 import structlog
 from faststream.kafka import KafkaBroker
 
-from shared.broker import subscribe
+from shared.broker import Subscriptions
 from shared.contracts.envelope import EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS
 
@@ -18,13 +18,11 @@ log = structlog.get_logger(__name__)
 def register_consumers(
     broker: KafkaBroker, unit_of_work: Callable[[], UnitOfWork], *, group_id: str
 ) -> None:
-    @subscribe(
-        broker,
-        TICKET_EVENTS.name,
-        group_id=group_id,
-        title="activity-log:on_ticket_events",
-        description="Stores one immutable activity entry per ticket event.",
-    )
+    # One group for the one topic (its name predates per-topic groups: kept, so that a
+    # deployed activity-log keeps its offsets).
+    subscriptions = Subscriptions(broker, "activity-log", group_id, group_per_topic=False)
+
+    @subscriptions.on(TICKET_EVENTS, "Stores one immutable activity entry per ticket event.")
     async def on_ticket_events(event: EventEnvelope) -> None:
         stored = await handlers.record_event(unit_of_work(), event)
         if not stored:

@@ -7,7 +7,7 @@ from typing import Annotated
 from faststream import Header
 from faststream.kafka import KafkaBroker
 
-from shared.broker import subscribe
+from shared.broker import Subscriptions
 from shared.contracts.commands import CommandResultType
 from shared.contracts.envelope import EventEnvelope
 from shared.contracts.topics import TICKET_COMMAND_RESULTS, WIDGET_TICKET_REQUESTS
@@ -25,12 +25,11 @@ def register_consumers(
     *,
     group_id: str,
 ) -> None:
-    @subscribe(
-        broker,
-        WIDGET_TICKET_REQUESTS.name,
-        group_id=f"{group_id}.{WIDGET_TICKET_REQUESTS.name}",
-        title="intake:on_widget_ticket_requests",
-        description="The same body as POST /widget/v1/ticket-requests, with the assistant's "
+    subscriptions = Subscriptions(broker, "intake", group_id)
+
+    @subscriptions.on(
+        WIDGET_TICKET_REQUESTS,
+        "The same body as POST /widget/v1/ticket-requests, with the assistant's "
         f"widget key in the `{WIDGET_KEY_HEADER}` header; the same handler and checks (key, "
         "identity verification, the assistant's rules). No origin (no browser) and no token "
         "buckets: the broker authenticates the producer and its quotas bound it.",
@@ -41,12 +40,8 @@ def register_consumers(
     ) -> None:
         await handlers.receive_request(unit_of_work(), request, limits, guard, widget_key)
 
-    @subscribe(
-        broker,
-        TICKET_COMMAND_RESULTS.name,
-        group_id=f"{group_id}.{TICKET_COMMAND_RESULTS.name}",
-        title="intake:on_ticket_command_results",
-        description="ticket-core's answer to each create-from-conversation command.",
+    @subscriptions.on(
+        TICKET_COMMAND_RESULTS, "ticket-core's answer to each create-from-conversation command."
     )
     async def on_ticket_command_results(message: EventEnvelope) -> None:
         if message.type == CommandResultType.RESULT:

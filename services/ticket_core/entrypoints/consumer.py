@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from faststream.kafka import KafkaBroker
 
-from shared.broker import PermanentFailure, subscribe
+from shared.broker import PermanentFailure, Subscriptions
 from shared.contracts.commands import CommandType
 from shared.contracts.conversations import ConversationEventType
 from shared.contracts.envelope import EventEnvelope
@@ -17,15 +17,10 @@ from ..store.unit_of_work import Causation, UnitOfWork
 def register_consumers(
     broker: KafkaBroker, unit_of_work: Callable[[Causation], UnitOfWork], *, group_id: str
 ) -> None:
-    """One consumer group per topic (`<group_id>.<topic>`), so a rebalance of one subscriber
-    never pauses the other."""
+    subscriptions = Subscriptions(broker, "ticket-core", group_id)
 
-    @subscribe(
-        broker,
-        TICKET_COMMANDS.name,
-        group_id=f"{group_id}.{TICKET_COMMANDS.name}",
-        title="ticket-core:on_ticket_commands",
-        description="Runs each command once; answers on ticket.command-results.v1.",
+    @subscriptions.on(
+        TICKET_COMMANDS, "Runs each command once; answers on ticket.command-results.v1."
     )
     async def on_ticket_commands(command: EventEnvelope) -> None:
         if command.type != CommandType.CREATE_FROM_CONVERSATION:
@@ -35,12 +30,8 @@ def register_consumers(
             )
         await handlers.create_ticket_from_conversation(unit_of_work(_caused_by(command)), command)
 
-    @subscribe(
-        broker,
-        INTAKE_CONVERSATIONS.name,
-        group_id=f"{group_id}.{INTAKE_CONVERSATIONS.name}",
-        title="ticket-core:on_intake_conversations",
-        description="A visitor's reply reopens a linked ticket that waits on them.",
+    @subscriptions.on(
+        INTAKE_CONVERSATIONS, "A visitor's reply reopens a linked ticket that waits on them."
     )
     async def on_intake_conversations(event: EventEnvelope) -> None:
         # Tolerant reader: other conversation events are not ticket-core's business.
