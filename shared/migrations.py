@@ -5,13 +5,17 @@ is three lines calling `run_migrations(target_metadata)`.
 """
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import Connection, MetaData
 
 from shared.db import create_engine
+
+T = TypeVar("T")
 
 
 def alembic_config(migrations_dir: Path, database_url: str) -> Config:
@@ -23,13 +27,9 @@ def alembic_config(migrations_dir: Path, database_url: str) -> Config:
 
 async def upgrade_to_head(migrations_dir: Path, database_url: str) -> None:
     """Bring the database at `database_url` to the newest revision."""
-    config = alembic_config(migrations_dir, database_url)
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_upgrade_with, config)
-    finally:
-        await engine.dispose()
+    await _in_one_transaction(
+        database_url, _upgrade_with, alembic_config(migrations_dir, database_url)
+    )
 
 
 def _upgrade_with(connection: Connection, config: Config) -> None:
@@ -46,14 +46,15 @@ def run_migrations(target_metadata: MetaData) -> None:
     # Called by the plain `alembic` command line: open our own connection.
     url = context.config.get_main_option("sqlalchemy.url")
     assert url, "set sqlalchemy.url (the service's DATABASE_URL)"
-    asyncio.run(_run_with_new_engine(url, target_metadata))
+    asyncio.run(_in_one_transaction(url, _run_on, target_metadata))
 
 
-async def _run_with_new_engine(url: str, target_metadata: MetaData) -> None:
+async def _in_one_transaction(url: str, work: Callable[[Connection, T], None], argument: T) -> None:
+    """`work(connection, argument)` on a connection of its own, in one transaction."""
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(_run_on, target_metadata)
+            await connection.run_sync(work, argument)
     finally:
         await engine.dispose()
 
