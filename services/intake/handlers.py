@@ -175,13 +175,15 @@ async def _receive(
         request.assistant_id, request.conversation.id, now, rate.window_seconds
     )
     ticket_request = TicketRequest.decide(request, settings, recent, rate, widget_key, now)
+    # The request's row before the conversation's, as when an outcome arrives: two
+    # transactions then never wait for each other's row (on PostgreSQL).
+    await uow.requests.add(ticket_request)
     conversation = await uow.conversations.get(request.assistant_id, request.conversation.id)
     conversation = conversation or Conversation(
         request.assistant_id, request.conversation.id, ticket_request.workspace_id
     )
     conversation.take(request.conversation.messages)
     await uow.conversations.save(conversation)
-    await uow.requests.add(ticket_request)
     return ticket_request.answer()
 
 

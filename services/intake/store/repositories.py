@@ -1,7 +1,8 @@
 """intake's reads and writes, in plain SQL. The repositories of requests and conversations
 remember what they loaded or added (`seen`), so that the unit of work publishes what those
 recorded; those loaded to be changed are locked for the transaction (on PostgreSQL), so two
-deliveries never number their events the same."""
+deliveries never number their events the same. Every handler takes a request's row before a
+conversation's, so that two transactions never wait for each other."""
 
 from __future__ import annotations
 
