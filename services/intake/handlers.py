@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
 from uuid import UUID
 
 from sqlalchemy import RowMapping
@@ -17,7 +16,6 @@ from sqlalchemy.exc import IntegrityError
 from shared.contracts.api import Role
 from shared.contracts.commands import CommandOutcome, CommandResult
 from shared.contracts.envelope import EventEnvelope
-from shared.contracts.topics import INTAKE_ASSISTANTS
 from shared.contracts.widget import (
     WIDGET_KEY_MAX_LENGTH,
     AssistantTicketSettings,
@@ -32,6 +30,7 @@ from shared.contracts.widget import (
 
 from .domain.admission import CallKind
 from .domain.admission import WidgetGuard as WidgetGuard  # the bootstrap builds it from here
+from .domain.assistants import Assistant, Credential, wanted_origins
 from .domain.conversations import Conversation
 from .domain.requests import (
     AssistantSettings,
@@ -39,15 +38,10 @@ from .domain.requests import (
     RateLimits,
     Refused,
     check_caller,
-    configured,
     ensure_manages_settings,
-    settings_changed,
-    wanted_origins,
 )
 from .domain.ticket_requests import TicketRequest, newest_requests, refused_answer
 from .domain.widget_access import (
-    new_identity_secret,
-    new_widget_key,
     origin_or_none,
     preflight_allowed,
     refusals_per_minute,
@@ -307,26 +301,34 @@ async def get_conversation(
 
 
 async def _owned_settings(
-    uow: UnitOfWork, workspace_id: UUID, assistant_id: str, *, writing: bool = False
+    uow: UnitOfWork, workspace_id: UUID, assistant_id: str
 ) -> AssistantSettings | None:
-    """This workspace's assistant, or None if nobody configured it. Another workspace's is
-    not found when reading (nothing of it shows) and `assistant_taken` when writing."""
+    """This workspace's assistant, or None if nobody configured it; another workspace's is
+    not found (nothing of it shows)."""
     settings = await uow.assistants.get(assistant_id)
     if settings is not None and settings.workspace_id != workspace_id:
-        if writing:
-            raise AssistantTaken(assistant_id)
         raise NotFound(f"No assistant {assistant_id!r} in this workspace.")
     return settings
 
 
-async def _configured(
-    uow: UnitOfWork, workspace_id: UUID, assistant_id: str, *, writing: bool = False
-) -> AssistantSettings:
-    settings = await _owned_settings(uow, workspace_id, assistant_id, writing=writing)
-    if settings is None:
-        raise NotFound(
-            f"Assistant {assistant_id!r} has no ticket settings yet; save them with PUT."
-        )
+async def _owned_assistant(
+    uow: UnitOfWork, workspace_id: UUID, assistant_id: str
+) -> Assistant | None:
+    """The assistant to change, or None if nobody configured it; another workspace's is
+    `assistant_taken`."""
+    assistant = await uow.assistants.load(assistant_id)
+    if assistant is not None and assistant.settings.workspace_id != workspace_id:
+        raise AssistantTaken(assistant_id)
+    return assistant
+
+
+def _not_configured(assistant_id: str) -> NotFound:
+    return NotFound(f"Assistant {assistant_id!r} has no ticket settings yet; save them with PUT.")
+
+
+async def _configured(uow: UnitOfWork, workspace_id: UUID, assistant_id: str) -> AssistantSettings:
+    if (settings := await _owned_settings(uow, workspace_id, assistant_id)) is None:
+        raise _not_configured(assistant_id)
     return settings
 
 
@@ -350,29 +352,12 @@ async def put_settings(
     ensure_manages_settings(role)
     origins = wanted_origins(wanted)
     async with uow:
-        before = await _owned_settings(uow, workspace_id, assistant_id, writing=True)
-        settings, changes = configured(
-            before, workspace_id, assistant_id, wanted, origins, new_widget_key()
+        before = await _owned_assistant(uow, workspace_id, assistant_id)
+        assistant = Assistant.configure(
+            before, workspace_id, assistant_id, wanted, origins, member_id, _now()
         )
-        if changes:
-            await _save_settings(uow, settings, member_id, changes, existed=before is not None)
-
-
-async def _save_settings(
-    uow: UnitOfWork,
-    settings: AssistantSettings,
-    member_id: UUID,
-    changes: dict[str, dict[str, Any]],
-    *,
-    existed: bool,
-) -> None:
-    """Store the settings with their change in the history, and announce it."""
-    now = _now()
-    sequence = await uow.assistants.save(
-        settings, existed=existed, changed_by=str(member_id), changes=changes, now=now
-    )
-    uow.send(INTAKE_ASSISTANTS.name, settings_changed(settings, member_id, sequence, changes, now))
-    await uow.commit()
+        await uow.assistants.save(assistant)
+        await uow.commit()
 
 
 async def _replace_credential(
@@ -381,24 +366,16 @@ async def _replace_credential(
     member_id: UUID,
     role: Role,
     assistant_id: str,
-    what: Literal["widget_key", "identity_secret"],
+    what: Credential,
 ) -> str:
-    """A new widget key (the old one is refused from now on) or identity secret; the change
-    is in the history and announced, without the value."""
     ensure_manages_settings(role)
     async with uow:
-        settings = await _configured(uow, workspace_id, assistant_id, writing=True)
-        if what == "widget_key":
-            value = new_widget_key()
-            await uow.assistants.replace_widget_key(assistant_id, value)
-        else:
-            value = new_identity_secret()
-            await uow.assistants.set_identity_secret(assistant_id, value)
-        replaced = what == "widget_key" or settings.identity_secret is not None
-        change: dict[str, dict[str, Any]] = {
-            what: {"from": "(replaced)" if replaced else None, "to": "(new)"}
-        }
-        await _save_settings(uow, settings, member_id, change, existed=True)
+        assistant = await _owned_assistant(uow, workspace_id, assistant_id)
+        if assistant is None:
+            raise _not_configured(assistant_id)
+        value = assistant.replace_credential(what, member_id, _now())
+        await uow.assistants.save(assistant)
+        await uow.commit()
     return value
 
 

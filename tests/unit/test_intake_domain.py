@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from services.intake.domain.admission import WidgetGuard
+from services.intake.domain.assistants import Assistant
 from services.intake.domain.conversations import Conversation
 from services.intake.domain.requests import (
     AssistantSettings,
@@ -26,6 +27,7 @@ from services.intake.domain.widget_access import (
 from shared.contracts.commands import CommandOutcome, CommandResult
 from shared.contracts.widget import (
     MESSAGES_PER_CONVERSATION_MAX_COUNT,
+    AssistantTicketSettings,
     ConversationMessage,
     RejectionReason,
     RequestStatus,
@@ -280,3 +282,48 @@ def test_the_gate_admits_the_key_and_counts_what_it_refuses() -> None:
         ("", "invalid_widget_key"),
         ("asst-1", "rate_limited"),
     ]
+
+
+def test_an_assistants_first_save_gives_it_a_key_and_each_change_is_announced_once() -> None:
+    member = uuid4()
+    wanted = AssistantTicketSettings(ticket_creation_enabled=True, require_contact_info=False)
+
+    assistant = Assistant.configure(None, WORKSPACE, "asst-1", wanted, None, member, NOW)
+    key = assistant.settings.widget_key
+    same = Assistant.configure(assistant, WORKSPACE, "asst-1", wanted, None, member, NOW)
+    origins = ("https://shop.example",)
+    Assistant.configure(assistant, WORKSPACE, "asst-1", wanted, origins, member, NOW)
+
+    assert same is assistant
+    assert key is not None
+    assert key.startswith("wk_")
+    assert assistant.settings.allowed_origins == origins
+    assert [change.changes for change in assistant.unsaved_changes] == [
+        {
+            "ticket_creation_enabled": {"from": None, "to": True},
+            "require_contact_info": {"from": None, "to": False},
+            "allowed_origins": {"from": None, "to": []},
+            "identity_verification": {"from": None, "to": False},
+        },
+        {"allowed_origins": {"from": [], "to": ["https://shop.example"]}},
+    ]
+    assert [(m.type, m.sequence, m.subject) for _, m in assistant.pending_messages] == [
+        ("assistant.ticket_settings_changed", 1, "asst-1"),
+        ("assistant.ticket_settings_changed", 2, "asst-1"),
+    ]
+
+
+def test_a_new_widget_key_keeps_the_replaced_one_to_refuse_it_and_never_shows_values() -> None:
+    assistant = Assistant(settings(), last_sequence=3)
+
+    key = assistant.replace_credential("widget_key", uuid4(), NOW)
+    secret = assistant.replace_credential("identity_secret", uuid4(), NOW)
+
+    assert (assistant.settings.widget_key, assistant.settings.previous_widget_key) == (key, KEY)
+    assert assistant.settings.identity_secret == secret
+    assert [change.changes for change in assistant.unsaved_changes] == [
+        {"widget_key": {"from": "(replaced)", "to": "(new)"}},
+        {"identity_secret": {"from": None, "to": "(new)"}},
+    ]
+    assert [m.sequence for _, m in assistant.pending_messages] == [4, 5]
+    assert key not in str([m.model_dump() for _, m in assistant.pending_messages])

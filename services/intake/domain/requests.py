@@ -7,35 +7,24 @@ assistant's settings, how many requests came recently) and store what they decid
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 from email_validator import EmailNotValidError, validate_email
 
 from shared.contracts.api import Role, is_manager
 from shared.contracts.conversation_ids import CONVERSATION_ID_RULE, is_conversation_id
-from shared.contracts.envelope import Actor, EventEnvelope
 from shared.contracts.tickets import DESCRIPTION_MAX_LENGTH, SUBJECT_MAX_LENGTH
 from shared.contracts.widget import (
     CONTACT_NAME_MAX_LENGTH,
     MESSAGE_TEXT_MAX_LENGTH,
     MESSAGES_MAX_COUNT,
     MESSAGES_PER_CONVERSATION_MAX_COUNT,
-    AssistantTicketSettings,
     MessageRole,
     RejectionReason,
-    WidgetEventType,
     WidgetTicketRequest,
 )
 
-from .events import SOURCE
-from .widget_access import (
-    Refused,
-    check_contact_signature,
-    check_widget_key,
-    clean_allowed_origins,
-)
+from .widget_access import Refused, check_contact_signature, check_widget_key
 
 __all__ = ["Refused"]
 
@@ -261,69 +250,3 @@ def settings_changes(
         new["allowed_origins"] = new["allowed_origins"] or []
         new["identity_verification"] = bool(new["identity_verification"])
     return {name: {"from": old[name], "to": new[name]} for name in new if old[name] != new[name]}
-
-
-def wanted_origins(wanted: AssistantTicketSettings) -> tuple[str, ...] | None:
-    """The origins a save lists, canonical; None: the save leaves them as they are."""
-    if wanted.allowed_origins is None:
-        return None
-    try:
-        return clean_allowed_origins(wanted.allowed_origins)
-    except ValueError as error:
-        raise InvalidSettings(f"allowed_origins: {error}.") from error
-
-
-def configured(
-    before: AssistantSettings | None,
-    workspace_id: UUID,
-    assistant_id: str,
-    wanted: AssistantTicketSettings,
-    origins: tuple[str, ...] | None,
-    new_widget_key: str,
-) -> tuple[AssistantSettings, dict[str, dict[str, Any]]]:
-    """The settings an admin's save makes, and what it changes (empty: nothing). The first
-    save gives the assistant `new_widget_key`; `origins` (see `wanted_origins`) or the
-    verification left out: unchanged."""
-    changes = settings_changes(
-        before,
-        wanted.ticket_creation_enabled,
-        wanted.require_contact_info,
-        origins,
-        wanted.identity_verification,
-    )
-    settings = AssistantSettings(
-        assistant_id=assistant_id,
-        workspace_id=workspace_id,
-        ticket_creation_enabled=wanted.ticket_creation_enabled,
-        require_contact_info=wanted.require_contact_info,
-        widget_key=before.widget_key if before else new_widget_key,
-        allowed_origins=(
-            origins if origins is not None else (before.allowed_origins if before else ())
-        ),
-        identity_verification=(
-            wanted.identity_verification
-            if wanted.identity_verification is not None
-            else bool(before and before.identity_verification)
-        ),
-    )
-    return settings, changes
-
-
-def settings_changed(
-    settings: AssistantSettings,
-    member_id: UUID,
-    sequence: int,
-    changes: dict[str, Any],
-    now: datetime,
-) -> EventEnvelope:
-    """The event announcing a change of an assistant's settings (never a key's value)."""
-    return EventEnvelope(
-        type=WidgetEventType.SETTINGS_CHANGED,
-        source=SOURCE,
-        time=now,
-        workspace_id=UUID(str(settings.workspace_id)),
-        subject=settings.assistant_id,
-        sequence=sequence,
-        actor=Actor(type="member", id=str(member_id)),
-        data={"changes": changes},
-    )

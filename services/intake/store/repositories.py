@@ -1,12 +1,12 @@
-"""intake's reads and writes, in plain SQL. The repositories of requests and conversations
-remember what they loaded or added (`seen`), so that the unit of work publishes what those
-recorded; those loaded to be changed are locked for the transaction (on PostgreSQL), so two
-deliveries never number their events the same. Every handler takes a request's row before a
-conversation's, so that two transactions never wait for each other."""
+"""intake's reads and writes, in plain SQL. The repositories of assistants, requests and
+conversations remember what they loaded or added (`seen`), so that the unit of work publishes
+what those recorded; those loaded to be changed are locked for the transaction (on
+PostgreSQL), so two deliveries never number their events the same. Every handler takes a
+request's row before a conversation's, so that two transactions never wait for each other."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
@@ -34,6 +34,7 @@ from shared.contracts.widget import (
     RequestStatus,
 )
 
+from ..domain.assistants import Assistant
 from ..domain.conversations import Conversation
 from ..domain.requests import AssistantSettings, RecentRequests
 from ..domain.ticket_requests import TicketRequest
@@ -79,6 +80,10 @@ def _settings(row: RowMapping) -> AssistantSettings:
 
 
 class AssistantRepository(_Repository):
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self.seen: list[Assistant] = []
+
     async def get(self, assistant_id: str) -> AssistantSettings | None:
         a = tables.assistants
         row = await self._first(select(a).where(a.c.assistant_id == assistant_id))
@@ -94,20 +99,6 @@ class AssistantRepository(_Repository):
         )
         return None if row is None else _settings(row)
 
-    async def replace_widget_key(self, assistant_id: str, new_key: str) -> None:
-        a = tables.assistants
-        await self._session.execute(
-            update(a)
-            .where(a.c.assistant_id == assistant_id)
-            .values(previous_widget_key=a.c.widget_key, widget_key=new_key)
-        )
-
-    async def set_identity_secret(self, assistant_id: str, secret: str) -> None:
-        a = tables.assistants
-        await self._session.execute(
-            update(a).where(a.c.assistant_id == assistant_id).values(identity_secret=secret)
-        )
-
     async def origin_listed(self, origin: str) -> bool:
         o = tables.assistant_origins
         return bool(await self._session.scalar(select(exists().where(o.c.origin == origin))))
@@ -119,58 +110,55 @@ class AssistantRepository(_Repository):
         first_open = select(a.c.assistant_id).where(~listed).limit(1)
         return await self._session.scalar(first_open) is not None
 
-    async def save(
-        self,
-        settings: AssistantSettings,
-        *,
-        existed: bool,
-        changed_by: str,
-        changes: dict[str, Any],
-        now: datetime,
-    ) -> int:
-        """Store the settings and their change; returns the change's sequence number."""
-        sequence = await self._write_settings(settings, existed, now)
-        if "allowed_origins" in changes:
-            await self._write_origins(settings)
-        await self._session.execute(
-            insert(tables.assistant_settings_changes).values(
-                assistant_id=settings.assistant_id,
-                changed_at=now,
-                changed_by=changed_by,
-                changes=changes,
-            )
-        )
-        return sequence
-
-    async def _write_settings(
-        self, settings: AssistantSettings, existed: bool, now: datetime
-    ) -> int:
+    async def load(self, assistant_id: str) -> Assistant | None:
+        """The assistant, locked to be changed."""
         a = tables.assistants
+        row = await self._first(select(a).where(a.c.assistant_id == assistant_id).with_for_update())
+        if row is None:
+            return None
+        assistant = Assistant(_settings(row), last_sequence=row["last_sequence"])
+        self.seen.append(assistant)
+        return assistant
+
+    async def save(self, assistant: Assistant) -> None:
+        """Store the settings with their changes in the history, if they changed."""
+        if not assistant.unsaved_changes:
+            return
+        await self._write_settings(assistant)
+        changes = assistant.unsaved_changes
+        if any("allowed_origins" in change.changes for change in changes):
+            await self._write_origins(assistant.settings)
+        await self._session.execute(
+            insert(tables.assistant_settings_changes),
+            [
+                {"assistant_id": assistant.settings.assistant_id, **asdict(change)}
+                for change in changes
+            ],
+        )
+        changes.clear()
+
+    async def _write_settings(self, assistant: Assistant) -> None:
+        a, settings = tables.assistants, assistant.settings
         values = {
             "workspace_id": settings.workspace_id,
             "ticket_creation_enabled": settings.ticket_creation_enabled,
             "require_contact_info": settings.require_contact_info,
             "allowed_origins": list(settings.allowed_origins),
             "identity_verification": settings.identity_verification,
-            "updated_at": now,
+            "widget_key": settings.widget_key,
+            "previous_widget_key": settings.previous_widget_key,
+            "identity_secret": settings.identity_secret,
+            "last_sequence": assistant.last_sequence,
+            "updated_at": assistant.unsaved_changes[-1].changed_at,
         }
-        if not existed:
+        if assistant.stored:
             await self._session.execute(
-                insert(a).values(
-                    assistant_id=settings.assistant_id,
-                    last_sequence=1,
-                    widget_key=settings.widget_key,
-                    **values,
-                )
+                update(a).where(a.c.assistant_id == settings.assistant_id).values(**values)
             )
-            return 1
-        sequence = await self._session.scalar(
-            update(a)
-            .where(a.c.assistant_id == settings.assistant_id)
-            .values(**values, last_sequence=a.c.last_sequence + 1)
-            .returning(a.c.last_sequence)
-        )
-        return int(sequence or 1)
+            return
+        await self._session.execute(insert(a).values(assistant_id=settings.assistant_id, **values))
+        assistant.stored = True
+        self.seen.append(assistant)
 
     async def _write_origins(self, settings: AssistantSettings) -> None:
         o = tables.assistant_origins
