@@ -95,8 +95,9 @@ def check_request(
     recent: RecentRequests,
     limits: RateLimits,
     widget_key: str | None = None,
-) -> None:
-    """Raise `Refused` with the first reason this request cannot become a ticket."""
+) -> AssistantSettings:
+    """Raise `Refused` with the first reason this request cannot become a ticket; else the
+    settings of the assistant that accepts it."""
     settings = check_caller(request.assistant_id, settings, widget_key)
     if settings.identity_verification:
         contact = request.contact
@@ -121,6 +122,7 @@ def check_request(
             f"Too many ticket requests in the last {limits.window_seconds} seconds; "
             "try again in a minute.",
         )
+    return settings
 
 
 def _check_conversation(request: WidgetTicketRequest) -> None:

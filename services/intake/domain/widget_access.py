@@ -20,7 +20,11 @@ from shared.contracts.widget import (
     ALLOWED_ORIGINS_MAX_COUNT,
     ORIGIN_MAX_LENGTH,
     WIDGET_KEY_HEADER,
+    RefusalCount,
+    RefusalCounts,
     RejectionReason,
+    RequestStatus,
+    WidgetRequestAnswer,
 )
 
 WIDGET_KEY_PREFIX = "wk_"
@@ -130,6 +134,14 @@ def canonical_origin(value: str) -> str:
     return f"{scheme}://{shown_host}:{port}"
 
 
+def origin_or_none(value: str | None) -> str | None:
+    """The canonical form of an origin; None for what is none (`null`, malformed, absent)."""
+    try:
+        return canonical_origin(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 def clean_allowed_origins(values: list[str]) -> tuple[str, ...]:
     """The list an admin saves, canonical and without repeats (order kept)."""
     if len(values) > ALLOWED_ORIGINS_MAX_COUNT:
@@ -142,10 +154,8 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
     script), which could claim any origin anyway: the list guards browsers only."""
     if not allowed or origin is None:
         return True
-    try:
-        return canonical_origin(origin) in allowed
-    except ValueError:
-        return False  # `null` (sandboxed frames, files) and anything malformed
+    # `null` (sandboxed frames, files) and anything malformed is in no list.
+    return origin_or_none(origin) in allowed
 
 
 def check_origin(origin: str | None, allowed: tuple[str, ...], assistant_id: str) -> None:
@@ -161,13 +171,7 @@ def preflight_allowed(origin: str | None, listed_somewhere: bool, some_open: boo
     """A preflight carries no key, so it cannot know the assistant: it is answered for an
     origin that at least one assistant accepts (it lists that origin, or lists none). The
     call that follows is checked against its own assistant's list."""
-    if origin is None:
-        return False
-    try:
-        canonical_origin(origin)
-    except ValueError:
-        return False
-    return listed_somewhere or some_open
+    return origin_or_none(origin) is not None and (listed_somewhere or some_open)
 
 
 # -- identity verification -----------------------------------------------------------------------
@@ -329,6 +333,15 @@ class RefusalSample:
     conversation_id: str | None
     received_at: datetime
 
+    def answer(self) -> WidgetRequestAnswer:
+        """What the widget is told when it asks for a request that was refused."""
+        return WidgetRequestAnswer(
+            request_id=self.request_id or "",
+            status=RequestStatus.REJECTED,
+            reason=self.reason,
+            detail=self.detail,
+        )
+
 
 @dataclass
 class RefusalBatch:
@@ -422,3 +435,11 @@ class RefusalTally:
             self._batch.counts[key] = self._batch.counts.get(key, 0) + count
         self._batch.samples = [*batch.samples, *self._batch.samples]
         self._trim()
+
+
+def refusals_per_minute(assistant_id: str, items: list[RefusalCount]) -> RefusalCounts:
+    """The counts of an assistant's refusals, newest minute first, with their totals."""
+    totals: dict[str, int] = {}
+    for item in items:
+        totals[item.reason.value] = totals.get(item.reason.value, 0) + item.count
+    return RefusalCounts(assistant_id=assistant_id, items=items, totals=totals)

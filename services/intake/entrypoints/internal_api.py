@@ -4,6 +4,7 @@ loopback by default), never on the widget's address. Every route takes its calle
 verified internal credential (audience `intake`), never from a header; intake owns no members,
 so it decides with the role the credential names."""
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -28,6 +29,7 @@ from shared.problems import PROBLEM_RESPONSES, Problem, problem_response
 from .. import handlers
 from ..bootstrap import Intake
 from ..domain.requests import AssistantSettings
+from ..store.unit_of_work import UnitOfWork
 
 
 async def on_assistant_taken(_request: Request, error: Exception) -> JSONResponse:
@@ -86,98 +88,118 @@ AssistantId = Annotated[str, Path(min_length=1, max_length=100)]
 
 def internal_routes() -> APIRouter:
     router = APIRouter(tags=["assistants"], responses=PROBLEM_RESPONSES)
-
-    @router.get(
-        "/assistants/{assistant_id}/ticket-settings", response_model=AssistantTicketSettingsOut
+    settings = "/assistants/{assistant_id}/ticket-settings"
+    router.add_api_route(settings, get_settings, response_model=AssistantTicketSettingsOut)
+    router.add_api_route(
+        settings, put_settings, methods=["PUT"], response_model=AssistantTicketSettingsOut
     )
-    async def get_settings(
-        assistant_id: AssistantId, workspace_id: WorkspaceId, role: CallerRole, request: Request
-    ) -> AssistantTicketSettingsOut:
-        settings, history = await handlers.get_settings(
-            _service(request).reader(), workspace_id, role, assistant_id
-        )
-        return settings_out(settings, history)
-
-    @router.put(
-        "/assistants/{assistant_id}/ticket-settings", response_model=AssistantTicketSettingsOut
+    router.add_api_route(
+        "/assistants/{assistant_id}/ticket-requests",
+        list_requests,
+        response_model=list[TicketRequestRecord],
     )
-    async def put_settings(
-        assistant_id: AssistantId,
-        body: AssistantTicketSettings,
-        workspace_id: WorkspaceId,
-        member_id: MemberId,
-        role: CallerRole,
-        request: Request,
-    ) -> AssistantTicketSettingsOut:
-        service = _service(request)
-        await handlers.put_settings(
-            service.unit_of_work(), workspace_id, member_id, role, assistant_id, body
+    for path, route, answer, field in (
+        ("widget-key", handlers.replace_widget_key, WidgetKeyOut, "widget_key"),
+        ("identity-secret", handlers.replace_identity_secret, IdentitySecretOut, "identity_secret"),
+    ):
+        router.add_api_route(
+            f"/assistants/{{assistant_id}}/{path}",
+            _replacing(route, answer, field),
+            methods=["POST"],
+            response_model=answer,
+            name=route.__name__,
         )
-        return await get_settings(assistant_id, workspace_id, role, request)
-
-    @router.get(
-        "/assistants/{assistant_id}/ticket-requests", response_model=list[TicketRequestRecord]
+    router.add_api_route(
+        "/assistants/{assistant_id}/ticket-request-refusals",
+        refusal_counts,
+        response_model=RefusalCounts,
     )
-    async def list_requests(
-        assistant_id: AssistantId,
-        workspace_id: WorkspaceId,
-        role: CallerRole,
-        request: Request,
-        outcome: Annotated[RequestStatus | None, Query()] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> list[TicketRequestRecord]:
-        return await handlers.list_requests(
-            _service(request).reader(), workspace_id, role, assistant_id, outcome, limit
-        )
-
-    @router.post("/assistants/{assistant_id}/widget-key", response_model=WidgetKeyOut)
-    async def replace_widget_key(
-        assistant_id: AssistantId,
-        workspace_id: WorkspaceId,
-        member_id: MemberId,
-        role: CallerRole,
-        request: Request,
-    ) -> WidgetKeyOut:
-        key = await handlers.replace_widget_key(
-            _service(request).unit_of_work(), workspace_id, member_id, role, assistant_id
-        )
-        return WidgetKeyOut(assistant_id=assistant_id, widget_key=key)
-
-    @router.post("/assistants/{assistant_id}/identity-secret", response_model=IdentitySecretOut)
-    async def replace_identity_secret(
-        assistant_id: AssistantId,
-        workspace_id: WorkspaceId,
-        member_id: MemberId,
-        role: CallerRole,
-        request: Request,
-    ) -> IdentitySecretOut:
-        secret = await handlers.replace_identity_secret(
-            _service(request).unit_of_work(), workspace_id, member_id, role, assistant_id
-        )
-        return IdentitySecretOut(assistant_id=assistant_id, identity_secret=secret)
-
-    @router.get("/assistants/{assistant_id}/ticket-request-refusals", response_model=RefusalCounts)
-    async def refusal_counts(
-        assistant_id: AssistantId,
-        workspace_id: WorkspaceId,
-        role: CallerRole,
-        request: Request,
-        minutes: Annotated[int, Query(ge=1, le=1440)] = 60,
-    ) -> RefusalCounts:
-        return await handlers.refusal_counts(
-            _service(request).reader(), workspace_id, role, assistant_id, minutes
-        )
-
-    @router.get(
-        "/conversations/{conversation_id}", response_model=ConversationOut, tags=["conversations"]
+    router.add_api_route(
+        "/conversations/{conversation_id}",
+        get_conversation,
+        response_model=ConversationOut,
+        tags=["conversations"],
     )
-    async def get_conversation(
-        conversation_id: Annotated[str, Path(max_length=128)],
-        workspace_id: WorkspaceId,
-        request: Request,
-    ) -> ConversationOut:
-        return await handlers.get_conversation(
-            _service(request).reader(), workspace_id, conversation_id
-        )
-
     return router
+
+
+async def get_settings(
+    assistant_id: AssistantId, workspace_id: WorkspaceId, role: CallerRole, request: Request
+) -> AssistantTicketSettingsOut:
+    settings, history = await handlers.get_settings(
+        _service(request).reader(), workspace_id, role, assistant_id
+    )
+    return settings_out(settings, history)
+
+
+async def put_settings(
+    assistant_id: AssistantId,
+    body: AssistantTicketSettings,
+    workspace_id: WorkspaceId,
+    member_id: MemberId,
+    role: CallerRole,
+    request: Request,
+) -> AssistantTicketSettingsOut:
+    await handlers.put_settings(
+        _service(request).unit_of_work(), workspace_id, member_id, role, assistant_id, body
+    )
+    return await get_settings(assistant_id, workspace_id, role, request)
+
+
+async def list_requests(
+    assistant_id: AssistantId,
+    workspace_id: WorkspaceId,
+    role: CallerRole,
+    request: Request,
+    outcome: Annotated[RequestStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[TicketRequestRecord]:
+    return await handlers.list_requests(
+        _service(request).reader(), workspace_id, role, assistant_id, outcome, limit
+    )
+
+
+ReplaceCredential = Callable[[UnitOfWork, UUID, UUID, Role, str], Awaitable[str]]
+
+
+def _replacing(
+    replace: ReplaceCredential, answer: type[WidgetKeyOut | IdentitySecretOut], field: str
+) -> Callable[..., Awaitable[Any]]:
+    """The route that makes a new widget key or identity secret (`field` of its answer) and
+    shows it, this once."""
+
+    async def replace_credential(
+        assistant_id: AssistantId,
+        workspace_id: WorkspaceId,
+        member_id: MemberId,
+        role: CallerRole,
+        request: Request,
+    ) -> Any:
+        value = await replace(
+            _service(request).unit_of_work(), workspace_id, member_id, role, assistant_id
+        )
+        return answer.model_validate({"assistant_id": assistant_id, field: value})
+
+    return replace_credential
+
+
+async def refusal_counts(
+    assistant_id: AssistantId,
+    workspace_id: WorkspaceId,
+    role: CallerRole,
+    request: Request,
+    minutes: Annotated[int, Query(ge=1, le=1440)] = 60,
+) -> RefusalCounts:
+    return await handlers.refusal_counts(
+        _service(request).reader(), workspace_id, role, assistant_id, minutes
+    )
+
+
+async def get_conversation(
+    conversation_id: Annotated[str, Path(max_length=128)],
+    workspace_id: WorkspaceId,
+    request: Request,
+) -> ConversationOut:
+    return await handlers.get_conversation(
+        _service(request).reader(), workspace_id, conversation_id
+    )

@@ -324,9 +324,10 @@ class WidgetCors:
 
 def widget_routes() -> APIRouter:
     router = APIRouter(tags=["widget"])
-
-    @router.post(
+    router.add_api_route(
         "/ticket-requests",
+        post_ticket_request,
+        methods=["POST"],
         status_code=202,
         response_model=WidgetRequestAnswer,
         responses=WIDGET_REFUSALS,
@@ -335,59 +336,65 @@ def widget_routes() -> APIRouter:
         "with a `reason`. Sending the same `request_id` again returns the same answer. " + KEY_DOC,
         openapi_extra=KEY_PARAMETER,
     )
-    async def post_ticket_request(
-        assistant: Writer, body: WidgetTicketRequest, request: Request, response: Response
-    ) -> Any:
-        service = _service(request)
-        answer = await handlers.receive_request(
-            service.unit_of_work(),
-            body,
-            service.limits,
-            service.guard,
-            request.headers.get(WIDGET_KEY_HEADER),
-        )
-        return _widget_answer(answer, response)
-
-    @router.get(
+    router.add_api_route(
         "/ticket-requests/{request_id}",
+        get_ticket_request,
         response_model=WidgetRequestAnswer,
         responses={**_refusals(*GATE_REFUSALS), 404: {"model": Problem}},
         summary="Where a ticket request stands",
         description="Only a request of the key's assistant. " + KEY_DOC,
         openapi_extra=KEY_PARAMETER,
     )
-    async def get_ticket_request(
-        request_id: Annotated[str, Path(max_length=100, pattern=NO_NUL)],
-        assistant: Reader,
-        request: Request,
-    ) -> WidgetRequestAnswer:
-        return await handlers.request_status(
-            _service(request).reader(), request_id, assistant.assistant_id
-        )
-
-    @router.post(
+    router.add_api_route(
         "/conversations/{conversation_id}/messages",
+        add_messages,
+        methods=["POST"],
         summary="Later messages of a conversation already sent",
         responses={**_refusals(*GATE_REFUSALS, 422), 404: {"model": Problem}},
         description="At most 50 messages per call, 4,000 characters each, 1,000 per "
         "conversation (413 `conversation_too_large`). " + KEY_DOC,
         openapi_extra=KEY_PARAMETER,
     )
-    async def add_messages(
-        conversation_id: Annotated[str, Path(max_length=128, pattern=CONVERSATION_ID_PATTERN)],
-        assistant: Writer,
-        body: ConversationMessages,
-        request: Request,
-    ) -> dict[str, int]:
-        service = _service(request)
-        added = await handlers.add_messages(
-            service.unit_of_work(),
-            service.guard,
-            request.headers.get(WIDGET_KEY_HEADER),
-            body.assistant_id,
-            conversation_id,
-            body.messages,
-        )
-        return {"added": added}
-
     return router
+
+
+async def post_ticket_request(
+    assistant: Writer, body: WidgetTicketRequest, request: Request, response: Response
+) -> Any:
+    service = _service(request)
+    answer = await handlers.receive_request(
+        service.unit_of_work(),
+        body,
+        service.limits,
+        service.guard,
+        request.headers.get(WIDGET_KEY_HEADER),
+    )
+    return _widget_answer(answer, response)
+
+
+async def get_ticket_request(
+    request_id: Annotated[str, Path(max_length=100, pattern=NO_NUL)],
+    assistant: Reader,
+    request: Request,
+) -> WidgetRequestAnswer:
+    return await handlers.request_status(
+        _service(request).reader(), request_id, assistant.assistant_id
+    )
+
+
+async def add_messages(
+    conversation_id: Annotated[str, Path(max_length=128, pattern=CONVERSATION_ID_PATTERN)],
+    assistant: Writer,
+    body: ConversationMessages,
+    request: Request,
+) -> dict[str, int]:
+    service = _service(request)
+    added = await handlers.add_messages(
+        service.unit_of_work(),
+        service.guard,
+        request.headers.get(WIDGET_KEY_HEADER),
+        body.assistant_id,
+        conversation_id,
+        body.messages,
+    )
+    return {"added": added}

@@ -1,78 +1,103 @@
-"""intake's reads and writes, in plain SQL."""
+"""intake's reads and writes, in plain SQL. The repositories of assistants, requests and
+conversations remember what they loaded or added (`seen`), so that the unit of work publishes
+what those recorded; those loaded to be changed are locked for the transaction (on
+PostgreSQL), so two deliveries never number their events the same. Every handler takes a
+request's row before a conversation's, so that two transactions never wait for each other."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import RowMapping, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    RowMapping,
+    Select,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.contracts.widget import ConversationMessage, RequestStatus
+from shared.contracts.widget import (
+    ConversationMessage,
+    MessageRole,
+    RefusalCount,
+    RejectionReason,
+    RequestStatus,
+)
 
+from ..domain.assistants import Assistant
+from ..domain.conversations import Conversation
 from ..domain.requests import AssistantSettings, RecentRequests
-from ..domain.widget_access import RefusalBatch
+from ..domain.ticket_requests import TicketRequest
+from ..domain.widget_access import RefusalBatch, RefusalSample
 from . import tables
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
-def _settings(row: RowMapping) -> AssistantSettings:
-    return AssistantSettings(
-        assistant_id=row["assistant_id"],
-        workspace_id=row["workspace_id"],
-        ticket_creation_enabled=row["ticket_creation_enabled"],
-        require_contact_info=row["require_contact_info"],
-        widget_key=row["widget_key"],
-        previous_widget_key=row["previous_widget_key"],
-        allowed_origins=tuple(row["allowed_origins"] or ()),
-        identity_verification=row["identity_verification"],
-        identity_secret=row["identity_secret"],
-    )
+Loaded = TypeVar("Loaded", bound="DataclassInstance")
 
 
-class AssistantRepository:
+def _from_row(kind: type[Loaded], row: RowMapping, **converted: Any) -> Loaded:
+    """A domain object from a row whose columns bear its fields' names; `converted`: the
+    fields whose stored form differs (or that no column holds)."""
+    stored = {
+        f.name: row[f.name] for f in fields(kind) if f.name in row and f.name not in converted
+    }
+    return kind(**stored, **converted)
+
+
+def _reason(row: RowMapping) -> RejectionReason | None:
+    return RejectionReason(row["reason"]) if row["reason"] else None
+
+
+class _Repository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
+    async def _first(self, query: Select[Any]) -> RowMapping | None:
+        row: RowMapping | None = (await self._session.execute(query)).mappings().first()
+        return row
+
+    async def _all(self, query: Select[Any]) -> list[RowMapping]:
+        return list((await self._session.execute(query)).mappings())
+
+    async def _count(self, *conditions: ColumnElement[bool]) -> int:
+        return int(await self._session.scalar(select(func.count()).where(*conditions)) or 0)
+
+
+def _settings(row: RowMapping) -> AssistantSettings:
+    return _from_row(AssistantSettings, row, allowed_origins=tuple(row["allowed_origins"] or ()))
+
+
+class AssistantRepository(_Repository):
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self.seen: list[Assistant] = []
+
     async def get(self, assistant_id: str) -> AssistantSettings | None:
         a = tables.assistants
-        row = (
-            (await self._session.execute(select(a).where(a.c.assistant_id == assistant_id)))
-            .mappings()
-            .first()
-        )
+        row = await self._first(select(a).where(a.c.assistant_id == assistant_id))
         return None if row is None else _settings(row)
 
     async def by_widget_key(self, widget_key: str) -> AssistantSettings | None:
         """The assistant whose current or replaced key this is (the caller compares)."""
         a = tables.assistants
-        row = (
-            (
-                await self._session.execute(
-                    select(a).where(
-                        or_(a.c.widget_key == widget_key, a.c.previous_widget_key == widget_key)
-                    )
-                )
+        row = await self._first(
+            select(a).where(
+                or_(a.c.widget_key == widget_key, a.c.previous_widget_key == widget_key)
             )
-            .mappings()
-            .first()
         )
         return None if row is None else _settings(row)
-
-    async def replace_widget_key(self, assistant_id: str, new_key: str) -> None:
-        a = tables.assistants
-        await self._session.execute(
-            update(a)
-            .where(a.c.assistant_id == assistant_id)
-            .values(previous_widget_key=a.c.widget_key, widget_key=new_key)
-        )
-
-    async def set_identity_secret(self, assistant_id: str, secret: str) -> None:
-        a = tables.assistants
-        await self._session.execute(
-            update(a).where(a.c.assistant_id == assistant_id).values(identity_secret=secret)
-        )
 
     async def origin_listed(self, origin: str) -> bool:
         o = tables.assistant_origins
@@ -85,171 +110,169 @@ class AssistantRepository:
         first_open = select(a.c.assistant_id).where(~listed).limit(1)
         return await self._session.scalar(first_open) is not None
 
-    async def save(
-        self,
-        settings: AssistantSettings,
-        *,
-        existed: bool,
-        changed_by: str,
-        changes: dict[str, Any],
-        now: datetime,
-    ) -> int:
-        """Store the settings and their change; returns the change's sequence number."""
+    async def load(self, assistant_id: str) -> Assistant | None:
+        """The assistant, locked to be changed."""
         a = tables.assistants
+        row = await self._first(select(a).where(a.c.assistant_id == assistant_id).with_for_update())
+        if row is None:
+            return None
+        assistant = Assistant(_settings(row), last_sequence=row["last_sequence"])
+        self.seen.append(assistant)
+        return assistant
+
+    async def save(self, assistant: Assistant) -> None:
+        """Store the settings with their changes in the history, if they changed."""
+        if not assistant.unsaved_changes:
+            return
+        await self._write_settings(assistant)
+        changes = assistant.unsaved_changes
+        if any("allowed_origins" in change.changes for change in changes):
+            await self._write_origins(assistant.settings)
+        await self._session.execute(
+            insert(tables.assistant_settings_changes),
+            [
+                {"assistant_id": assistant.settings.assistant_id, **asdict(change)}
+                for change in changes
+            ],
+        )
+        changes.clear()
+
+    async def _write_settings(self, assistant: Assistant) -> None:
+        a, settings = tables.assistants, assistant.settings
         values = {
             "workspace_id": settings.workspace_id,
             "ticket_creation_enabled": settings.ticket_creation_enabled,
             "require_contact_info": settings.require_contact_info,
             "allowed_origins": list(settings.allowed_origins),
             "identity_verification": settings.identity_verification,
-            "updated_at": now,
+            "widget_key": settings.widget_key,
+            "previous_widget_key": settings.previous_widget_key,
+            "identity_secret": settings.identity_secret,
+            "last_sequence": assistant.last_sequence,
+            "updated_at": assistant.unsaved_changes[-1].changed_at,
         }
-        if existed:
-            sequence = await self._session.scalar(
-                update(a)
-                .where(a.c.assistant_id == settings.assistant_id)
-                .values(**values, last_sequence=a.c.last_sequence + 1)
-                .returning(a.c.last_sequence)
-            )
-        else:
+        if assistant.stored:
             await self._session.execute(
-                insert(a).values(
-                    assistant_id=settings.assistant_id,
-                    last_sequence=1,
-                    widget_key=settings.widget_key,
-                    **values,
-                )
+                update(a).where(a.c.assistant_id == settings.assistant_id).values(**values)
             )
-            sequence = 1
-        if "allowed_origins" in changes:
-            o = tables.assistant_origins
-            await self._session.execute(delete(o).where(o.c.assistant_id == settings.assistant_id))
-            if settings.allowed_origins:
-                await self._session.execute(
-                    insert(o),
-                    [
-                        {"assistant_id": settings.assistant_id, "origin": origin}
-                        for origin in settings.allowed_origins
-                    ],
-                )
-        await self._session.execute(
-            insert(tables.assistant_settings_changes).values(
-                assistant_id=settings.assistant_id,
-                changed_at=now,
-                changed_by=changed_by,
-                changes=changes,
+            return
+        await self._session.execute(insert(a).values(assistant_id=settings.assistant_id, **values))
+        assistant.stored = True
+        self.seen.append(assistant)
+
+    async def _write_origins(self, settings: AssistantSettings) -> None:
+        o = tables.assistant_origins
+        await self._session.execute(delete(o).where(o.c.assistant_id == settings.assistant_id))
+        if settings.allowed_origins:
+            await self._session.execute(
+                insert(o),
+                [
+                    {"assistant_id": settings.assistant_id, "origin": origin}
+                    for origin in settings.allowed_origins
+                ],
             )
-        )
-        return int(sequence or 1)
 
     async def history(self, assistant_id: str) -> list[RowMapping]:
         c = tables.assistant_settings_changes
-        return list(
-            (
-                await self._session.execute(
-                    select(c.c.changed_at, c.c.changed_by, c.c.changes)
-                    .where(c.c.assistant_id == assistant_id)
-                    .order_by(c.c.id.desc())
-                )
-            ).mappings()
+        return await self._all(
+            select(c.c.changed_at, c.c.changed_by, c.c.changes)
+            .where(c.c.assistant_id == assistant_id)
+            .order_by(c.c.id.desc())
         )
 
 
-class RequestRepository:
+def _ticket_request(row: RowMapping) -> TicketRequest:
+    return _from_row(TicketRequest, row, status=RequestStatus(row["status"]), reason=_reason(row))
+
+
+class RequestRepository(_Repository):
     def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+        super().__init__(session)
+        self.seen: list[TicketRequest] = []
 
-    async def get(self, request_id: str) -> RowMapping | None:
+    def _remember(self, row: RowMapping) -> TicketRequest:
+        ticket_request = _ticket_request(row)
+        self.seen.append(ticket_request)
+        return ticket_request
+
+    async def get(self, request_id: str) -> TicketRequest | None:
+        """To answer with (not locked)."""
         r = tables.ticket_requests
-        return (
-            (await self._session.execute(select(r).where(r.c.request_id == request_id)))
-            .mappings()
-            .first()
-        )
+        row = await self._first(select(r).where(r.c.request_id == request_id))
+        return None if row is None else self._remember(row)
 
-    async def by_command(self, command_id: UUID) -> RowMapping | None:
+    async def by_command(self, command_id: UUID) -> TicketRequest | None:
+        """The request a command was sent for, locked to be decided."""
         r = tables.ticket_requests
-        return (
-            (await self._session.execute(select(r).where(r.c.command_id == command_id)))
-            .mappings()
-            .first()
-        )
+        row = await self._first(select(r).where(r.c.command_id == command_id).with_for_update())
+        return None if row is None else self._remember(row)
 
-    async def add(self, **values: Any) -> None:
-        await self._session.execute(insert(tables.ticket_requests).values(**values))
-
-    async def decide(self, request_id: str, **values: Any) -> int:
-        """Record an outcome; returns the request's new event sequence."""
+    async def pending_before(self, moment: datetime) -> list[TicketRequest]:
+        """Pending requests received before `moment`, locked to be decided (those another
+        transaction holds are left to it)."""
         r = tables.ticket_requests
-        sequence = await self._session.scalar(
+        query = select(r).where(r.c.status == RequestStatus.PENDING.value, r.c.received_at < moment)
+        rows = await self._all(query.with_for_update(skip_locked=True))
+        return [self._remember(row) for row in rows]
+
+    async def add(self, ticket_request: TicketRequest) -> None:
+        row = {f.name: getattr(ticket_request, f.name) for f in fields(TicketRequest)}
+        del row["pending_messages"]
+        await self._session.execute(insert(tables.ticket_requests).values(**row))
+        self.seen.append(ticket_request)
+
+    async def save(self, ticket_request: TicketRequest) -> None:
+        """Write a decided request's outcome."""
+        r = tables.ticket_requests
+        await self._session.execute(
             update(r)
-            .where(r.c.request_id == request_id)
-            .values(**values, last_sequence=r.c.last_sequence + 1)
-            .returning(r.c.last_sequence)
+            .where(r.c.request_id == ticket_request.request_id)
+            .values(
+                status=ticket_request.status.value,
+                reason=ticket_request.reason.value if ticket_request.reason else None,
+                detail=ticket_request.detail,
+                ticket_id=ticket_request.ticket_id,
+                ticket_number=ticket_request.ticket_number,
+                decided_at=ticket_request.decided_at,
+                last_sequence=ticket_request.last_sequence,
+            )
         )
-        return int(sequence or 1)
 
     async def recent(
         self, assistant_id: str, conversation_id: str, now: datetime, window_seconds: int
     ) -> RecentRequests:
         r = tables.ticket_requests
-        since = now - timedelta(seconds=window_seconds)
-        for_assistant = await self._session.scalar(
-            select(func.count()).where(r.c.assistant_id == assistant_id, r.c.received_at > since)
+        of_assistant = (
+            r.c.assistant_id == assistant_id,
+            r.c.received_at > now - timedelta(seconds=window_seconds),
         )
-        for_conversation = await self._session.scalar(
-            select(func.count()).where(
-                r.c.assistant_id == assistant_id,
-                r.c.conversation_id == conversation_id,
-                r.c.received_at > since,
-            )
-        )
-        return RecentRequests(int(for_assistant or 0), int(for_conversation or 0))
-
-    async def pending_before(self, moment: datetime) -> list[RowMapping]:
-        r = tables.ticket_requests
-        return list(
-            (
-                await self._session.execute(
-                    select(r).where(
-                        r.c.status == RequestStatus.PENDING.value, r.c.received_at < moment
-                    )
-                )
-            ).mappings()
+        return RecentRequests(
+            await self._count(*of_assistant),
+            await self._count(*of_assistant, r.c.conversation_id == conversation_id),
         )
 
     async def for_assistant(
         self, workspace_id: UUID, assistant_id: str, status: RequestStatus | None, limit: int
-    ) -> list[RowMapping]:
+    ) -> list[TicketRequest]:
         """The newest requests of this workspace's assistant (requests nobody's assistant
         took, workspace-less, are never among them)."""
         r = tables.ticket_requests
         query = select(r).where(r.c.workspace_id == workspace_id, r.c.assistant_id == assistant_id)
         if status is not None:
             query = query.where(r.c.status == status.value)
-        query = query.order_by(r.c.received_at.desc()).limit(limit)
-        return list((await self._session.execute(query)).mappings())
+        rows = await self._all(query.order_by(r.c.received_at.desc()).limit(limit))
+        return [self._remember(row) for row in rows]
 
 
-class RefusalRepository:
+def _sample(row: RowMapping) -> RefusalSample:
+    return _from_row(RefusalSample, row, reason=RejectionReason(row["reason"]))
+
+
+class RefusalRepository(_Repository):
     """Refused widget calls: counts per (assistant, reason, minute), and samples."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
     async def write(self, batch: RefusalBatch, sample_size: int) -> None:
-        c = tables.refusal_counts
-        dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
-        for (assistant_id, reason, minute), count in sorted(batch.counts.items()):
-            upsert = dialect.insert(c).values(
-                assistant_id=assistant_id, reason=reason, minute=minute, count=count
-            )
-            await self._session.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=[c.c.assistant_id, c.c.reason, c.c.minute],
-                    set_={"count": c.c.count + upsert.excluded.count},
-                )
-            )
+        await self._add_counts(batch.counts)
         if not batch.samples:
             return
         s = tables.refusal_samples
@@ -268,157 +291,142 @@ class RefusalRepository:
             ],
         )
         for assistant_id in sorted({sample.assistant_id for sample in batch.samples}):
-            oldest_kept = await self._session.scalar(
-                select(s.c.id)
-                .where(s.c.assistant_id == assistant_id)
-                .order_by(s.c.id.desc())
-                .offset(sample_size - 1)
-                .limit(1)
+            await self._keep_newest(assistant_id, sample_size)
+
+    async def _add_counts(self, counts: dict[tuple[str, str, datetime], int]) -> None:
+        c = tables.refusal_counts
+        dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
+        for (assistant_id, reason, minute), count in sorted(counts.items()):
+            upsert = dialect.insert(c).values(
+                assistant_id=assistant_id, reason=reason, minute=minute, count=count
             )
-            if oldest_kept is not None:
-                await self._session.execute(
-                    delete(s).where(s.c.assistant_id == assistant_id, s.c.id < oldest_kept)
+            await self._session.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[c.c.assistant_id, c.c.reason, c.c.minute],
+                    set_={"count": c.c.count + upsert.excluded.count},
                 )
+            )
+
+    async def _keep_newest(self, assistant_id: str, sample_size: int) -> None:
+        s = tables.refusal_samples
+        oldest_kept = await self._session.scalar(
+            select(s.c.id)
+            .where(s.c.assistant_id == assistant_id)
+            .order_by(s.c.id.desc())
+            .offset(sample_size - 1)
+            .limit(1)
+        )
+        if oldest_kept is not None:
+            await self._session.execute(
+                delete(s).where(s.c.assistant_id == assistant_id, s.c.id < oldest_kept)
+            )
 
     async def prune(self, before: datetime) -> None:
         c = tables.refusal_counts
         await self._session.execute(delete(c).where(c.c.minute < before))
 
-    async def counts(self, assistant_id: str, since: datetime) -> list[RowMapping]:
+    async def counts(self, assistant_id: str, since: datetime) -> list[RefusalCount]:
         c = tables.refusal_counts
-        return list(
-            (
-                await self._session.execute(
-                    select(c.c.minute, c.c.reason, c.c.count)
-                    .where(c.c.assistant_id == assistant_id, c.c.minute >= since)
-                    .order_by(c.c.minute.desc(), c.c.reason)
-                )
-            ).mappings()
+        rows = await self._all(
+            select(c.c.minute, c.c.reason, c.c.count)
+            .where(c.c.assistant_id == assistant_id, c.c.minute >= since)
+            .order_by(c.c.minute.desc(), c.c.reason)
         )
+        return [RefusalCount.model_validate(dict(row)) for row in rows]
 
-    async def samples(self, assistant_id: str, limit: int) -> list[RowMapping]:
+    async def samples(
+        self, assistant_id: str, limit: int, request_id: str | None = None
+    ) -> list[RefusalSample]:
+        """The newest sampled refusals of the assistant (of one request id, if given)."""
         s = tables.refusal_samples
-        return list(
-            (
-                await self._session.execute(
-                    select(s)
-                    .where(s.c.assistant_id == assistant_id)
-                    .order_by(s.c.id.desc())
-                    .limit(limit)
-                )
-            ).mappings()
-        )
-
-    async def sample_of(self, assistant_id: str, request_id: str) -> RowMapping | None:
-        s = tables.refusal_samples
-        return (
-            (
-                await self._session.execute(
-                    select(s)
-                    .where(s.c.assistant_id == assistant_id, s.c.request_id == request_id)
-                    .order_by(s.c.id.desc())
-                    .limit(1)
-                )
-            )
-            .mappings()
-            .first()
-        )
+        query = select(s).where(s.c.assistant_id == assistant_id)
+        if request_id is not None:
+            query = query.where(s.c.request_id == request_id)
+        return [_sample(row) for row in await self._all(query.order_by(s.c.id.desc()).limit(limit))]
 
 
-class ConversationRepository:
+class ConversationRepository(_Repository):
     def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+        super().__init__(session)
+        self.seen: list[Conversation] = []
+        self._stored: set[tuple[str, str]] = set()
 
-    async def get(self, assistant_id: str, conversation_id: str) -> RowMapping | None:
+    async def get(self, assistant_id: str, conversation_id: str) -> Conversation | None:
+        """The assistant's conversation with its messages, locked to be changed."""
         c = tables.conversations
-        return (
-            (
-                await self._session.execute(
-                    select(c).where(
-                        c.c.assistant_id == assistant_id, c.c.conversation_id == conversation_id
-                    )
-                )
-            )
-            .mappings()
-            .first()
-        )
-
-    async def find(self, workspace_id: UUID, conversation_id: str) -> RowMapping | None:
-        c = tables.conversations
-        return (
-            (
-                await self._session.execute(
-                    select(c).where(
-                        c.c.workspace_id == workspace_id, c.c.conversation_id == conversation_id
-                    )
-                )
-            )
-            .mappings()
-            .first()
-        )
-
-    async def add(self, assistant_id: str, conversation_id: str, workspace_id: UUID) -> None:
-        await self._session.execute(
-            insert(tables.conversations).values(
-                assistant_id=assistant_id,
-                conversation_id=conversation_id,
-                workspace_id=workspace_id,
-            )
-        )
-
-    async def link_ticket(self, assistant_id: str, conversation_id: str, ticket_id: UUID) -> None:
-        c = tables.conversations
-        await self._session.execute(
-            update(c)
+        row = await self._first(
+            select(c)
             .where(c.c.assistant_id == assistant_id, c.c.conversation_id == conversation_id)
-            .values(ticket_id=ticket_id)
+            .with_for_update()
         )
+        return None if row is None else await self._loaded(row)
 
-    async def next_sequence(self, assistant_id: str, conversation_id: str) -> int:
+    async def find(self, workspace_id: UUID, conversation_id: str) -> Conversation | None:
+        """A conversation of this workspace, to read."""
         c = tables.conversations
-        sequence = await self._session.scalar(
-            update(c)
-            .where(c.c.assistant_id == assistant_id, c.c.conversation_id == conversation_id)
-            .values(last_sequence=c.c.last_sequence + 1)
-            .returning(c.c.last_sequence)
-        )
-        return int(sequence or 1)
-
-    async def message_count(self, assistant_id: str, conversation_id: str) -> int:
-        m = tables.conversation_messages
-        count = await self._session.scalar(
-            select(func.count()).where(
-                m.c.assistant_id == assistant_id, m.c.conversation_id == conversation_id
+        row = await self._first(
+            select(c).where(
+                c.c.workspace_id == workspace_id, c.c.conversation_id == conversation_id
             )
         )
-        return int(count or 0)
+        return None if row is None else await self._loaded(row)
 
-    async def messages(self, assistant_id: str, conversation_id: str) -> list[ConversationMessage]:
+    async def _loaded(self, row: RowMapping) -> Conversation:
         m = tables.conversation_messages
-        rows = await self._session.execute(
+        rows = await self._all(
             select(m.c.role, m.c.text, m.c.sent_at)
-            .where(m.c.assistant_id == assistant_id, m.c.conversation_id == conversation_id)
+            .where(
+                m.c.assistant_id == row["assistant_id"],
+                m.c.conversation_id == row["conversation_id"],
+            )
             .order_by(m.c.sent_at, m.c.id)
         )
-        return [
-            ConversationMessage(role=role, text=text, sent_at=sent_at)
-            for role, text, sent_at in rows
+        messages = [
+            ConversationMessage(role=MessageRole(r["role"]), text=r["text"], sent_at=r["sent_at"])
+            for r in rows
         ]
+        conversation = _from_row(Conversation, row, messages=messages)
+        self._stored.add((conversation.assistant_id, conversation.conversation_id))
+        self.seen.append(conversation)
+        return conversation
 
-    async def append(
-        self, assistant_id: str, conversation_id: str, messages: list[ConversationMessage]
-    ) -> None:
-        if messages:
+    async def save(self, conversation: Conversation) -> None:
+        """Store a new conversation, or what changed in a loaded one, and its new messages."""
+        c = tables.conversations
+        key = (conversation.assistant_id, conversation.conversation_id)
+        values = {"ticket_id": conversation.ticket_id, "last_sequence": conversation.last_sequence}
+        if key in self._stored:
+            await self._session.execute(
+                update(c)
+                .where(c.c.assistant_id == key[0], c.c.conversation_id == key[1])
+                .values(**values)
+            )
+        else:
+            await self._session.execute(
+                insert(c).values(
+                    assistant_id=key[0],
+                    conversation_id=key[1],
+                    workspace_id=conversation.workspace_id,
+                    **values,
+                )
+            )
+            self._stored.add(key)
+            self.seen.append(conversation)
+        await self._append(conversation)
+
+    async def _append(self, conversation: Conversation) -> None:
+        if conversation.unsaved_messages:
             await self._session.execute(
                 insert(tables.conversation_messages),
                 [
                     {
-                        "assistant_id": assistant_id,
-                        "conversation_id": conversation_id,
+                        "assistant_id": conversation.assistant_id,
+                        "conversation_id": conversation.conversation_id,
                         "role": message.role.value,
                         "text": message.text,
                         "sent_at": message.sent_at,
                     }
-                    for message in messages
+                    for message in conversation.unsaved_messages
                 ],
             )
+        conversation.unsaved_messages.clear()

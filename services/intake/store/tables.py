@@ -22,6 +22,14 @@ from shared.outbox import define_outbox_table
 
 metadata = MetaData()
 
+
+def _serial_id() -> Column[int]:
+    """A row id the database numbers (SQLite numbers only an INTEGER primary key itself)."""
+    return Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+
+
 assistants = Table(
     "assistants",
     metadata,
@@ -67,9 +75,7 @@ refusal_counts = Table(
 refusal_samples = Table(
     "refusal_samples",
     metadata,
-    Column(
-        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    ),
+    _serial_id(),
     Column("assistant_id", String(100), nullable=False),
     Column("request_id", String(100), nullable=True),
     Column("conversation_id", String(128), nullable=True),
@@ -83,9 +89,7 @@ refusal_samples = Table(
 assistant_settings_changes = Table(
     "assistant_settings_changes",
     metadata,
-    Column(
-        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    ),
+    _serial_id(),
     Column("assistant_id", String(100), nullable=False, index=True),
     Column("changed_at", UTCDateTime(), nullable=False),
     Column("changed_by", String(100), nullable=False),
@@ -127,9 +131,7 @@ conversations = Table(
 conversation_messages = Table(
     "conversation_messages",
     metadata,
-    Column(
-        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    ),
+    _serial_id(),
     Column("assistant_id", String(100), nullable=False),
     Column("conversation_id", String(128), nullable=False),
     Column("role", String(16), nullable=False),
