@@ -168,7 +168,21 @@ def run(
         system.start()
     except RuntimeError as error:
         raise _fail(f"Could not start the system: {error}") from error
-    gateway = f"http://127.0.0.1:{gateway_port}"
+    typer.echo(_running_banner(plan, environment))
+    try:
+        while all(process.poll() is None for process in system.processes.values()):
+            time.sleep(0.5)
+        exited = [name for name, p in system.processes.items() if p.poll() is not None]
+        typer.secho(f"{', '.join(exited)} stopped; see var/log/. Stopping the rest.", err=True)
+    except KeyboardInterrupt:
+        typer.echo("stopping ...")
+    finally:
+        system.stop()
+    typer.echo("all services stopped")
+
+
+def _running_banner(plan: SystemPlan, environment: str) -> str:
+    gateway = f"http://127.0.0.1:{plan.gateway_port}"
     widget = f"http://127.0.0.1:{plan.intake_port}"
     mode = (
         "HELPDESK_ENV=development: the built-in development secrets are accepted; never expose "
@@ -177,8 +191,7 @@ def run(
         if environment == Environment.DEVELOPMENT.value
         else f"HELPDESK_ENV={environment}."
     )
-    typer.echo(
-        f"""
+    return f"""
 Help desk is running (logs in var/log/).
   {mode}
   dashboard API  {gateway}/api/v1/tickets
@@ -190,17 +203,6 @@ Help desk is running (logs in var/log/).
                       -d '{{"subject": "Hello"}}' {gateway}/api/v1/tickets
 Press Ctrl-C to stop.
 """
-    )
-    try:
-        while all(process.poll() is None for process in system.processes.values()):
-            time.sleep(0.5)
-        exited = [name for name, p in system.processes.items() if p.poll() is not None]
-        typer.secho(f"{', '.join(exited)} stopped; see var/log/. Stopping the rest.", err=True)
-    except KeyboardInterrupt:
-        typer.echo("stopping ...")
-    finally:
-        system.stop()
-    typer.echo("all services stopped")
 
 
 @app.command()

@@ -61,6 +61,7 @@ from aiokafka.errors import (
 from faststream import AckPolicy, BaseMiddleware, ContextRepo
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
+from faststream.types import AsyncFuncAny
 from pydantic import ValidationError
 from sqlalchemy import exc as sql_errors
 
@@ -68,10 +69,6 @@ from shared.contracts.topics import Topic
 from shared.kafka_security import faststream_security
 from shared.logging import exception_chain, validation_problems
 from shared.settings import SystemSettings
-
-# What a middleware's `consume_scope` calls on: FastStream types it with an alias of its
-# private `_internal` package, so the same shape is spelled here.
-NextHandler = Callable[[StreamMessage[Any]], Awaitable[Any]]
 
 log = structlog.get_logger(__name__)
 
@@ -327,7 +324,7 @@ class ReliableConsumeMiddleware(BaseMiddleware):
         self._broker = broker
         self._committer = committer
 
-    async def consume_scope(self, call_next: NextHandler, msg: StreamMessage[Any]) -> Any:
+    async def consume_scope(self, call_next: AsyncFuncAny, msg: StreamMessage[Any]) -> Any:
         try:
             result = await self._process_or_dead_letter(call_next, msg)
         except Exception:
@@ -338,7 +335,9 @@ class ReliableConsumeMiddleware(BaseMiddleware):
         self._committer.mark_processed(msg.consumer, msg.raw_message)  # type: ignore[attr-defined]
         return result
 
-    async def _process_or_dead_letter(self, call_next: NextHandler, msg: StreamMessage[Any]) -> Any:
+    async def _process_or_dead_letter(
+        self, call_next: AsyncFuncAny, msg: StreamMessage[Any]
+    ) -> Any:
         waits = 0
         unexpected = 0
         paused: TopicPartition | None = None

@@ -211,55 +211,63 @@ class OutboxRelay:
             if not await self._lock(connection):
                 return 0
             try:
-                rows = (
-                    await connection.execute(
-                        select(
-                            self._table.c.position,
-                            self._table.c.event_id,
-                            self._table.c.topic,
-                            self._table.c.message_key,
-                            self._table.c.payload,
-                        )
-                        .where(
-                            self._table.c.published_at.is_(None),
-                            self._table.c.failed_at.is_(None),
-                        )
-                        .order_by(self._table.c.position)
-                        .limit(self._batch_size)
-                    )
-                ).all()
-                await connection.commit()
+                rows = await self._next_batch(connection)
                 if not rows:
                     return 0
                 published, set_aside, waiting_on = await self._publish(rows)
-                now = datetime.now(UTC)
-                if published:
-                    await connection.execute(
-                        update(self._table)
-                        .where(self._table.c.position.in_(published))
-                        .values(published_at=now)
-                    )
-                for row in set_aside:
-                    await connection.execute(
-                        update(self._table)
-                        .where(self._table.c.position == row.position)
-                        .values(failed_at=now, failure_reason=row.reason)
-                    )
-                await connection.commit()
-                for row in set_aside:
-                    self.set_aside_since_start += 1
-                    log.error(
-                        "outbox_row_set_aside",
-                        position=row.position,
-                        event_id=row.event_id,
-                        topic=row.topic,
-                        reason=row.reason,
-                    )
+                await self._mark(connection, published, set_aside)
                 if waiting_on is not None:
                     raise waiting_on
                 return len(published) + len(set_aside)
             finally:
                 await self._unlock(connection)
+
+    async def _next_batch(self, connection: AsyncConnection) -> Sequence[Any]:
+        """The oldest rows neither published nor set aside; no transaction stays open."""
+        table = self._table
+        rows = (
+            await connection.execute(
+                select(
+                    table.c.position,
+                    table.c.event_id,
+                    table.c.topic,
+                    table.c.message_key,
+                    table.c.payload,
+                )
+                .where(table.c.published_at.is_(None), table.c.failed_at.is_(None))
+                .order_by(table.c.position)
+                .limit(self._batch_size)
+            )
+        ).all()
+        await connection.commit()
+        return rows
+
+    async def _mark(
+        self, connection: AsyncConnection, published: list[int], set_aside: list[SetAside]
+    ) -> None:
+        now = datetime.now(UTC)
+        if published:
+            await connection.execute(
+                update(self._table)
+                .where(self._table.c.position.in_(published))
+                .values(published_at=now)
+            )
+        for row in set_aside:
+            await connection.execute(
+                update(self._table)
+                .where(self._table.c.position == row.position)
+                .values(failed_at=now, failure_reason=row.reason)
+            )
+        await connection.commit()
+        for row in set_aside:
+            self.set_aside_since_start += 1
+            log.error(
+                "outbox_row_set_aside",
+                position=row.position,
+                event_id=row.event_id,
+                topic=row.topic,
+                reason=row.reason,
+            )
 
     async def _publish(
         self, rows: Sequence[Any]
