@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy import RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from shared.contracts.api import Role
+from shared.contracts.api import Capability
 from shared.contracts.commands import CommandOutcome, CommandResult, CommandType
 from shared.contracts.conversations import ConversationEventType
 from shared.contracts.envelope import Actor, EventEnvelope
@@ -562,9 +562,9 @@ def _not_configured(assistant_id: str) -> NotFound:
 
 
 async def get_settings(
-    uow: UnitOfWork, workspace_id: UUID, role: Role, assistant_id: str
+    uow: UnitOfWork, workspace_id: UUID, capabilities: Collection[Capability], assistant_id: str
 ) -> tuple[AssistantSettings, list[RowMapping]]:
-    ensure_manages_settings(role)
+    ensure_manages_settings(capabilities)
     async with uow:
         settings = await _owned_settings(uow, workspace_id, assistant_id)
         if settings is None:
@@ -600,11 +600,11 @@ async def put_settings(
     uow: UnitOfWork,
     workspace_id: UUID,
     member_id: UUID,
-    role: Role,
+    capabilities: Collection[Capability],
     assistant_id: str,
     wanted: AssistantTicketSettings,
 ) -> None:
-    ensure_manages_settings(role)
+    ensure_manages_settings(capabilities)
     try:
         origins = (
             clean_allowed_origins(wanted.allowed_origins)
@@ -654,13 +654,13 @@ async def _replace_credential(
     uow: UnitOfWork,
     workspace_id: UUID,
     member_id: UUID,
-    role: Role,
+    capabilities: Collection[Capability],
     assistant_id: str,
     what: Literal["widget_key", "identity_secret"],
 ) -> str:
     """A new widget key (the old one is refused from now on) or identity secret; the change
     is in the history and announced, without the value."""
-    ensure_manages_settings(role)
+    ensure_manages_settings(capabilities)
     async with uow:
         settings = await _owned_settings(uow, workspace_id, assistant_id, writing=True)
         if settings is None:
@@ -690,23 +690,33 @@ async def _replace_credential(
 
 
 async def replace_widget_key(
-    uow: UnitOfWork, workspace_id: UUID, member_id: UUID, role: Role, assistant_id: str
+    uow: UnitOfWork,
+    workspace_id: UUID,
+    member_id: UUID,
+    capabilities: Collection[Capability],
+    assistant_id: str,
 ) -> str:
-    return await _replace_credential(uow, workspace_id, member_id, role, assistant_id, "widget_key")
+    return await _replace_credential(
+        uow, workspace_id, member_id, capabilities, assistant_id, "widget_key"
+    )
 
 
 async def replace_identity_secret(
-    uow: UnitOfWork, workspace_id: UUID, member_id: UUID, role: Role, assistant_id: str
+    uow: UnitOfWork,
+    workspace_id: UUID,
+    member_id: UUID,
+    capabilities: Collection[Capability],
+    assistant_id: str,
 ) -> str:
     return await _replace_credential(
-        uow, workspace_id, member_id, role, assistant_id, "identity_secret"
+        uow, workspace_id, member_id, capabilities, assistant_id, "identity_secret"
     )
 
 
 async def list_requests(
     uow: UnitOfWork,
     workspace_id: UUID,
-    role: Role,
+    capabilities: Collection[Capability],
     assistant_id: str,
     status: RequestStatus | None,
     limit: int,
@@ -714,7 +724,7 @@ async def list_requests(
     """Recent requests of an assistant of this workspace, newest first: those stored (every
     accepted one, and its outcome) and, for refusals, the newest sampled ones. Refusals for
     an assistant nobody configured belong to no workspace and are only counted."""
-    ensure_manages_settings(role)
+    ensure_manages_settings(capabilities)
     async with uow:
         if await _owned_settings(uow, workspace_id, assistant_id) is None:
             raise NotFound(
@@ -755,11 +765,15 @@ async def list_requests(
 
 
 async def refusal_counts(
-    uow: UnitOfWork, workspace_id: UUID, role: Role, assistant_id: str, minutes: int
+    uow: UnitOfWork,
+    workspace_id: UUID,
+    capabilities: Collection[Capability],
+    assistant_id: str,
+    minutes: int,
 ) -> RefusalCounts:
     """How many widget calls of this workspace's assistant were refused, per reason and
     minute, over the last `minutes`."""
-    ensure_manages_settings(role)
+    ensure_manages_settings(capabilities)
     since = _now().replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
     async with uow:
         if await _owned_settings(uow, workspace_id, assistant_id) is None:

@@ -2,7 +2,8 @@
 for the gateway only. It is served on the internal listener (`INTAKE_INTERNAL_HOST`/`_PORT`,
 loopback by default), never on the widget's address. Every route takes its caller from the
 verified internal credential (audience `intake`), never from a header; intake owns no members,
-so it decides with the role the credential names."""
+so it decides with the capabilities (from ticket-core's permission matrix) the credential
+names."""
 
 from typing import Annotated, Any
 from uuid import UUID
@@ -10,7 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from shared.contracts.api import Role
+from shared.contracts.api import Capability
 from shared.contracts.widget import (
     AssistantSettingsChange,
     AssistantTicketSettings,
@@ -73,14 +74,15 @@ async def _member_of(caller: Caller) -> UUID:
     return caller.require_member()[0]
 
 
-async def _role_of(caller: Caller) -> Role:
-    return caller.require_member()[1]
+async def _capabilities_of(caller: Caller) -> frozenset[Capability]:
+    caller.require_member()
+    return caller.capabilities
 
 
 # All three come from the one verified credential of the call (FastAPI verifies it once).
 WorkspaceId = Annotated[UUID, Depends(_workspace_of)]
 MemberId = Annotated[UUID, Depends(_member_of)]
-CallerRole = Annotated[Role, Depends(_role_of)]
+CallerCapabilities = Annotated[frozenset[Capability], Depends(_capabilities_of)]
 AssistantId = Annotated[str, Path(min_length=1, max_length=100)]
 
 
@@ -91,10 +93,13 @@ def internal_routes() -> APIRouter:
         "/assistants/{assistant_id}/ticket-settings", response_model=AssistantTicketSettingsOut
     )
     async def get_settings(
-        assistant_id: AssistantId, workspace_id: WorkspaceId, role: CallerRole, request: Request
+        assistant_id: AssistantId,
+        workspace_id: WorkspaceId,
+        capabilities: CallerCapabilities,
+        request: Request,
     ) -> AssistantTicketSettingsOut:
         settings, history = await handlers.get_settings(
-            _service(request).reader(), workspace_id, role, assistant_id
+            _service(request).reader(), workspace_id, capabilities, assistant_id
         )
         return settings_out(settings, history)
 
@@ -106,14 +111,14 @@ def internal_routes() -> APIRouter:
         body: AssistantTicketSettings,
         workspace_id: WorkspaceId,
         member_id: MemberId,
-        role: CallerRole,
+        capabilities: CallerCapabilities,
         request: Request,
     ) -> AssistantTicketSettingsOut:
         service = _service(request)
         await handlers.put_settings(
-            service.unit_of_work(), workspace_id, member_id, role, assistant_id, body
+            service.unit_of_work(), workspace_id, member_id, capabilities, assistant_id, body
         )
-        return await get_settings(assistant_id, workspace_id, role, request)
+        return await get_settings(assistant_id, workspace_id, capabilities, request)
 
     @router.get(
         "/assistants/{assistant_id}/ticket-requests", response_model=list[TicketRequestRecord]
@@ -121,13 +126,13 @@ def internal_routes() -> APIRouter:
     async def list_requests(
         assistant_id: AssistantId,
         workspace_id: WorkspaceId,
-        role: CallerRole,
+        capabilities: CallerCapabilities,
         request: Request,
         outcome: Annotated[RequestStatus | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> list[TicketRequestRecord]:
         return await handlers.list_requests(
-            _service(request).reader(), workspace_id, role, assistant_id, outcome, limit
+            _service(request).reader(), workspace_id, capabilities, assistant_id, outcome, limit
         )
 
     @router.post("/assistants/{assistant_id}/widget-key", response_model=WidgetKeyOut)
@@ -135,11 +140,11 @@ def internal_routes() -> APIRouter:
         assistant_id: AssistantId,
         workspace_id: WorkspaceId,
         member_id: MemberId,
-        role: CallerRole,
+        capabilities: CallerCapabilities,
         request: Request,
     ) -> WidgetKeyOut:
         key = await handlers.replace_widget_key(
-            _service(request).unit_of_work(), workspace_id, member_id, role, assistant_id
+            _service(request).unit_of_work(), workspace_id, member_id, capabilities, assistant_id
         )
         return WidgetKeyOut(assistant_id=assistant_id, widget_key=key)
 
@@ -148,11 +153,11 @@ def internal_routes() -> APIRouter:
         assistant_id: AssistantId,
         workspace_id: WorkspaceId,
         member_id: MemberId,
-        role: CallerRole,
+        capabilities: CallerCapabilities,
         request: Request,
     ) -> IdentitySecretOut:
         secret = await handlers.replace_identity_secret(
-            _service(request).unit_of_work(), workspace_id, member_id, role, assistant_id
+            _service(request).unit_of_work(), workspace_id, member_id, capabilities, assistant_id
         )
         return IdentitySecretOut(assistant_id=assistant_id, identity_secret=secret)
 
@@ -160,12 +165,12 @@ def internal_routes() -> APIRouter:
     async def refusal_counts(
         assistant_id: AssistantId,
         workspace_id: WorkspaceId,
-        role: CallerRole,
+        capabilities: CallerCapabilities,
         request: Request,
         minutes: Annotated[int, Query(ge=1, le=1440)] = 60,
     ) -> RefusalCounts:
         return await handlers.refusal_counts(
-            _service(request).reader(), workspace_id, role, assistant_id, minutes
+            _service(request).reader(), workspace_id, capabilities, assistant_id, minutes
         )
 
     @router.get(

@@ -4,9 +4,11 @@ nothing. The store saves the state and the events in one transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from shared.contracts.conversation_ids import (
@@ -24,7 +26,7 @@ from shared.contracts.tickets import (
 )
 
 from . import permissions
-from .errors import Conflict, Forbidden, InvalidInput
+from .errors import Conflict, Forbidden, InvalidInput, StaleVersion
 from .events import EventSourced, change
 from .members import Member
 from .permissions import Action
@@ -44,6 +46,14 @@ class SystemProcess:
 
 
 Requester = Member | SystemProcess
+Value = TypeVar("Value", bound=StrEnum)
+
+AUTO_CLOSE = SystemProcess("auto-close")
+CUSTOMER_REPLY = SystemProcess("customer-reply")
+# Statuses in which nobody works a ticket any more: its conversation may get a new one.
+FINISHED = frozenset({TicketStatus.CLOSED, TicketStatus.SPAM})
+# Fields a PATCH may change; only the assignee can be set to nothing.
+PATCHABLE_NOT_NULL = ("subject", "description", "priority", "status")
 
 
 def _id(value: UUID | None) -> str | None:
@@ -120,7 +130,80 @@ class Ticket(EventSourced):
         )
         return ticket
 
+    @classmethod
+    def open_by(
+        cls,
+        creator: Member,
+        *,
+        number: int,
+        subject: str,
+        description: str,
+        priority: str | None,
+        assignee_id: UUID | None,
+        assignee: Member | None,
+        now: datetime,
+    ) -> Ticket:
+        """A ticket a member creates from the dashboard. `assignee`: the member `assignee_id`
+        names in the workspace, None if nobody does."""
+        permissions.ensure_can_create_ticket(creator, assignee_id)
+        if assignee_id is not None:
+            permissions.ensure_can_work_tickets(_known_assignee(assignee_id, assignee))
+        return cls.create(
+            workspace_id=creator.workspace_id,
+            number=number,
+            subject=subject,
+            description=description,
+            priority=priority,
+            assignee_id=assignee_id,
+            actor=creator.as_actor,
+            now=now,
+        )
+
     # -- changes ----------------------------------------------------------------------------
+
+    def ensure_version(self, expected: int | None) -> None:
+        """An `If-Match` naming an older version is refused: the caller edits what it saw."""
+        if expected is not None and expected != self.version:
+            raise StaleVersion(
+                f"You sent If-Match {expected} but the ticket is at version "
+                f"{self.version}; reload it, re-apply your change and send the new ETag."
+            )
+
+    def patch(
+        self, by: Member, now: datetime, changes: Mapping[str, Any], assignee: Member | None
+    ) -> None:
+        """A PATCH: only the fields present in `changes` change. `assignee`: the member
+        `changes["assignee_id"]` names in the workspace, None if nobody does."""
+        for name in PATCHABLE_NOT_NULL:
+            if name in changes and changes[name] is None:
+                raise InvalidInput(
+                    f"{name}_required",
+                    f"{name} cannot be null; leave it out to keep the current value.",
+                    field=name,
+                )
+        self.edit(by, now, subject=changes.get("subject"), description=changes.get("description"))
+        if "priority" in changes:
+            self.change_priority(by, now, changes["priority"])
+        if "assignee_id" in changes:
+            assignee_id = changes["assignee_id"]
+            self.assign(by, now, _known_assignee(assignee_id, assignee) if assignee_id else None)
+        if "status" in changes:
+            self.change_status(by, now, changes["status"])
+
+    def visitor_replied(self, now: datetime) -> None:
+        """The visitor wrote again in a linked conversation: a ticket waiting on them goes
+        back to `open`."""
+        if self.status is TicketStatus.WAITING_ON_CUSTOMER:
+            self.change_status(CUSTOMER_REPLY, now, TicketStatus.OPEN.value)
+
+    def close_if_resolved(self, now: datetime) -> None:
+        """The auto-close scheduler's change: a ticket still resolved closes."""
+        if self.status is TicketStatus.RESOLVED:
+            self.change_status(AUTO_CLOSE, now, TicketStatus.CLOSED.value)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
 
     def edit(
         self, by: Requester, now: datetime, *, subject: str | None, description: str | None
@@ -362,24 +445,30 @@ def clean_conversation_id(conversation_id: str) -> str:
 def parse_priority(priority: str | None) -> TicketPriority:
     if priority is None:
         return TicketPriority.NORMAL
-    try:
-        return TicketPriority(priority)
-    except ValueError:
-        allowed = ", ".join(p.value for p in TicketPriority)
-        raise InvalidInput(
-            "unknown_priority",
-            f"{priority!r} is not a priority; use one of: {allowed}.",
-            field="priority",
-        ) from None
+    return _parse(TicketPriority, priority, "priority")
 
 
 def parse_status(status: str) -> TicketStatus:
+    return _parse(TicketStatus, status, "status")
+
+
+def _parse(values: type[Value], value: str, field: str) -> Value:
     try:
-        return TicketStatus(status)
+        return values(value)
     except ValueError:
-        allowed = ", ".join(s.value for s in TicketStatus)
+        allowed = ", ".join(v.value for v in values)
         raise InvalidInput(
-            "unknown_status",
-            f"{status!r} is not a status; use one of: {allowed}.",
-            field="status",
+            f"unknown_{field}",
+            f"{value!r} is not a {field}; use one of: {allowed}.",
+            field=field,
         ) from None
+
+
+def _known_assignee(assignee_id: UUID | str, assignee: Member | None) -> Member:
+    if assignee is None:
+        raise InvalidInput(
+            "unknown_assignee",
+            f"No member {assignee_id} in this workspace; pick one from GET /api/v1/members.",
+            field="assignee_id",
+        )
+    return assignee

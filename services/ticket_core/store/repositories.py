@@ -177,12 +177,18 @@ class TicketRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
         self.seen: list[Ticket] = []
+        # What each ticket was when read (or last written), to know what a write changes.
         self._count_keys_read: dict[UUID, CountKey] = {}
+        self._links_read: dict[UUID, frozenset[str]] = {}
 
     def _remember(self, ticket: Ticket) -> Ticket:
         self.seen.append(ticket)
-        self._count_keys_read[ticket.id] = _count_key(ticket)
+        self._note_written(ticket)
         return ticket
+
+    def _note_written(self, ticket: Ticket) -> None:
+        self._count_keys_read[ticket.id] = _count_key(ticket)
+        self._links_read[ticket.id] = frozenset(ticket.conversation_ids)
 
     async def add(self, ticket: Ticket) -> None:
         await self._session.execute(insert(tables.tickets).values(**_ticket_row(ticket)))
@@ -222,7 +228,7 @@ class TicketRepository:
         ).mappings()
         return [self._remember(_ticket_from_row(row)) for row in rows]
 
-    async def update(self, ticket: Ticket, *, links_before: list[str]) -> None:
+    async def update(self, ticket: Ticket) -> None:
         """Write a changed ticket; refused if someone else wrote it since it was read."""
         if not ticket.changed:
             return
@@ -240,12 +246,13 @@ class TicketRepository:
         await self._recount(
             ticket.workspace_id, self._count_keys_read[ticket.id], _count_key(ticket)
         )
-        self._count_keys_read[ticket.id] = _count_key(ticket)
-        for conversation_id in set(ticket.conversation_ids) - set(links_before):
+        links_before = self._links_read[ticket.id]
+        self._note_written(ticket)
+        for conversation_id in set(ticket.conversation_ids) - links_before:
             await self._link(ticket, conversation_id)
-        gone = set(links_before) - set(ticket.conversation_ids)
+        gone = links_before - set(ticket.conversation_ids)
         if ticket.deleted_at is not None:
-            gone = set(links_before)
+            gone = links_before
         if gone:
             await self._session.execute(
                 delete(tables.ticket_conversations).where(
