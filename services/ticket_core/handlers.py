@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +31,8 @@ from .domain.permissions import Action
 from .domain.tickets import Ticket
 from .store.ticket_list import StatusCounts, TicketFilter, TicketListPage
 from .store.unit_of_work import UnitOfWork
+
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,13 +290,13 @@ async def update_ticket(uow: UnitOfWork, command: UpdateTicket) -> Ticket:
 async def add_note(
     uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID, body: str
 ) -> tuple[Ticket, UUID]:
-    async with uow:
-        actor = await _acting_member(uow, workspace_id, actor_id)
-        ticket = await _ticket(uow, workspace_id, ticket_id)
-        note_id = ticket.add_note(actor, _now(), body)
-        await uow.tickets.update(ticket)
-        await uow.commit()
-    return ticket, note_id
+    return await _change_ticket(
+        uow,
+        workspace_id,
+        actor_id,
+        ticket_id,
+        lambda actor, ticket, now: ticket.add_note(actor, now, body),
+    )
 
 
 async def link_conversation(
@@ -313,24 +315,39 @@ async def link_conversation(
 async def unlink_conversation(
     uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID, conversation_id: str
 ) -> Ticket:
-    async with uow:
-        actor = await _acting_member(uow, workspace_id, actor_id)
-        ticket = await _ticket(uow, workspace_id, ticket_id)
-        ticket.unlink_conversation(actor, _now(), conversation_id)
-        await uow.tickets.update(ticket)
-        await uow.commit()
+    ticket, _ = await _change_ticket(
+        uow,
+        workspace_id,
+        actor_id,
+        ticket_id,
+        lambda actor, ticket, now: ticket.unlink_conversation(actor, now, conversation_id),
+    )
     return ticket
 
 
 async def delete_ticket(
     uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID
 ) -> None:
+    await _change_ticket(
+        uow, workspace_id, actor_id, ticket_id, lambda actor, ticket, now: ticket.delete(actor, now)
+    )
+
+
+async def _change_ticket(
+    uow: UnitOfWork,
+    workspace_id: UUID,
+    actor_id: UUID,
+    ticket_id: UUID,
+    change: Callable[[Member, Ticket, datetime], Result],
+) -> tuple[Ticket, Result]:
+    """Load the actor and the ticket, let the ticket make `change`, and save it."""
     async with uow:
         actor = await _acting_member(uow, workspace_id, actor_id)
         ticket = await _ticket(uow, workspace_id, ticket_id)
-        ticket.delete(actor, _now())
+        result = change(actor, ticket, _now())
         await uow.tickets.update(ticket)
         await uow.commit()
+    return ticket, result
 
 
 # -- workspace settings -------------------------------------------------------------------------

@@ -233,12 +233,7 @@ class Ticket(EventSourced):
         if new == self.priority:
             return
         old, self.priority = self.priority, new
-        self._record(
-            TicketEventType.PRIORITY_CHANGED,
-            by.as_actor,
-            now,
-            {"changes": {"priority": change(old.value, new.value)}},
-        )
+        self._record_change(TicketEventType.PRIORITY_CHANGED, by, now, "priority", old, new)
 
     def change_status(self, by: Requester, now: datetime, status: str) -> None:
         new = parse_status(status)
@@ -259,12 +254,7 @@ class Ticket(EventSourced):
             )
         self._authorize(by, action)
         old, self.status = self.status, new
-        self._record(
-            TicketEventType.STATUS_CHANGED,
-            by.as_actor,
-            now,
-            {"changes": {"status": change(old.value, new.value)}},
-        )
+        self._record_change(TicketEventType.STATUS_CHANGED, by, now, "status", old, new)
 
     def assign(self, by: Requester, now: datetime, assignee: Member | None) -> None:
         new = assignee.id if assignee else None
@@ -280,11 +270,13 @@ class Ticket(EventSourced):
                 )
             permissions.ensure_can_work_tickets(assignee)
         old, self.assignee_id = self.assignee_id, new
-        self._record(
+        self._record_change(
             TicketEventType.ASSIGNED if new else TicketEventType.UNASSIGNED,
-            by.as_actor,
+            by,
             now,
-            {"changes": {"assignee_id": change(_id(old), _id(new))}},
+            "assignee_id",
+            _id(old),
+            _id(new),
         )
 
     def add_note(self, by: Requester, now: datetime, body: str) -> UUID:
@@ -313,34 +305,14 @@ class Ticket(EventSourced):
                 f"Conversation {conversation} is linked to ticket {linked_to}; "
                 "unlink it there first.",
             )
-        before = list(self.conversation_ids)
-        self.conversation_ids.append(conversation)
-        self._record(
-            TicketEventType.CONVERSATION_LINKED,
-            by.as_actor,
-            now,
-            {
-                "conversation_id": conversation,
-                "changes": {"conversation_ids": change(before, list(self.conversation_ids))},
-            },
-        )
+        self._change_links(TicketEventType.CONVERSATION_LINKED, by, now, conversation)
 
     def unlink_conversation(self, by: Requester, now: datetime, conversation_id: str) -> None:
         conversation = clean_conversation_id(conversation_id)
         self._authorize(by, Action.LINK_CONVERSATION)
         if conversation not in self.conversation_ids:
             return
-        before = list(self.conversation_ids)
-        self.conversation_ids.remove(conversation)
-        self._record(
-            TicketEventType.CONVERSATION_UNLINKED,
-            by.as_actor,
-            now,
-            {
-                "conversation_id": conversation,
-                "changes": {"conversation_ids": change(before, list(self.conversation_ids))},
-            },
-        )
+        self._change_links(TicketEventType.CONVERSATION_UNLINKED, by, now, conversation)
 
     def delete(self, by: Requester, now: datetime) -> None:
         self._authorize(by, Action.DELETE)
@@ -379,6 +351,31 @@ class Ticket(EventSourced):
             permissions.ensure_allowed(by, action, self)
         elif action not in (Action.CHANGE_STATUS, Action.CLOSE, Action.LINK_CONVERSATION):
             raise Forbidden(f"The system may not {action}.")
+
+    def _change_links(
+        self, type_: TicketEventType, by: Requester, now: datetime, conversation: str
+    ) -> None:
+        before = list(self.conversation_ids)
+        if type_ is TicketEventType.CONVERSATION_LINKED:
+            self.conversation_ids.append(conversation)
+        else:
+            self.conversation_ids.remove(conversation)
+        self._record(
+            type_,
+            by.as_actor,
+            now,
+            {
+                "conversation_id": conversation,
+                "changes": {"conversation_ids": change(before, list(self.conversation_ids))},
+            },
+        )
+
+    def _record_change(
+        self, type_: TicketEventType, by: Requester, now: datetime, name: str, old: Any, new: Any
+    ) -> None:
+        """One field changed: its old and new value (an enum's as its plain value)."""
+        plain = [value.value if isinstance(value, StrEnum) else value for value in (old, new)]
+        self._record(type_, by.as_actor, now, {"changes": {name: change(*plain)}})
 
     def _record(
         self, type_: TicketEventType, actor: Actor, now: datetime, data: dict[str, Any]

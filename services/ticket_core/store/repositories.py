@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import RowMapping, delete, func, insert, select, update
+from sqlalchemy import RowMapping, Select, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -51,11 +51,7 @@ class WorkspaceRepository:
 
     async def get(self, workspace_id: UUID) -> Workspace | None:
         w = tables.workspaces
-        row = (
-            (await self._session.execute(select(w).where(w.c.id == workspace_id)))
-            .mappings()
-            .first()
-        )
+        row = await _first_row(self._session, select(w).where(w.c.id == workspace_id))
         if row is None:
             return None
         workspace = Workspace(
@@ -116,17 +112,9 @@ class MemberRepository:
         self.seen.append(member)
 
     async def get(self, workspace_id: UUID, member_id: UUID) -> Member | None:
-        row = (
-            (
-                await self._session.execute(
-                    select(tables.members).where(
-                        tables.members.c.workspace_id == workspace_id,
-                        tables.members.c.id == member_id,
-                    )
-                )
-            )
-            .mappings()
-            .first()
+        m = tables.members
+        row = await _first_row(
+            self._session, select(m).where(m.c.workspace_id == workspace_id, m.c.id == member_id)
         )
         if row is None:
             return None
@@ -199,18 +187,12 @@ class TicketRepository:
 
     async def get(self, workspace_id: UUID, ticket_id: UUID) -> Ticket | None:
         """A ticket of this workspace that is not deleted."""
-        row = (
-            (
-                await self._session.execute(
-                    select(tables.tickets).where(
-                        tables.tickets.c.workspace_id == workspace_id,
-                        tables.tickets.c.id == ticket_id,
-                        tables.tickets.c.deleted_at.is_(None),
-                    )
-                )
-            )
-            .mappings()
-            .first()
+        t = tables.tickets
+        row = await _first_row(
+            self._session,
+            select(t).where(
+                t.c.workspace_id == workspace_id, t.c.id == ticket_id, t.c.deleted_at.is_(None)
+            ),
         )
         if row is None:
             return None
@@ -345,18 +327,13 @@ class IdempotencyRepository:
 
     async def find(self, workspace_id: UUID, member_id: UUID, key: str) -> RowMapping | None:
         keys = tables.idempotency_keys
-        return (
-            (
-                await self._session.execute(
-                    select(keys.c.request_fingerprint, keys.c.response).where(
-                        keys.c.workspace_id == workspace_id,
-                        keys.c.member_id == member_id,
-                        keys.c.key == key,
-                    )
-                )
-            )
-            .mappings()
-            .first()
+        return await _first_row(
+            self._session,
+            select(keys.c.request_fingerprint, keys.c.response).where(
+                keys.c.workspace_id == workspace_id,
+                keys.c.member_id == member_id,
+                keys.c.key == key,
+            ),
         )
 
     async def remember(
@@ -378,6 +355,11 @@ class IdempotencyRepository:
                 created_at=now,
             )
         )
+
+
+async def _first_row(session: AsyncSession, statement: Select[Any]) -> RowMapping | None:
+    row: RowMapping | None = (await session.execute(statement)).mappings().first()
+    return row
 
 
 def _ticket_row(ticket: Ticket) -> dict[str, Any]:
