@@ -6,8 +6,10 @@ never the dashboard's `HELPDESK_JWT_SECRET`), whose claims say
 
 * `aud`: the one service the call is for (a token for activity-log is refused by intake);
 * `iss`: the calling service (`gateway`);
-* `workspace_id`, and `sub` (member id) and `role` once the gateway knows them (its membership
-  lookup at ticket-core is made before it knows the role);
+* `workspace_id`, and `sub` (member id), `role` and `capabilities` once the gateway knows them
+  (its membership lookup at ticket-core is made before it knows them): services that own no
+  members decide with the capabilities, which ticket-core derives from its permission matrix;
+  the role is there to be logged and shown;
 * `exp`: a few seconds after `iat`, so a token seen in a log is soon worthless.
 
 Rotation: the first secret signs (only the gateway signs), every listed secret verifies. To
@@ -20,7 +22,8 @@ with `new`); (3) once every gateway runs with it and a token lifetime (60 s) has
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Annotated
 from uuid import UUID
 
@@ -28,7 +31,7 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from shared.contracts.api import Role
+from shared.contracts.api import Capability, Role
 from shared.problems import ProblemError
 
 ALGORITHM = "HS256"
@@ -51,6 +54,7 @@ class InternalCaller:
     workspace_id: UUID
     member_id: UUID | None
     role: Role | None
+    capabilities: frozenset[Capability] = field(default_factory=frozenset)
 
     def require_member_id(self) -> UUID:
         """The member the call is made for, for a service that looks up the member's role in
@@ -94,6 +98,7 @@ class InternalTokenSigner:
         member_id: UUID | None = None,
         role: Role | None = None,
         *,
+        capabilities: Collection[Capability] = (),
         lifetime_seconds: int = TOKEN_LIFETIME_SECONDS,
     ) -> str:
         now = int(time.time())
@@ -108,6 +113,7 @@ class InternalTokenSigner:
             claims["sub"] = str(member_id)
         if role is not None:
             claims["role"] = role.value
+            claims["capabilities"] = sorted(capability.value for capability in capabilities)
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
 
@@ -158,11 +164,20 @@ def _caller(claims: dict[str, object]) -> InternalCaller:
             workspace_id=UUID(str(claims["workspace_id"])),
             member_id=UUID(str(member)) if member is not None else None,
             role=Role(str(role)) if role is not None else None,
+            capabilities=_capabilities(claims.get("capabilities", [])),
         )
     except (KeyError, ValueError) as error:
         raise InvalidInternalCredential(
             f"the internal credential's claims are not valid: {error}"
         ) from error
+
+
+def _capabilities(claim: object) -> frozenset[Capability]:
+    if not isinstance(claim, list):
+        raise ValueError("capabilities is not a list")
+    # A name this version does not know (a newer ticket-core's) grants nothing here.
+    known = {capability.value for capability in Capability}
+    return frozenset(Capability(name) for name in claim if name in known)
 
 
 def _refused(why: str) -> ProblemError:

@@ -1,6 +1,7 @@
 """activity-log's use cases: record an event in its subject's order, read a history, report
 what is held back."""
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -8,6 +9,7 @@ from uuid import UUID
 import structlog
 from sqlalchemy.exc import IntegrityError
 
+from shared.contracts.api import Capability
 from shared.contracts.envelope import EventEnvelope
 
 from .domain.entries import ActivityEntry, may_read_history
@@ -95,7 +97,7 @@ async def read_history(
     uow: UnitOfWork,
     workspace_id: UUID,
     ticket_id: str,
-    role: str,
+    capabilities: Collection[Capability],
     *,
     after_sequence: int,
     types: frozenset[str] | None,
@@ -106,7 +108,7 @@ async def read_history(
     knows the ticket is gone (ticket-core no longer has it) and asks for its history."""
     async with uow:
         deleted = await uow.activity.is_deleted(workspace_id, ticket_id)
-        hidden = deleted is not None and not may_read_history(role, deleted)
+        hidden = deleted is not None and not may_read_history(capabilities, deleted)
         if hidden or (deleted_only and not deleted):
             raise HistoryNotFound(f"No ticket {ticket_id} in this workspace.")
         return await uow.activity.for_ticket(

@@ -16,7 +16,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.auth import InvalidToken, SigningKeysUnavailable, TokenClaims, TokenVerifier
-from shared.contracts.api import MemberOut, Role
+from shared.contracts.api import Capability, MemberOut, Role
 from shared.http import REQUEST_ID_HEADER, client_request_id
 from shared.problems import ProblemError
 
@@ -32,6 +32,8 @@ class Caller:
     member_id: UUID
     workspace_id: UUID
     role: Role
+    # What ticket-core lets this member do; passed on to the services that own no members.
+    capabilities: frozenset[Capability]
     request_id: str | None
 
 
@@ -86,6 +88,7 @@ async def current_caller(
         member_id=member.id,
         workspace_id=member.workspace_id,
         role=member.role,
+        capabilities=frozenset(member.capabilities),
         # The caller's id or the one made for this request: every service logs the same one.
         request_id=getattr(request.state, "request_id", None)
         or client_request_id(request.headers.get(REQUEST_ID_HEADER)),
@@ -104,7 +107,8 @@ async def _membership(request: Request, claims: TokenClaims) -> MemberOut:
             await ticket_core.call(
                 "GET",
                 f"/internal/v1/members/{claims.member_id}",
-                # The role is what this asks for: the credential names only the member.
+                # The role and capabilities are what this asks for: the credential names only
+                # the member.
                 workspace_id=claims.workspace_id,
                 member_id=claims.member_id,
             )

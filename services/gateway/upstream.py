@@ -3,13 +3,14 @@
 upstream problem+json answer is passed through as is, so the dashboard sees the owning
 service's own `code` and `detail`."""
 
+from collections.abc import Collection
 from typing import Any
 from uuid import UUID
 
 import httpx
 import structlog
 
-from shared.contracts.api import Role
+from shared.contracts.api import Capability, Role
 from shared.http import REQUEST_ID_HEADER
 from shared.internal_auth import InternalTokenSigner
 from shared.problems import Problem, ProblemError
@@ -44,6 +45,7 @@ class Upstream:
         workspace_id: UUID,
         member_id: UUID | None = None,
         role: Role | None = None,
+        capabilities: Collection[Capability] = (),
         request_id: str | None = None,
         json: Any = None,
         params: Any = None,
@@ -53,7 +55,9 @@ class Upstream:
         headers = {k: v for k, v in (extra_headers or {}).items() if v is not None}
         # Who is calling travels only in the signed credential, set last so that no extra
         # header can replace it.
-        credential = self._signer.sign(self.name, workspace_id, member_id, role)
+        credential = self._signer.sign(
+            self.name, workspace_id, member_id, role, capabilities=capabilities
+        )
         headers["Authorization"] = f"Bearer {credential}"
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id

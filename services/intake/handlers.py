@@ -5,7 +5,7 @@ diagnostics. Each loads what it needs, lets the domain decide, and saves."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -13,7 +13,7 @@ from uuid import UUID
 from sqlalchemy import RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from shared.contracts.api import Role
+from shared.contracts.api import Capability
 from shared.contracts.commands import CommandOutcome, CommandResult
 from shared.contracts.envelope import EventEnvelope
 from shared.contracts.widget import (
@@ -333,9 +333,9 @@ async def _configured(uow: UnitOfWork, workspace_id: UUID, assistant_id: str) ->
 
 
 async def get_settings(
-    uow: UnitOfWork, workspace_id: UUID, role: Role, assistant_id: str
+    uow: UnitOfWork, workspace_id: UUID, capabilities: Collection[Capability], assistant_id: str
 ) -> tuple[AssistantSettings, list[RowMapping]]:
-    ensure_manages_settings(role)
+    ensure_manages_settings(capabilities)
     async with uow:
         settings = await _configured(uow, workspace_id, assistant_id)
         return settings, await uow.assistants.history(assistant_id)
@@ -345,11 +345,11 @@ async def put_settings(
     uow: UnitOfWork,
     workspace_id: UUID,
     member_id: UUID,
-    role: Role,
+    capabilities: Collection[Capability],
     assistant_id: str,
     wanted: AssistantTicketSettings,
 ) -> None:
-    ensure_manages_settings(role)
+    ensure_manages_settings(capabilities)
     origins = wanted_origins(wanted)
     async with uow:
         before = await _owned_assistant(uow, workspace_id, assistant_id)
@@ -364,11 +364,11 @@ async def _replace_credential(
     uow: UnitOfWork,
     workspace_id: UUID,
     member_id: UUID,
-    role: Role,
+    capabilities: Collection[Capability],
     assistant_id: str,
     what: Credential,
 ) -> str:
-    ensure_manages_settings(role)
+    ensure_manages_settings(capabilities)
     async with uow:
         assistant = await _owned_assistant(uow, workspace_id, assistant_id)
         if assistant is None:
@@ -380,30 +380,40 @@ async def _replace_credential(
 
 
 async def replace_widget_key(
-    uow: UnitOfWork, workspace_id: UUID, member_id: UUID, role: Role, assistant_id: str
+    uow: UnitOfWork,
+    workspace_id: UUID,
+    member_id: UUID,
+    capabilities: Collection[Capability],
+    assistant_id: str,
 ) -> str:
-    return await _replace_credential(uow, workspace_id, member_id, role, assistant_id, "widget_key")
+    return await _replace_credential(
+        uow, workspace_id, member_id, capabilities, assistant_id, "widget_key"
+    )
 
 
 async def replace_identity_secret(
-    uow: UnitOfWork, workspace_id: UUID, member_id: UUID, role: Role, assistant_id: str
+    uow: UnitOfWork,
+    workspace_id: UUID,
+    member_id: UUID,
+    capabilities: Collection[Capability],
+    assistant_id: str,
 ) -> str:
     return await _replace_credential(
-        uow, workspace_id, member_id, role, assistant_id, "identity_secret"
+        uow, workspace_id, member_id, capabilities, assistant_id, "identity_secret"
     )
 
 
 async def list_requests(
     uow: UnitOfWork,
     workspace_id: UUID,
-    role: Role,
+    capabilities: Collection[Capability],
     assistant_id: str,
     status: RequestStatus | None,
     limit: int,
 ) -> list[TicketRequestRecord]:
     """Recent requests of an assistant of this workspace, newest first (see
     `newest_requests`). Refusals for an assistant nobody configured are only counted."""
-    ensure_manages_settings(role)
+    ensure_manages_settings(capabilities)
     async with uow:
         await _listed_assistant(uow, workspace_id, assistant_id)
         stored = await uow.requests.for_assistant(workspace_id, assistant_id, status, limit)
@@ -425,11 +435,15 @@ async def _listed_assistant(uow: UnitOfWork, workspace_id: UUID, assistant_id: s
 
 
 async def refusal_counts(
-    uow: UnitOfWork, workspace_id: UUID, role: Role, assistant_id: str, minutes: int
+    uow: UnitOfWork,
+    workspace_id: UUID,
+    capabilities: Collection[Capability],
+    assistant_id: str,
+    minutes: int,
 ) -> RefusalCounts:
     """How many widget calls of this workspace's assistant were refused, per reason and
     minute, over the last `minutes`."""
-    ensure_manages_settings(role)
+    ensure_manages_settings(capabilities)
     since = _now().replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
     async with uow:
         await _configured(uow, workspace_id, assistant_id)

@@ -6,39 +6,33 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
 
 from shared.contracts.api import Role
-from shared.contracts.commands import (
-    CommandOutcome,
-    CommandResult,
-    CommandResultType,
-    CommandType,
-    CreateFromConversation,
-)
+from shared.contracts.commands import CommandResult, CommandResultType, CreateFromConversation
 from shared.contracts.conversations import VisitorReplied
 from shared.contracts.envelope import EventEnvelope
-from shared.contracts.tickets import TicketStatus
 from shared.contracts.topics import TICKET_COMMAND_RESULTS
 
 from .domain import permissions
+from .domain.conversation_tickets import ConversationTicketRequest
 from .domain.errors import (
     ConcurrentUpdate,
     DomainError,
     InvalidInput,
     NotFound,
-    StaleVersion,
     UnknownMember,
 )
 from .domain.members import Member, Workspace
 from .domain.permissions import Action
-from .domain.tickets import SystemProcess, Ticket
+from .domain.tickets import Ticket
 from .store.ticket_list import StatusCounts, TicketFilter, TicketListPage
 from .store.unit_of_work import UnitOfWork
+
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +81,11 @@ async def _ticket(uow: UnitOfWork, workspace_id: UUID, ticket_id: UUID) -> Ticke
     return ticket
 
 
-async def _assignee(uow: UnitOfWork, workspace_id: UUID, member_id: UUID) -> Member:
-    assignee = await uow.members.get(workspace_id, member_id)
-    if assignee is None:
-        raise InvalidInput(
-            "unknown_assignee",
-            f"No member {member_id} in this workspace; pick one from GET /api/v1/members.",
-            field="assignee_id",
-        )
-    return assignee
+async def _member_named(
+    uow: UnitOfWork, workspace_id: UUID, member_id: UUID | None
+) -> Member | None:
+    """The member an assignee id names in the workspace (the domain refuses an unknown one)."""
+    return await uow.members.get(workspace_id, member_id) if member_id else None
 
 
 # -- workspaces and members -------------------------------------------------------------------
@@ -168,7 +158,7 @@ async def remove_member(
         # Their tickets go back to the queue rather than to someone who is gone.
         for ticket in await uow.tickets.assigned_to(workspace_id, member_id):
             ticket.assign(actor, now, None)
-            await uow.tickets.update(ticket, links_before=ticket.conversation_ids)
+            await uow.tickets.update(ticket)
         await uow.members.remove(member)
         await uow.commit()
 
@@ -186,20 +176,15 @@ async def _member(uow: UnitOfWork, workspace_id: UUID, member_id: UUID) -> Membe
 async def create_ticket(uow: UnitOfWork, command: CreateTicket) -> Ticket:
     async with uow:
         actor = await _acting_member(uow, command.workspace_id, command.actor_id)
-        permissions.ensure_can_create_ticket(actor, command.assignee_id)
-        if command.assignee_id is not None:
-            permissions.ensure_can_work_tickets(
-                await _assignee(uow, command.workspace_id, command.assignee_id)
-            )
         now = _now()
-        ticket = Ticket.create(
-            workspace_id=command.workspace_id,
+        ticket = Ticket.open_by(
+            actor,
             number=await uow.workspaces.take_ticket_number(command.workspace_id),
             subject=command.subject,
             description=command.description,
             priority=command.priority,
             assignee_id=command.assignee_id,
-            actor=actor.as_actor,
+            assignee=await _member_named(uow, command.workspace_id, command.assignee_id),
             now=now,
         )
         await uow.tickets.add(ticket)
@@ -291,55 +276,27 @@ async def update_ticket(uow: UnitOfWork, command: UpdateTicket) -> Ticket:
     async with uow:
         actor = await _acting_member(uow, command.workspace_id, command.actor_id)
         ticket = await _ticket(uow, command.workspace_id, command.ticket_id)
-        if command.expected_version is not None and command.expected_version != ticket.version:
-            raise StaleVersion(
-                f"You sent If-Match {command.expected_version} but the ticket is at version "
-                f"{ticket.version}; reload it, re-apply your change and send the new ETag."
-            )
-        links = list(ticket.conversation_ids)
-        now, changes = _now(), command.changes
-        _refuse_nulls(changes)
-        ticket.edit(
-            actor, now, subject=changes.get("subject"), description=changes.get("description")
+        ticket.ensure_version(command.expected_version)
+        assignee_id = command.changes.get("assignee_id")
+        assignee = await _member_named(
+            uow, command.workspace_id, UUID(str(assignee_id)) if assignee_id else None
         )
-        if "priority" in changes:
-            ticket.change_priority(actor, now, changes["priority"])
-        if "assignee_id" in changes:
-            assignee_id = changes["assignee_id"]
-            assignee = (
-                await _assignee(uow, command.workspace_id, UUID(str(assignee_id)))
-                if assignee_id
-                else None
-            )
-            ticket.assign(actor, now, assignee)
-        if "status" in changes:
-            ticket.change_status(actor, now, changes["status"])
-        await uow.tickets.update(ticket, links_before=links)
+        ticket.patch(actor, _now(), command.changes, assignee)
+        await uow.tickets.update(ticket)
         await uow.commit()
     return ticket
-
-
-def _refuse_nulls(changes: dict[str, Any]) -> None:
-    """Only the assignee can be set to nothing; a null anywhere else is a client mistake."""
-    for name in ("subject", "description", "priority", "status"):
-        if name in changes and changes[name] is None:
-            raise InvalidInput(
-                f"{name}_required",
-                f"{name} cannot be null; leave it out to keep the current value.",
-                field=name,
-            )
 
 
 async def add_note(
     uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID, body: str
 ) -> tuple[Ticket, UUID]:
-    async with uow:
-        actor = await _acting_member(uow, workspace_id, actor_id)
-        ticket = await _ticket(uow, workspace_id, ticket_id)
-        note_id = ticket.add_note(actor, _now(), body)
-        await uow.tickets.update(ticket, links_before=ticket.conversation_ids)
-        await uow.commit()
-    return ticket, note_id
+    return await _change_ticket(
+        uow,
+        workspace_id,
+        actor_id,
+        ticket_id,
+        lambda actor, ticket, now: ticket.add_note(actor, now, body),
+    )
 
 
 async def link_conversation(
@@ -348,10 +305,9 @@ async def link_conversation(
     async with uow:
         actor = await _acting_member(uow, workspace_id, actor_id)
         ticket = await _ticket(uow, workspace_id, ticket_id)
-        links = list(ticket.conversation_ids)
         linked_to = await uow.tickets.ticket_linked_to(workspace_id, conversation_id)
         ticket.link_conversation(actor, _now(), conversation_id, linked_to)
-        await uow.tickets.update(ticket, links_before=links)
+        await uow.tickets.update(ticket)
         await uow.commit()
     return ticket
 
@@ -359,26 +315,39 @@ async def link_conversation(
 async def unlink_conversation(
     uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID, conversation_id: str
 ) -> Ticket:
-    async with uow:
-        actor = await _acting_member(uow, workspace_id, actor_id)
-        ticket = await _ticket(uow, workspace_id, ticket_id)
-        links = list(ticket.conversation_ids)
-        ticket.unlink_conversation(actor, _now(), conversation_id)
-        await uow.tickets.update(ticket, links_before=links)
-        await uow.commit()
+    ticket, _ = await _change_ticket(
+        uow,
+        workspace_id,
+        actor_id,
+        ticket_id,
+        lambda actor, ticket, now: ticket.unlink_conversation(actor, now, conversation_id),
+    )
     return ticket
 
 
 async def delete_ticket(
     uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID
 ) -> None:
+    await _change_ticket(
+        uow, workspace_id, actor_id, ticket_id, lambda actor, ticket, now: ticket.delete(actor, now)
+    )
+
+
+async def _change_ticket(
+    uow: UnitOfWork,
+    workspace_id: UUID,
+    actor_id: UUID,
+    ticket_id: UUID,
+    change: Callable[[Member, Ticket, datetime], Result],
+) -> tuple[Ticket, Result]:
+    """Load the actor and the ticket, let the ticket make `change`, and save it."""
     async with uow:
         actor = await _acting_member(uow, workspace_id, actor_id)
         ticket = await _ticket(uow, workspace_id, ticket_id)
-        links = list(ticket.conversation_ids)
-        ticket.delete(actor, _now())
-        await uow.tickets.update(ticket, links_before=links)
+        result = change(actor, ticket, _now())
+        await uow.tickets.update(ticket)
         await uow.commit()
+    return ticket, result
 
 
 # -- workspace settings -------------------------------------------------------------------------
@@ -413,67 +382,43 @@ async def _workspace(uow: UnitOfWork, workspace_id: UUID) -> Workspace:
 
 COMMANDS_CONSUMER = "ticket-core:commands"
 CONVERSATIONS_CONSUMER = "ticket-core:conversations"
-AUTO_CLOSE = SystemProcess("auto-close")
-WIDGET = SystemProcess("widget")
-FINISHED = frozenset({TicketStatus.CLOSED, TicketStatus.SPAM})
-CUSTOMER_REPLY = SystemProcess("customer-reply")
 
 
 async def create_ticket_from_conversation(uow: UnitOfWork, command: EventEnvelope) -> None:
     """Run a `ticket.create_from_conversation` command once, and answer it on
     `ticket.command-results.v1` in the same commit. A conversation that already has a ticket
     gets that ticket as the answer, never a second one."""
-    data = CreateFromConversation.model_validate(command.data)
+    request = ConversationTicketRequest(
+        command_id=command.id,
+        workspace_id=command.workspace_id,
+        request=CreateFromConversation.model_validate(command.data),
+        actor=command.actor,
+    )
     async with uow:
         if not await uow.first_delivery(COMMANDS_CONSUMER, command.id):
             return
-        result = await _decide_creation(uow, command, data)
+        result = await _decide_creation(uow, request)
         uow.send(TICKET_COMMAND_RESULTS.name, _result_envelope(command, result))
         await uow.commit()
 
 
-async def _decide_creation(
-    uow: UnitOfWork, command: EventEnvelope, data: CreateFromConversation
-) -> CommandResult:
-    answer = partial(
-        CommandResult, command_id=command.id, command_type=CommandType.CREATE_FROM_CONVERSATION
-    )
-    if await uow.workspaces.get(command.workspace_id) is None:
-        return answer(
-            outcome=CommandOutcome.REJECTED,
-            reason="unknown_workspace",
-            detail=f"No workspace {command.workspace_id}.",
-        )
-    linked = await uow.tickets.ticket_linked_to(command.workspace_id, data.conversation_id)
-    existing = await uow.tickets.get(command.workspace_id, linked) if linked else None
-    if existing is not None and existing.status not in FINISHED:
-        return answer(
-            outcome=CommandOutcome.ALREADY_LINKED,
-            ticket_id=existing.id,
-            ticket_number=existing.number,
-        )
+async def _decide_creation(uow: UnitOfWork, request: ConversationTicketRequest) -> CommandResult:
+    workspace_id = request.workspace_id
+    workspace_exists = await uow.workspaces.get(workspace_id) is not None
+    linked = await _linked_ticket(uow, workspace_id, request.conversation_id)
+    answer = request.answer_without_creating(workspace_exists, linked)
+    if answer is not None:
+        return answer
     try:
         async with uow.savepoint():
-            if existing is not None:
-                # The conversation's ticket is finished: the new one takes the link over.
-                links = list(existing.conversation_ids)
-                existing.unlink_conversation(WIDGET, _now(), data.conversation_id)
-                await uow.tickets.update(existing, links_before=links)
-            ticket = Ticket.create(
-                workspace_id=command.workspace_id,
-                number=await uow.workspaces.take_ticket_number(command.workspace_id),
-                subject=data.subject,
-                description=data.description,
-                priority=data.priority.value if data.priority else None,
-                assignee_id=None,
-                actor=command.actor,
-                now=_now(),
-                conversation_id=data.conversation_id,
-            )
+            number = await uow.workspaces.take_ticket_number(workspace_id)
+            ticket = request.create(number, linked, _now())
+            if linked is not None:
+                await uow.tickets.update(linked)  # its link goes before the new one is made
             await uow.tickets.add(ticket)
     except DomainError as error:
-        return answer(outcome=CommandOutcome.REJECTED, reason=error.code, detail=error.detail)
-    return answer(outcome=CommandOutcome.CREATED, ticket_id=ticket.id, ticket_number=ticket.number)
+        return request.refused(error)
+    return request.created(ticket)
 
 
 def _result_envelope(command: EventEnvelope, result: CommandResult) -> EventEnvelope:
@@ -491,17 +436,23 @@ def _result_envelope(command: EventEnvelope, result: CommandResult) -> EventEnve
 
 
 async def reopen_on_visitor_reply(uow: UnitOfWork, event: EventEnvelope) -> None:
-    """The visitor wrote again: a linked ticket waiting on them goes back to `open`."""
+    """The visitor wrote again: the conversation's ticket hears it (domain: `visitor_replied`)."""
     data = VisitorReplied.model_validate(event.data)
     async with uow:
         if not await uow.first_delivery(CONVERSATIONS_CONSUMER, event.id):
             return
-        linked = await uow.tickets.ticket_linked_to(event.workspace_id, data.conversation_id)
-        ticket = await uow.tickets.get(event.workspace_id, linked) if linked else None
-        if ticket is not None and ticket.status is TicketStatus.WAITING_ON_CUSTOMER:
-            ticket.change_status(CUSTOMER_REPLY, _now(), TicketStatus.OPEN.value)
-            await uow.tickets.update(ticket, links_before=ticket.conversation_ids)
+        ticket = await _linked_ticket(uow, event.workspace_id, data.conversation_id)
+        if ticket is not None:
+            ticket.visitor_replied(_now())
+            await uow.tickets.update(ticket)
         await uow.commit()
+
+
+async def _linked_ticket(
+    uow: UnitOfWork, workspace_id: UUID, conversation_id: str
+) -> Ticket | None:
+    linked = await uow.tickets.ticket_linked_to(workspace_id, conversation_id)
+    return await uow.tickets.get(workspace_id, linked) if linked else None
 
 
 async def close_resolved_tickets(new_uow: Callable[[], UnitOfWork], now: datetime) -> int:
@@ -515,10 +466,12 @@ async def close_resolved_tickets(new_uow: Callable[[], UnitOfWork], now: datetim
         try:
             async with (uow := new_uow()):
                 ticket = await uow.tickets.get(workspace_id, ticket_id)
-                if ticket is None or ticket.status is not TicketStatus.RESOLVED:
+                if ticket is None:
                     continue
-                ticket.change_status(AUTO_CLOSE, now, TicketStatus.CLOSED.value)
-                await uow.tickets.update(ticket, links_before=ticket.conversation_ids)
+                ticket.close_if_resolved(now)
+                if not ticket.changed:
+                    continue
+                await uow.tickets.update(ticket)
                 await uow.commit()
                 closed += 1
         except ConcurrentUpdate:

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .envelope import Actor
 from .tickets import (
+    AUTO_CLOSE_DAYS_MAX,
+    AUTO_CLOSE_DAYS_MIN,
     DESCRIPTION_MAX_LENGTH,
     NOTE_MAX_LENGTH,
     SUBJECT_MAX_LENGTH,
@@ -25,15 +27,24 @@ class Role(StrEnum):
     GUEST = "guest"
 
 
-# "Owner / admin" of the architecture's permission table: the roles that assign, close,
-# delete, configure ticket settings and manage members. Every service asks this one set.
-MANAGER_ROLES: frozenset[Role] = frozenset({Role.OWNER, Role.ADMIN})
+class Capability(StrEnum):
+    """What a member may do on any ticket of the workspace, as ticket-core's permission matrix
+    grants it to their role. Names only: which role has which is ticket-core's rule, and the
+    services that own no members decide with the capabilities the caller's credential lists."""
 
-
-def is_manager(role: str) -> bool:
-    """Whether `role` (a `Role` or its value, as a service that only relays it holds it) is
-    an owner or an admin."""
-    return role in MANAGER_ROLES
+    VIEW_TICKETS = "view_tickets"
+    CREATE_TICKETS = "create_tickets"
+    EDIT_TICKETS = "edit_tickets"
+    ADD_NOTES = "add_notes"
+    LINK_CONVERSATIONS = "link_conversations"
+    CHANGE_STATUS = "change_status"
+    ASSIGN_TICKETS = "assign_tickets"
+    CLOSE_TICKETS = "close_tickets"
+    MARK_SPAM = "mark_spam"
+    DELETE_TICKETS = "delete_tickets"
+    READ_DELETED_HISTORY = "read_deleted_history"
+    CONFIGURE_SETTINGS = "configure_settings"
+    MANAGE_MEMBERS = "manage_members"
 
 
 class TicketCreate(BaseModel):
@@ -157,7 +168,7 @@ class WorkspaceOut(BaseModel):
 class WorkspacePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    auto_close_after_days: int = Field(ge=1, le=365)
+    auto_close_after_days: int = Field(ge=AUTO_CLOSE_DAYS_MIN, le=AUTO_CLOSE_DAYS_MAX)
 
 
 class MemberCreate(BaseModel):
@@ -179,6 +190,11 @@ class MemberOut(BaseModel):
     email: str
     role: Role
     created_at: datetime
+    capabilities: list[Capability] = Field(
+        default_factory=list,
+        description="What this member may do on any ticket, from their role. A member's "
+        "rights on only the tickets assigned to them are decided per ticket, not listed.",
+    )
 
 
 class ActivityEntry(BaseModel):

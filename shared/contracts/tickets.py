@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 SUBJECT_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 20_000
 NOTE_MAX_LENGTH = 10_000
+# A resolved ticket closes itself after this many days without activity (per workspace).
+AUTO_CLOSE_DAYS_MIN = 1
+AUTO_CLOSE_DAYS_MAX = 365
 
 
 class TicketStatus(StrEnum):

@@ -25,6 +25,7 @@ from services.intake.store.unit_of_work import UnitOfWork
 from services.ticket_core import handlers as core_handlers
 from services.ticket_core.bootstrap import MIGRATIONS_DIR as TICKET_CORE_MIGRATIONS
 from services.ticket_core.bootstrap import bootstrap as bootstrap_ticket_core
+from services.ticket_core.domain.permissions import capabilities_of
 from services.ticket_core.settings import TicketCoreSettings
 from shared.broker import stop_broker
 from shared.contracts.api import Role
@@ -76,13 +77,13 @@ async def _widget(
             intake.unit_of_work(),
             team.workspace.id,
             team.owner.id,
-            Role.OWNER,
+            capabilities_of(Role.OWNER),
             "asst-bench",
             AssistantTicketSettings(ticket_creation_enabled=True, require_contact_info=False),
         )
         # The widget sends its assistant's key, as every widget call does.
         settings, _ = await intake_handlers.get_settings(
-            intake.reader(), team.workspace.id, Role.OWNER, "asst-bench"
+            intake.reader(), team.workspace.id, capabilities_of(Role.OWNER), "asst-bench"
         )
         widget_key = settings.widget_key
         started: dict[str, float] = {}

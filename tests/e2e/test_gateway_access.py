@@ -776,3 +776,20 @@ async def test_another_workspaces_tickets_never_show_in_a_list_or_search(
         )
         assert everything.status_code == 200, everything.text
         assert not {item["id"] for item in everything.json()["items"]} & set(theirs)
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_a_member_lookup_says_what_the_role_may_do_on_any_ticket(
+    system: System, crew: Crew, role: str
+) -> None:
+    """The capabilities other services decide with are ticket-core's matrix, as it answers."""
+    person = crew.by_role(role)
+    async with httpx.AsyncClient(base_url=system.gateway, timeout=15.0) as client:
+        answer = await client.get(f"/api/v1/members/{person.member_id}", headers=crew.owner.auth)
+    assert answer.status_code == 200, answer.text
+    capabilities = set(answer.json()["capabilities"])
+    managers = {"configure_settings", "read_deleted_history", "manage_members", "delete_tickets"}
+    assert managers <= capabilities if role in ("owner", "admin") else not managers & capabilities
+    assert "view_tickets" in capabilities
+    assert ("create_tickets" in capabilities) == (role != "guest")
+    assert "edit_tickets" not in capabilities or role in ("owner", "admin")

@@ -283,8 +283,8 @@ async def test_a_valid_credential_is_what_the_services_accept(
     system: System, gateway: httpx.AsyncClient
 ) -> None:
     """The counterpart of the refusals: the same routes answer a credential for their own
-    audience, and act for the member it names with the role it names (activity-log, intake)
-    or with the role ticket-core stores."""
+    audience, and act for the member it names with the capabilities it names (activity-log,
+    intake) or with the role ticket-core stores."""
     scene = await make_scene(system, gateway)
     owner, member = scene.owner, scene.member
     calls = {
@@ -329,7 +329,7 @@ async def test_a_valid_credential_is_what_the_services_accept(
         answer = await ticket_core.get(f"/internal/v1/members/{owner.member_id}", headers=stranger)
         assert answer.status_code == 401, answer.text
 
-    # activity-log and intake decide with the role the credential names.
+    # activity-log and intake decide with the capabilities the credential names.
     async with httpx.AsyncClient(base_url=system.internal_apis["intake"]) as intake:
         as_member = internal_headers(
             "intake", member.workspace_id, member.member_id, "member", secrets=system.secrets

@@ -15,6 +15,7 @@ from services.intake import handlers
 from services.intake.bootstrap import Intake
 from services.intake.domain.requests import AssistantTaken
 from services.intake.store import tables
+from services.ticket_core.domain.permissions import capabilities_of
 from shared.contracts.api import Role
 from shared.contracts.envelope import Actor, EventEnvelope
 from shared.contracts.widget import AssistantTicketSettings, RequestStatus, WidgetTicketRequest
@@ -51,11 +52,13 @@ async def configure(
         intake.unit_of_work(),
         workspace,
         uuid4(),
-        Role.ADMIN,
+        capabilities_of(Role.ADMIN),
         assistant,
         AssistantTicketSettings(ticket_creation_enabled=enabled, require_contact_info=contact),
     )
-    settings, _ = await handlers.get_settings(intake.reader(), workspace, Role.ADMIN, assistant)
+    settings, _ = await handlers.get_settings(
+        intake.reader(), workspace, capabilities_of(Role.ADMIN), assistant
+    )
     assert settings.widget_key is not None
     KEYS[assistant] = settings.widget_key
     return workspace
@@ -123,12 +126,19 @@ async def test_a_refusal_is_answered_the_same_way_every_time_and_sampled_for_the
     assert await rows(intake, tables.ticket_requests) == 0
     assert await rows(intake, tables.outbox) == 1  # the settings change, nothing more
     listed = await handlers.list_requests(
-        intake.unit_of_work(), workspace, Role.OWNER, "asst-1", RequestStatus.REJECTED, 10
+        intake.unit_of_work(),
+        workspace,
+        capabilities_of(Role.OWNER),
+        "asst-1",
+        RequestStatus.REJECTED,
+        10,
     )
     assert [(r.reason, r.conversation_id) for r in listed] == [
         ("ticket_creation_disabled", "conv-1")
     ] * 2
-    counts = await handlers.refusal_counts(intake.reader(), workspace, Role.OWNER, "asst-1", 5)
+    counts = await handlers.refusal_counts(
+        intake.reader(), workspace, capabilities_of(Role.OWNER), "asst-1", 5
+    )
     assert counts.totals == {"ticket_creation_disabled": 2}
     assert (await status_of(intake, "req-1")).reason == "ticket_creation_disabled"
 
@@ -141,7 +151,7 @@ async def test_an_unknown_assistants_refusals_are_counted_for_nobody(intake: Int
     # workspace's admin asking for it is told the assistant is not theirs.
     with pytest.raises(handlers.NotFound):
         await handlers.list_requests(
-            intake.unit_of_work(), uuid4(), Role.ADMIN, "asst-typo", None, 10
+            intake.unit_of_work(), uuid4(), capabilities_of(Role.ADMIN), "asst-typo", None, 10
         )
     assert answer.reason == "unknown_assistant"
     assert await rows(intake, tables.refusal_samples) == 0
@@ -154,7 +164,7 @@ async def test_a_missing_wrong_or_replaced_key_is_refused_and_the_current_one_wo
     workspace = await configure(intake)
     old_key = KEYS["asst-1"]
     new_key = await handlers.replace_widget_key(
-        intake.unit_of_work(), workspace, uuid4(), Role.OWNER, "asst-1"
+        intake.unit_of_work(), workspace, uuid4(), capabilities_of(Role.OWNER), "asst-1"
     )
 
     refused = [
@@ -168,7 +178,7 @@ async def test_a_missing_wrong_or_replaced_key_is_refused_and_the_current_one_wo
     assert accepted.status == "pending"
     assert len(await outbox(intake, "ticket.commands.v1")) == 1
     settings, history = await handlers.get_settings(
-        intake.reader(), workspace, Role.OWNER, "asst-1"
+        intake.reader(), workspace, capabilities_of(Role.OWNER), "asst-1"
     )
     assert settings.widget_key == new_key
     assert history[0]["changes"] == {"widget_key": {"from": "(replaced)", "to": "(new)"}}
@@ -183,18 +193,24 @@ async def test_an_assistant_id_configured_by_one_workspace_is_taken_for_every_ot
     change = AssistantTicketSettings(ticket_creation_enabled=False, require_contact_info=True)
 
     for attempt in (
-        handlers.put_settings(intake.unit_of_work(), other, uuid4(), Role.OWNER, "asst-1", change),
-        handlers.replace_widget_key(intake.unit_of_work(), other, uuid4(), Role.OWNER, "asst-1"),
+        handlers.put_settings(
+            intake.unit_of_work(), other, uuid4(), capabilities_of(Role.OWNER), "asst-1", change
+        ),
+        handlers.replace_widget_key(
+            intake.unit_of_work(), other, uuid4(), capabilities_of(Role.OWNER), "asst-1"
+        ),
         handlers.replace_identity_secret(
-            intake.unit_of_work(), other, uuid4(), Role.OWNER, "asst-1"
+            intake.unit_of_work(), other, uuid4(), capabilities_of(Role.OWNER), "asst-1"
         ),
     ):
         with pytest.raises(AssistantTaken):
             await attempt
     with pytest.raises(handlers.NotFound):
-        await handlers.get_settings(intake.reader(), other, Role.OWNER, "asst-1")
+        await handlers.get_settings(intake.reader(), other, capabilities_of(Role.OWNER), "asst-1")
     with pytest.raises(handlers.NotFound):
-        await handlers.refusal_counts(intake.reader(), other, Role.OWNER, "asst-1", 5)
+        await handlers.refusal_counts(
+            intake.reader(), other, capabilities_of(Role.OWNER), "asst-1", 5
+        )
     assert (await receive(intake, widget_request())).status == "pending"
 
 
@@ -210,10 +226,17 @@ async def test_refusal_samples_stay_bounded_per_assistant_and_counts_add_up(
     # All 450 counted; sampled at most 20 a minute, so 20 (or 40 across a minute's end).
     assert await rows(intake, tables.refusal_samples) in (20, 40)
     assert await rows(intake, tables.ticket_requests) == 0
-    counts = await handlers.refusal_counts(intake.reader(), workspace, Role.OWNER, "asst-1", 5)
+    counts = await handlers.refusal_counts(
+        intake.reader(), workspace, capabilities_of(Role.OWNER), "asst-1", 5
+    )
     assert counts.totals == {"ticket_creation_disabled": 450}
     listed = await handlers.list_requests(
-        intake.reader(), workspace, Role.OWNER, "asst-1", RequestStatus.REJECTED, 500
+        intake.reader(),
+        workspace,
+        capabilities_of(Role.OWNER),
+        "asst-1",
+        RequestStatus.REJECTED,
+        500,
     )
     assert len(listed) in (20, 40)
     assert listed == sorted(listed, key=lambda r: r.received_at, reverse=True)

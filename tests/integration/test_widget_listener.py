@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from services.intake import handlers
 from services.intake.entrypoints.http_api import create_app
 from services.intake.settings import IntakeSettings
+from services.ticket_core.domain.permissions import capabilities_of
 from shared.contracts.api import Role
 from shared.contracts.widget import AssistantTicketSettings
 
@@ -47,13 +48,15 @@ async def configure(app: FastAPI, assistant: str, **settings: Any) -> str:
         service.unit_of_work(),
         workspace,
         uuid4(),
-        Role.OWNER,
+        capabilities_of(Role.OWNER),
         assistant,
         AssistantTicketSettings(
             ticket_creation_enabled=True, require_contact_info=False, **settings
         ),
     )
-    saved, _ = await handlers.get_settings(service.reader(), workspace, Role.OWNER, assistant)
+    saved, _ = await handlers.get_settings(
+        service.reader(), workspace, capabilities_of(Role.OWNER), assistant
+    )
     assert saved.widget_key is not None
     return saved.widget_key
 

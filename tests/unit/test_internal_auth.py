@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from shared.auth import issue_token
-from shared.contracts.api import Role
+from shared.contracts.api import Capability, Role
 from shared.internal_auth import (
     Caller,
     InternalTokenSigner,
@@ -248,3 +248,28 @@ async def test_the_route_dependency_hands_the_route_the_verified_caller() -> Non
         "role": "guest",
     }
     assert UUID(answer.json()["member_id"]) == member_id
+
+
+def test_a_credential_carries_the_callers_capabilities() -> None:
+    granted = [Capability.CONFIGURE_SETTINGS, Capability.READ_DELETED_HISTORY]
+    token = signer().sign("ticket-core", uuid4(), uuid4(), Role.ADMIN, capabilities=granted)
+
+    caller = verifier().verify(token)
+
+    assert caller.role is Role.ADMIN
+    assert caller.capabilities == frozenset(granted)
+
+
+def test_a_capability_this_version_does_not_know_grants_nothing() -> None:
+    token = jwt.encode(
+        claims(capabilities=["configure_settings", "fly"]), SECRET, algorithm="HS256"
+    )
+
+    assert verifier().verify(token).capabilities == {Capability.CONFIGURE_SETTINGS}
+
+
+def test_capabilities_that_are_not_a_list_are_refused() -> None:
+    token = jwt.encode(claims(capabilities="configure_settings"), SECRET, algorithm="HS256")
+
+    with pytest.raises(InvalidInternalCredential):
+        verifier().verify(token)

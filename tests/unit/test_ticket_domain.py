@@ -3,7 +3,7 @@ from uuid import uuid4
 
 import pytest
 
-from services.ticket_core.domain.errors import Forbidden, InvalidInput
+from services.ticket_core.domain.errors import Forbidden, InvalidInput, StaleVersion
 from services.ticket_core.domain.members import Member
 from services.ticket_core.domain.permissions import ensure_can_create_ticket
 from services.ticket_core.domain.tickets import Ticket
@@ -117,3 +117,48 @@ def test_a_member_needs_a_valid_email(email: str) -> None:
 
 def test_emails_are_stored_lower_case() -> None:
     assert Member.join(uuid4(), " Boss@Acme.IO ", Role.OWNER, NOW).email == "boss@acme.io"
+
+
+def test_an_if_match_naming_an_older_version_is_refused() -> None:
+    ticket = new_ticket()
+    ticket.ensure_version(None)
+    ticket.ensure_version(1)
+    with pytest.raises(StaleVersion):
+        ticket.ensure_version(0)
+
+
+@pytest.mark.parametrize(
+    ("status", "after"),
+    [
+        (TicketStatus.WAITING_ON_CUSTOMER, TicketStatus.OPEN),
+        (TicketStatus.IN_PROGRESS, TicketStatus.IN_PROGRESS),
+        (TicketStatus.CLOSED, TicketStatus.CLOSED),
+    ],
+)
+def test_a_visitor_reply_reopens_only_a_ticket_waiting_on_them(
+    status: TicketStatus, after: TicketStatus
+) -> None:
+    ticket = new_ticket()
+    ticket.status = status
+    ticket.pending_events.clear()
+
+    ticket.visitor_replied(NOW)
+
+    assert ticket.status is after
+    assert ticket.changed == (status is not after)
+
+
+def test_a_member_creating_a_ticket_for_an_unknown_assignee_is_told_so() -> None:
+    owner = member(Role.OWNER)
+    with pytest.raises(InvalidInput) as refused:
+        Ticket.open_by(
+            owner,
+            number=1,
+            subject="s",
+            description="",
+            priority=None,
+            assignee_id=uuid4(),
+            assignee=None,
+            now=NOW,
+        )
+    assert refused.value.code == "unknown_assignee"

@@ -1,11 +1,12 @@
 """An activity entry: who did what to a ticket, when, and every field's old and new value."""
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from shared.contracts.api import is_manager
+from shared.contracts.api import Capability
 from shared.contracts.envelope import Actor, EventEnvelope
 
 
@@ -41,7 +42,7 @@ class ActivityEntry:
         )
 
 
-def may_read_history(role: str, deleted: bool) -> bool:
+def may_read_history(capabilities: Collection[Capability], deleted: bool) -> bool:
     """Everyone in the workspace reads a ticket's history (notes included); once the ticket
-    is deleted, only owners and admins do."""
-    return not deleted or is_manager(role)
+    is deleted, only a caller whom ticket-core lets read deleted history does."""
+    return not deleted or Capability.READ_DELETED_HISTORY in capabilities

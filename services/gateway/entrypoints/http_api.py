@@ -159,8 +159,9 @@ async def _forward(
     params: Any = None,
     headers: dict[str, str | None] | None = None,
 ) -> Any:
-    """Call an internal service as `caller`: its workspace, member, request id and the role
-    ticket-core holds for it (services that own no members decide with that role)."""
+    """Call an internal service as `caller`: its workspace, member, request id, and the role
+    and capabilities ticket-core holds for it (services that own no members decide with the
+    capabilities)."""
     _refuse_nul([*_texts(unquote(path), "path"), *_texts(params, "query"), *_texts(json, "")])
     try:
         return await upstream.call(
@@ -169,6 +170,7 @@ async def _forward(
             workspace_id=caller.workspace_id,
             member_id=caller.member_id,
             role=caller.role,
+            capabilities=caller.capabilities,
             request_id=caller.request_id,
             json=json,
             params=params,

@@ -6,12 +6,13 @@ assistant's settings, how many requests came recently) and store what they decid
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from shared.contracts.api import Role, is_manager
+from shared.contracts.api import Capability
 from shared.contracts.conversation_ids import CONVERSATION_ID_RULE, is_conversation_id
 from shared.contracts.tickets import DESCRIPTION_MAX_LENGTH, SUBJECT_MAX_LENGTH
 from shared.contracts.widget import (
@@ -212,10 +213,11 @@ def ticket_text(request: WidgetTicketRequest) -> tuple[str, str]:
     return subject, description
 
 
-def ensure_manages_settings(role: Role) -> None:
-    if not is_manager(role):
+def ensure_manages_settings(capabilities: Collection[Capability]) -> None:
+    """The caller's capabilities are ticket-core's answer (its permission matrix)."""
+    if Capability.CONFIGURE_SETTINGS not in capabilities:
         raise NotAllowed(
-            f"A {role} may not read or change ticket settings or diagnostics; ask an admin."
+            "You may not read or change ticket settings or diagnostics; ask an owner or admin."
         )
 
 

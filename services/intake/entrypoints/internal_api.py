@@ -2,7 +2,8 @@
 for the gateway only. It is served on the internal listener (`INTAKE_INTERNAL_HOST`/`_PORT`,
 loopback by default), never on the widget's address. Every route takes its caller from the
 verified internal credential (audience `intake`), never from a header; intake owns no members,
-so it decides with the role the credential names."""
+so it decides with the capabilities (from ticket-core's permission matrix) the credential
+names."""
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -11,7 +12,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from shared.contracts.api import Role
+from shared.contracts.api import Capability
 from shared.contracts.widget import (
     AssistantSettingsChange,
     AssistantTicketSettings,
@@ -75,14 +76,15 @@ async def _member_of(caller: Caller) -> UUID:
     return caller.require_member()[0]
 
 
-async def _role_of(caller: Caller) -> Role:
-    return caller.require_member()[1]
+async def _capabilities_of(caller: Caller) -> frozenset[Capability]:
+    caller.require_member()
+    return caller.capabilities
 
 
 # All three come from the one verified credential of the call (FastAPI verifies it once).
 WorkspaceId = Annotated[UUID, Depends(_workspace_of)]
 MemberId = Annotated[UUID, Depends(_member_of)]
-CallerRole = Annotated[Role, Depends(_role_of)]
+CallerCapabilities = Annotated[frozenset[Capability], Depends(_capabilities_of)]
 AssistantId = Annotated[str, Path(min_length=1, max_length=100)]
 
 
@@ -124,10 +126,13 @@ def internal_routes() -> APIRouter:
 
 
 async def get_settings(
-    assistant_id: AssistantId, workspace_id: WorkspaceId, role: CallerRole, request: Request
+    assistant_id: AssistantId,
+    workspace_id: WorkspaceId,
+    capabilities: CallerCapabilities,
+    request: Request,
 ) -> AssistantTicketSettingsOut:
     settings, history = await handlers.get_settings(
-        _service(request).reader(), workspace_id, role, assistant_id
+        _service(request).reader(), workspace_id, capabilities, assistant_id
     )
     return settings_out(settings, history)
 
@@ -137,29 +142,29 @@ async def put_settings(
     body: AssistantTicketSettings,
     workspace_id: WorkspaceId,
     member_id: MemberId,
-    role: CallerRole,
+    capabilities: CallerCapabilities,
     request: Request,
 ) -> AssistantTicketSettingsOut:
     await handlers.put_settings(
-        _service(request).unit_of_work(), workspace_id, member_id, role, assistant_id, body
+        _service(request).unit_of_work(), workspace_id, member_id, capabilities, assistant_id, body
     )
-    return await get_settings(assistant_id, workspace_id, role, request)
+    return await get_settings(assistant_id, workspace_id, capabilities, request)
 
 
 async def list_requests(
     assistant_id: AssistantId,
     workspace_id: WorkspaceId,
-    role: CallerRole,
+    capabilities: CallerCapabilities,
     request: Request,
     outcome: Annotated[RequestStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[TicketRequestRecord]:
     return await handlers.list_requests(
-        _service(request).reader(), workspace_id, role, assistant_id, outcome, limit
+        _service(request).reader(), workspace_id, capabilities, assistant_id, outcome, limit
     )
 
 
-ReplaceCredential = Callable[[UnitOfWork, UUID, UUID, Role, str], Awaitable[str]]
+ReplaceCredential = Callable[[UnitOfWork, UUID, UUID, frozenset[Capability], str], Awaitable[str]]
 
 
 def _replacing(
@@ -172,11 +177,11 @@ def _replacing(
         assistant_id: AssistantId,
         workspace_id: WorkspaceId,
         member_id: MemberId,
-        role: CallerRole,
+        capabilities: CallerCapabilities,
         request: Request,
     ) -> Any:
         value = await replace(
-            _service(request).unit_of_work(), workspace_id, member_id, role, assistant_id
+            _service(request).unit_of_work(), workspace_id, member_id, capabilities, assistant_id
         )
         return answer.model_validate({"assistant_id": assistant_id, field: value})
 
@@ -186,12 +191,12 @@ def _replacing(
 async def refusal_counts(
     assistant_id: AssistantId,
     workspace_id: WorkspaceId,
-    role: CallerRole,
+    capabilities: CallerCapabilities,
     request: Request,
     minutes: Annotated[int, Query(ge=1, le=1440)] = 60,
 ) -> RefusalCounts:
     return await handlers.refusal_counts(
-        _service(request).reader(), workspace_id, role, assistant_id, minutes
+        _service(request).reader(), workspace_id, capabilities, assistant_id, minutes
     )
 
 

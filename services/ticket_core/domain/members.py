@@ -9,17 +9,23 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from shared.contracts.api import Role
+from shared.contracts.api import Capability, Role
 from shared.contracts.envelope import Actor
-from shared.contracts.tickets import MemberEventType, WorkspaceEventType
+from shared.contracts.tickets import (
+    AUTO_CLOSE_DAYS_MAX,
+    AUTO_CLOSE_DAYS_MIN,
+    MemberEventType,
+    WorkspaceEventType,
+)
 
 from .errors import Conflict, Forbidden, InvalidInput
 from .events import EventSourced, change
+from .permissions import Action, capabilities_of, ensure_allowed
 
 WORKSPACE_NAME_MAX_LENGTH = 120
 EMAIL_MAX_LENGTH = 254
 DEFAULT_AUTO_CLOSE_DAYS = 7
-AUTO_CLOSE_DAYS_RANGE = range(1, 366)
+AUTO_CLOSE_DAYS_RANGE = range(AUTO_CLOSE_DAYS_MIN, AUTO_CLOSE_DAYS_MAX + 1)
 
 
 @dataclass(slots=True)
@@ -45,11 +51,9 @@ class Workspace(EventSourced):
         if days not in AUTO_CLOSE_DAYS_RANGE:
             raise InvalidInput(
                 "invalid_auto_close_days",
-                f"auto_close_after_days must be 1 to {AUTO_CLOSE_DAYS_RANGE.stop - 1}.",
+                f"auto_close_after_days must be {AUTO_CLOSE_DAYS_MIN} to {AUTO_CLOSE_DAYS_MAX}.",
                 field="auto_close_after_days",
             )
-        from .permissions import Action, ensure_allowed
-
         ensure_allowed(by, Action.CONFIGURE)  # before the no-op check, like every write
         if days == self.auto_close_after_days:
             return
@@ -135,6 +139,10 @@ class Member(EventSourced):
     def as_actor(self) -> Actor:
         return Actor(type="member", id=str(self.id))
 
+    @property
+    def capabilities(self) -> list[Capability]:
+        return capabilities_of(self.role)
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "id": str(self.id),
@@ -146,9 +154,6 @@ class Member(EventSourced):
 
 
 def _ensure_manages_members(actor: Member) -> None:
-    # Imported here: permissions imports this module for the Member type.
-    from .permissions import Action, ensure_allowed
-
     ensure_allowed(actor, Action.MANAGE_MEMBERS)
 
 

@@ -8,10 +8,13 @@ from enum import Enum, StrEnum
 from typing import Protocol
 from uuid import UUID
 
-from shared.contracts.api import MANAGER_ROLES, Role
+from shared.contracts.api import Capability, Role
 
 from .errors import Forbidden
-from .members import Member
+
+# "Owner / admin" of the architecture's permission table: the roles that assign, close,
+# delete, configure ticket settings and manage members.
+MANAGER_ROLES: frozenset[Role] = frozenset({Role.OWNER, Role.ADMIN})
 
 
 class Action(StrEnum):
@@ -52,8 +55,7 @@ _SCOPES: dict[Action, tuple[Scope, Scope, Scope]] = {
     Action.CONFIGURE: (_A, _N, _N),
     Action.MANAGE_MEMBERS: (_A, _N, _N),
 }
-# The owner/admin column applies to every role of `MANAGER_ROLES`, the contract's one
-# definition of "owner or admin".
+# The owner/admin column applies to every role of `MANAGER_ROLES`.
 MATRIX: dict[Action, dict[Role, Scope]] = {
     action: {
         **dict.fromkeys(sorted(MANAGER_ROLES), managers),
@@ -65,13 +67,51 @@ MATRIX: dict[Action, dict[Role, Scope]] = {
 
 TICKET_WORKERS = MANAGER_ROLES | {Role.MEMBER}
 
+# A capability is an action allowed on any ticket (the owner/admin column's `ANY`); other
+# services decide with these names instead of knowing which roles hold them.
+CAPABILITY_ACTIONS: dict[Capability, Action] = {
+    Capability.VIEW_TICKETS: Action.VIEW,
+    Capability.CREATE_TICKETS: Action.CREATE,
+    Capability.EDIT_TICKETS: Action.EDIT,
+    Capability.ADD_NOTES: Action.ADD_NOTE,
+    Capability.LINK_CONVERSATIONS: Action.LINK_CONVERSATION,
+    Capability.CHANGE_STATUS: Action.CHANGE_STATUS,
+    Capability.ASSIGN_TICKETS: Action.ASSIGN,
+    Capability.CLOSE_TICKETS: Action.CLOSE,
+    Capability.MARK_SPAM: Action.MARK_SPAM,
+    Capability.DELETE_TICKETS: Action.DELETE,
+    # A deleted ticket's history (notes included) is for those who may delete tickets.
+    Capability.READ_DELETED_HISTORY: Action.DELETE,
+    Capability.CONFIGURE_SETTINGS: Action.CONFIGURE,
+    Capability.MANAGE_MEMBERS: Action.MANAGE_MEMBERS,
+}
+
+
+class RoleHolder(Protocol):
+    """Who asks: a member of the workspace (the domain's `Member`)."""
+
+    @property
+    def id(self) -> UUID: ...
+
+    @property
+    def role(self) -> Role: ...
+
 
 class Assignable(Protocol):
     @property
     def assignee_id(self) -> UUID | None: ...
 
 
-def ensure_allowed(actor: Member, action: Action, ticket: Assignable | None = None) -> None:
+def capabilities_of(role: Role) -> list[Capability]:
+    """What `role` may do on any ticket, in the contract's order."""
+    return [
+        capability
+        for capability, action in CAPABILITY_ACTIONS.items()
+        if MATRIX[action][role] is Scope.ANY
+    ]
+
+
+def ensure_allowed(actor: RoleHolder, action: Action, ticket: Assignable | None = None) -> None:
     scope = MATRIX[action][actor.role]
     if scope is Scope.ANY:
         return
@@ -85,7 +125,7 @@ def ensure_allowed(actor: Member, action: Action, ticket: Assignable | None = No
     raise Forbidden(f"A {actor.role} may not {action}; ask an owner or admin.")
 
 
-def ensure_can_create_ticket(actor: Member, assignee_id: UUID | None) -> None:
+def ensure_can_create_ticket(actor: RoleHolder, assignee_id: UUID | None) -> None:
     ensure_allowed(actor, Action.CREATE)
     if actor.role is Role.MEMBER and assignee_id not in (None, actor.id):
         raise Forbidden(
@@ -94,7 +134,7 @@ def ensure_can_create_ticket(actor: Member, assignee_id: UUID | None) -> None:
         )
 
 
-def ensure_can_work_tickets(member: Member) -> None:
+def ensure_can_work_tickets(member: RoleHolder) -> None:
     """The assignee of a ticket must be someone who can work it."""
     if member.role not in TICKET_WORKERS:
         raise Forbidden(

@@ -4,9 +4,11 @@ nothing. The store saves the state and the events in one transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from shared.contracts.conversation_ids import (
@@ -24,7 +26,7 @@ from shared.contracts.tickets import (
 )
 
 from . import permissions
-from .errors import Conflict, Forbidden, InvalidInput
+from .errors import Conflict, Forbidden, InvalidInput, StaleVersion
 from .events import EventSourced, change
 from .members import Member
 from .permissions import Action
@@ -44,6 +46,14 @@ class SystemProcess:
 
 
 Requester = Member | SystemProcess
+Value = TypeVar("Value", bound=StrEnum)
+
+AUTO_CLOSE = SystemProcess("auto-close")
+CUSTOMER_REPLY = SystemProcess("customer-reply")
+# Statuses in which nobody works a ticket any more: its conversation may get a new one.
+FINISHED = frozenset({TicketStatus.CLOSED, TicketStatus.SPAM})
+# Fields a PATCH may change; only the assignee can be set to nothing.
+PATCHABLE_NOT_NULL = ("subject", "description", "priority", "status")
 
 
 def _id(value: UUID | None) -> str | None:
@@ -120,7 +130,80 @@ class Ticket(EventSourced):
         )
         return ticket
 
+    @classmethod
+    def open_by(
+        cls,
+        creator: Member,
+        *,
+        number: int,
+        subject: str,
+        description: str,
+        priority: str | None,
+        assignee_id: UUID | None,
+        assignee: Member | None,
+        now: datetime,
+    ) -> Ticket:
+        """A ticket a member creates from the dashboard. `assignee`: the member `assignee_id`
+        names in the workspace, None if nobody does."""
+        permissions.ensure_can_create_ticket(creator, assignee_id)
+        if assignee_id is not None:
+            permissions.ensure_can_work_tickets(_known_assignee(assignee_id, assignee))
+        return cls.create(
+            workspace_id=creator.workspace_id,
+            number=number,
+            subject=subject,
+            description=description,
+            priority=priority,
+            assignee_id=assignee_id,
+            actor=creator.as_actor,
+            now=now,
+        )
+
     # -- changes ----------------------------------------------------------------------------
+
+    def ensure_version(self, expected: int | None) -> None:
+        """An `If-Match` naming an older version is refused: the caller edits what it saw."""
+        if expected is not None and expected != self.version:
+            raise StaleVersion(
+                f"You sent If-Match {expected} but the ticket is at version "
+                f"{self.version}; reload it, re-apply your change and send the new ETag."
+            )
+
+    def patch(
+        self, by: Member, now: datetime, changes: Mapping[str, Any], assignee: Member | None
+    ) -> None:
+        """A PATCH: only the fields present in `changes` change. `assignee`: the member
+        `changes["assignee_id"]` names in the workspace, None if nobody does."""
+        for name in PATCHABLE_NOT_NULL:
+            if name in changes and changes[name] is None:
+                raise InvalidInput(
+                    f"{name}_required",
+                    f"{name} cannot be null; leave it out to keep the current value.",
+                    field=name,
+                )
+        self.edit(by, now, subject=changes.get("subject"), description=changes.get("description"))
+        if "priority" in changes:
+            self.change_priority(by, now, changes["priority"])
+        if "assignee_id" in changes:
+            assignee_id = changes["assignee_id"]
+            self.assign(by, now, _known_assignee(assignee_id, assignee) if assignee_id else None)
+        if "status" in changes:
+            self.change_status(by, now, changes["status"])
+
+    def visitor_replied(self, now: datetime) -> None:
+        """The visitor wrote again in a linked conversation: a ticket waiting on them goes
+        back to `open`."""
+        if self.status is TicketStatus.WAITING_ON_CUSTOMER:
+            self.change_status(CUSTOMER_REPLY, now, TicketStatus.OPEN.value)
+
+    def close_if_resolved(self, now: datetime) -> None:
+        """The auto-close scheduler's change: a ticket still resolved closes."""
+        if self.status is TicketStatus.RESOLVED:
+            self.change_status(AUTO_CLOSE, now, TicketStatus.CLOSED.value)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
 
     def edit(
         self, by: Requester, now: datetime, *, subject: str | None, description: str | None
@@ -150,12 +233,7 @@ class Ticket(EventSourced):
         if new == self.priority:
             return
         old, self.priority = self.priority, new
-        self._record(
-            TicketEventType.PRIORITY_CHANGED,
-            by.as_actor,
-            now,
-            {"changes": {"priority": change(old.value, new.value)}},
-        )
+        self._record_change(TicketEventType.PRIORITY_CHANGED, by, now, "priority", old, new)
 
     def change_status(self, by: Requester, now: datetime, status: str) -> None:
         new = parse_status(status)
@@ -176,12 +254,7 @@ class Ticket(EventSourced):
             )
         self._authorize(by, action)
         old, self.status = self.status, new
-        self._record(
-            TicketEventType.STATUS_CHANGED,
-            by.as_actor,
-            now,
-            {"changes": {"status": change(old.value, new.value)}},
-        )
+        self._record_change(TicketEventType.STATUS_CHANGED, by, now, "status", old, new)
 
     def assign(self, by: Requester, now: datetime, assignee: Member | None) -> None:
         new = assignee.id if assignee else None
@@ -197,11 +270,13 @@ class Ticket(EventSourced):
                 )
             permissions.ensure_can_work_tickets(assignee)
         old, self.assignee_id = self.assignee_id, new
-        self._record(
+        self._record_change(
             TicketEventType.ASSIGNED if new else TicketEventType.UNASSIGNED,
-            by.as_actor,
+            by,
             now,
-            {"changes": {"assignee_id": change(_id(old), _id(new))}},
+            "assignee_id",
+            _id(old),
+            _id(new),
         )
 
     def add_note(self, by: Requester, now: datetime, body: str) -> UUID:
@@ -230,34 +305,14 @@ class Ticket(EventSourced):
                 f"Conversation {conversation} is linked to ticket {linked_to}; "
                 "unlink it there first.",
             )
-        before = list(self.conversation_ids)
-        self.conversation_ids.append(conversation)
-        self._record(
-            TicketEventType.CONVERSATION_LINKED,
-            by.as_actor,
-            now,
-            {
-                "conversation_id": conversation,
-                "changes": {"conversation_ids": change(before, list(self.conversation_ids))},
-            },
-        )
+        self._change_links(TicketEventType.CONVERSATION_LINKED, by, now, conversation)
 
     def unlink_conversation(self, by: Requester, now: datetime, conversation_id: str) -> None:
         conversation = clean_conversation_id(conversation_id)
         self._authorize(by, Action.LINK_CONVERSATION)
         if conversation not in self.conversation_ids:
             return
-        before = list(self.conversation_ids)
-        self.conversation_ids.remove(conversation)
-        self._record(
-            TicketEventType.CONVERSATION_UNLINKED,
-            by.as_actor,
-            now,
-            {
-                "conversation_id": conversation,
-                "changes": {"conversation_ids": change(before, list(self.conversation_ids))},
-            },
-        )
+        self._change_links(TicketEventType.CONVERSATION_UNLINKED, by, now, conversation)
 
     def delete(self, by: Requester, now: datetime) -> None:
         self._authorize(by, Action.DELETE)
@@ -296,6 +351,31 @@ class Ticket(EventSourced):
             permissions.ensure_allowed(by, action, self)
         elif action not in (Action.CHANGE_STATUS, Action.CLOSE, Action.LINK_CONVERSATION):
             raise Forbidden(f"The system may not {action}.")
+
+    def _change_links(
+        self, type_: TicketEventType, by: Requester, now: datetime, conversation: str
+    ) -> None:
+        before = list(self.conversation_ids)
+        if type_ is TicketEventType.CONVERSATION_LINKED:
+            self.conversation_ids.append(conversation)
+        else:
+            self.conversation_ids.remove(conversation)
+        self._record(
+            type_,
+            by.as_actor,
+            now,
+            {
+                "conversation_id": conversation,
+                "changes": {"conversation_ids": change(before, list(self.conversation_ids))},
+            },
+        )
+
+    def _record_change(
+        self, type_: TicketEventType, by: Requester, now: datetime, name: str, old: Any, new: Any
+    ) -> None:
+        """One field changed: its old and new value (an enum's as its plain value)."""
+        plain = [value.value if isinstance(value, StrEnum) else value for value in (old, new)]
+        self._record(type_, by.as_actor, now, {"changes": {name: change(*plain)}})
 
     def _record(
         self, type_: TicketEventType, actor: Actor, now: datetime, data: dict[str, Any]
@@ -362,24 +442,30 @@ def clean_conversation_id(conversation_id: str) -> str:
 def parse_priority(priority: str | None) -> TicketPriority:
     if priority is None:
         return TicketPriority.NORMAL
-    try:
-        return TicketPriority(priority)
-    except ValueError:
-        allowed = ", ".join(p.value for p in TicketPriority)
-        raise InvalidInput(
-            "unknown_priority",
-            f"{priority!r} is not a priority; use one of: {allowed}.",
-            field="priority",
-        ) from None
+    return _parse(TicketPriority, priority, "priority")
 
 
 def parse_status(status: str) -> TicketStatus:
+    return _parse(TicketStatus, status, "status")
+
+
+def _parse(values: type[Value], value: str, field: str) -> Value:
     try:
-        return TicketStatus(status)
+        return values(value)
     except ValueError:
-        allowed = ", ".join(s.value for s in TicketStatus)
+        allowed = ", ".join(v.value for v in values)
         raise InvalidInput(
-            "unknown_status",
-            f"{status!r} is not a status; use one of: {allowed}.",
-            field="status",
+            f"unknown_{field}",
+            f"{value!r} is not a {field}; use one of: {allowed}.",
+            field=field,
         ) from None
+
+
+def _known_assignee(assignee_id: UUID | str, assignee: Member | None) -> Member:
+    if assignee is None:
+        raise InvalidInput(
+            "unknown_assignee",
+            f"No member {assignee_id} in this workspace; pick one from GET /api/v1/members.",
+            field="assignee_id",
+        )
+    return assignee

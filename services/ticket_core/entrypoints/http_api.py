@@ -355,6 +355,7 @@ def _member_out(member: Member) -> MemberOut:
         email=member.email,
         role=member.role,
         created_at=member.created_at,
+        capabilities=member.capabilities,
     )
 
 

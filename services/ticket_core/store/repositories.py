@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import RowMapping, delete, func, insert, select, update
+from sqlalchemy import RowMapping, Select, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -51,11 +51,7 @@ class WorkspaceRepository:
 
     async def get(self, workspace_id: UUID) -> Workspace | None:
         w = tables.workspaces
-        row = (
-            (await self._session.execute(select(w).where(w.c.id == workspace_id)))
-            .mappings()
-            .first()
-        )
+        row = await _first_row(self._session, select(w).where(w.c.id == workspace_id))
         if row is None:
             return None
         workspace = Workspace(
@@ -116,17 +112,9 @@ class MemberRepository:
         self.seen.append(member)
 
     async def get(self, workspace_id: UUID, member_id: UUID) -> Member | None:
-        row = (
-            (
-                await self._session.execute(
-                    select(tables.members).where(
-                        tables.members.c.workspace_id == workspace_id,
-                        tables.members.c.id == member_id,
-                    )
-                )
-            )
-            .mappings()
-            .first()
+        m = tables.members
+        row = await _first_row(
+            self._session, select(m).where(m.c.workspace_id == workspace_id, m.c.id == member_id)
         )
         if row is None:
             return None
@@ -177,12 +165,18 @@ class TicketRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
         self.seen: list[Ticket] = []
+        # What each ticket was when read (or last written), to know what a write changes.
         self._count_keys_read: dict[UUID, CountKey] = {}
+        self._links_read: dict[UUID, frozenset[str]] = {}
 
     def _remember(self, ticket: Ticket) -> Ticket:
         self.seen.append(ticket)
-        self._count_keys_read[ticket.id] = _count_key(ticket)
+        self._note_written(ticket)
         return ticket
+
+    def _note_written(self, ticket: Ticket) -> None:
+        self._count_keys_read[ticket.id] = _count_key(ticket)
+        self._links_read[ticket.id] = frozenset(ticket.conversation_ids)
 
     async def add(self, ticket: Ticket) -> None:
         await self._session.execute(insert(tables.tickets).values(**_ticket_row(ticket)))
@@ -193,18 +187,12 @@ class TicketRepository:
 
     async def get(self, workspace_id: UUID, ticket_id: UUID) -> Ticket | None:
         """A ticket of this workspace that is not deleted."""
-        row = (
-            (
-                await self._session.execute(
-                    select(tables.tickets).where(
-                        tables.tickets.c.workspace_id == workspace_id,
-                        tables.tickets.c.id == ticket_id,
-                        tables.tickets.c.deleted_at.is_(None),
-                    )
-                )
-            )
-            .mappings()
-            .first()
+        t = tables.tickets
+        row = await _first_row(
+            self._session,
+            select(t).where(
+                t.c.workspace_id == workspace_id, t.c.id == ticket_id, t.c.deleted_at.is_(None)
+            ),
         )
         if row is None:
             return None
@@ -222,7 +210,7 @@ class TicketRepository:
         ).mappings()
         return [self._remember(_ticket_from_row(row)) for row in rows]
 
-    async def update(self, ticket: Ticket, *, links_before: list[str]) -> None:
+    async def update(self, ticket: Ticket) -> None:
         """Write a changed ticket; refused if someone else wrote it since it was read."""
         if not ticket.changed:
             return
@@ -240,12 +228,13 @@ class TicketRepository:
         await self._recount(
             ticket.workspace_id, self._count_keys_read[ticket.id], _count_key(ticket)
         )
-        self._count_keys_read[ticket.id] = _count_key(ticket)
-        for conversation_id in set(ticket.conversation_ids) - set(links_before):
+        links_before = self._links_read[ticket.id]
+        self._note_written(ticket)
+        for conversation_id in set(ticket.conversation_ids) - links_before:
             await self._link(ticket, conversation_id)
-        gone = set(links_before) - set(ticket.conversation_ids)
+        gone = links_before - set(ticket.conversation_ids)
         if ticket.deleted_at is not None:
-            gone = set(links_before)
+            gone = links_before
         if gone:
             await self._session.execute(
                 delete(tables.ticket_conversations).where(
@@ -338,18 +327,13 @@ class IdempotencyRepository:
 
     async def find(self, workspace_id: UUID, member_id: UUID, key: str) -> RowMapping | None:
         keys = tables.idempotency_keys
-        return (
-            (
-                await self._session.execute(
-                    select(keys.c.request_fingerprint, keys.c.response).where(
-                        keys.c.workspace_id == workspace_id,
-                        keys.c.member_id == member_id,
-                        keys.c.key == key,
-                    )
-                )
-            )
-            .mappings()
-            .first()
+        return await _first_row(
+            self._session,
+            select(keys.c.request_fingerprint, keys.c.response).where(
+                keys.c.workspace_id == workspace_id,
+                keys.c.member_id == member_id,
+                keys.c.key == key,
+            ),
         )
 
     async def remember(
@@ -371,6 +355,11 @@ class IdempotencyRepository:
                 created_at=now,
             )
         )
+
+
+async def _first_row(session: AsyncSession, statement: Select[Any]) -> RowMapping | None:
+    row: RowMapping | None = (await session.execute(statement)).mappings().first()
+    return row
 
 
 def _ticket_row(ticket: Ticket) -> dict[str, Any]:
