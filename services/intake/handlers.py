@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from uuid import UUID
 
 from sqlalchemy import RowMapping
@@ -360,7 +361,7 @@ async def put_settings(
         await uow.commit()
 
 
-async def _replace_credential(
+async def replace_credential(
     uow: UnitOfWork,
     workspace_id: UUID,
     member_id: UUID,
@@ -379,28 +380,8 @@ async def _replace_credential(
     return value
 
 
-async def replace_widget_key(
-    uow: UnitOfWork,
-    workspace_id: UUID,
-    member_id: UUID,
-    capabilities: Collection[Capability],
-    assistant_id: str,
-) -> str:
-    return await _replace_credential(
-        uow, workspace_id, member_id, capabilities, assistant_id, "widget_key"
-    )
-
-
-async def replace_identity_secret(
-    uow: UnitOfWork,
-    workspace_id: UUID,
-    member_id: UUID,
-    capabilities: Collection[Capability],
-    assistant_id: str,
-) -> str:
-    return await _replace_credential(
-        uow, workspace_id, member_id, capabilities, assistant_id, "identity_secret"
-    )
+replace_widget_key = partial(replace_credential, what="widget_key")
+replace_identity_secret = partial(replace_credential, what="identity_secret")
 
 
 async def list_requests(

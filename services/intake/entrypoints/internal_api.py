@@ -29,8 +29,8 @@ from shared.problems import PROBLEM_RESPONSES, Problem, problem_response
 
 from .. import handlers
 from ..bootstrap import Intake
+from ..domain.assistants import Credential
 from ..domain.requests import AssistantSettings
-from ..store.unit_of_work import UnitOfWork
 
 
 async def on_assistant_taken(_request: Request, error: Exception) -> JSONResponse:
@@ -100,16 +100,17 @@ def internal_routes() -> APIRouter:
         list_requests,
         response_model=list[TicketRequestRecord],
     )
-    for path, route, answer, field in (
-        ("widget-key", handlers.replace_widget_key, WidgetKeyOut, "widget_key"),
-        ("identity-secret", handlers.replace_identity_secret, IdentitySecretOut, "identity_secret"),
-    ):
+    credentials: tuple[tuple[str, type[WidgetKeyOut | IdentitySecretOut], Credential], ...] = (
+        ("widget-key", WidgetKeyOut, "widget_key"),
+        ("identity-secret", IdentitySecretOut, "identity_secret"),
+    )
+    for path, answer, what in credentials:
         router.add_api_route(
             f"/assistants/{{assistant_id}}/{path}",
-            _replacing(route, answer, field),
+            _replacing(what, answer),
             methods=["POST"],
             response_model=answer,
-            name=route.__name__,
+            name=f"replace_{what}",
         )
     router.add_api_route(
         "/assistants/{assistant_id}/ticket-request-refusals",
@@ -164,14 +165,11 @@ async def list_requests(
     )
 
 
-ReplaceCredential = Callable[[UnitOfWork, UUID, UUID, frozenset[Capability], str], Awaitable[str]]
-
-
 def _replacing(
-    replace: ReplaceCredential, answer: type[WidgetKeyOut | IdentitySecretOut], field: str
+    what: Credential, answer: type[WidgetKeyOut | IdentitySecretOut]
 ) -> Callable[..., Awaitable[Any]]:
-    """The route that makes a new widget key or identity secret (`field` of its answer) and
-    shows it, this once."""
+    """The route that makes a new widget key or identity secret (`what`, also the field of its
+    answer) and shows it, this once."""
 
     async def replace_credential(
         assistant_id: AssistantId,
@@ -180,10 +178,15 @@ def _replacing(
         capabilities: CallerCapabilities,
         request: Request,
     ) -> Any:
-        value = await replace(
-            _service(request).unit_of_work(), workspace_id, member_id, capabilities, assistant_id
+        value = await handlers.replace_credential(
+            _service(request).unit_of_work(),
+            workspace_id,
+            member_id,
+            capabilities,
+            assistant_id,
+            what,
         )
-        return answer.model_validate({"assistant_id": assistant_id, field: value})
+        return answer.model_validate({"assistant_id": assistant_id, what: value})
 
     return replace_credential
 
