@@ -20,11 +20,10 @@ from shared.contracts.api import (
     TicketCreate,
     TicketPage,
     TicketPatch,
-    TicketSort,
     WorkspaceOut,
     WorkspacePatch,
 )
-from shared.contracts.tickets import TicketPriority, TicketStatus
+from shared.contracts.queries import TicketFilters, TicketQuery
 from shared.http import (
     REQUEST_ID_HEADER,
     broker_check,
@@ -191,28 +190,20 @@ def _ticket_routes() -> APIRouter:
         workspace_id: WorkspaceId,
         member_id: MemberId,
         uow: ReadUow,
-        status: Annotated[list[TicketStatus] | None, Query()] = None,
-        priority: Annotated[list[TicketPriority] | None, Query()] = None,
-        assignee_id: Annotated[
-            str | None, Query(description="A member id, `me` or `none`.")
-        ] = None,
-        q: Annotated[str | None, Query(max_length=200)] = None,
-        sort: TicketSort = TicketSort.UPDATED,
-        cursor: Annotated[str | None, Query(max_length=500)] = None,
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        query: Annotated[TicketQuery, Query()],
     ) -> TicketPage:
         page = await handlers.list_tickets(
             uow,
             member_id,
             TicketFilter(
                 workspace_id=workspace_id,
-                statuses=frozenset(status) if status else None,
-                priorities=frozenset(p.value for p in priority) if priority else None,
-                assignee=_parse_assignee(assignee_id),
-                query=q or None,
-                sort=sort,
-                cursor=cursor or None,  # `cursor=` (empty) is the first page
-                limit=limit,
+                statuses=frozenset(query.status) if query.status else None,
+                priorities=frozenset(p.value for p in query.priority) if query.priority else None,
+                assignee=_parse_assignee(query.assignee_id),
+                query=query.q or None,
+                sort=query.sort,
+                cursor=query.cursor or None,  # `cursor=` (empty) is the first page
+                limit=query.limit,
             ),
         )
         return TicketPage(
@@ -227,20 +218,18 @@ def _ticket_routes() -> APIRouter:
         workspace_id: WorkspaceId,
         member_id: MemberId,
         uow: ReadUow,
-        priority: Annotated[list[TicketPriority] | None, Query()] = None,
-        assignee_id: Annotated[
-            str | None, Query(description="A member id, `me` or `none`.")
-        ] = None,
-        q: Annotated[str | None, Query(max_length=200)] = None,
+        filters: Annotated[TicketFilters, Query()],
     ) -> TicketCounts:
         counts = await handlers.count_tickets(
             uow,
             member_id,
             TicketFilter(
                 workspace_id=workspace_id,
-                priorities=frozenset(p.value for p in priority) if priority else None,
-                assignee=_parse_assignee(assignee_id),
-                query=q or None,
+                priorities=frozenset(p.value for p in filters.priority)
+                if filters.priority
+                else None,
+                assignee=_parse_assignee(filters.assignee_id),
+                query=filters.q or None,
             ),
         )
         return TicketCounts(
