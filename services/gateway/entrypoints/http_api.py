@@ -27,18 +27,24 @@ from ..routes.tickets import ticket_routes
 from ..settings import GatewaySettings
 from ..upstream import Upstream
 
+# The services behind the gateway: the app state's name of each, and its own name (also the
+# audience of the credential the gateway signs for it).
+UPSTREAM_NAMES = {"ticket_core": "ticket-core", "activity_log": "activity-log", "intake": "intake"}
+
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
-    clients: list[httpx.AsyncClient] = []
-
     signer = InternalTokenSigner(settings.internal_secret_list, issuer="gateway")
-
-    def upstream(name: str, base_url: str) -> Upstream:
-        client = httpx.AsyncClient(base_url=base_url, timeout=settings.upstream_timeout_seconds)
-        clients.append(client)
-        return Upstream(name, client, signer)
-
+    urls = {
+        "ticket_core": settings.ticket_core_url,
+        "activity_log": settings.activity_log_url,
+        "intake": settings.intake_url,
+    }
+    clients = {
+        name: httpx.AsyncClient(base_url=url, timeout=settings.upstream_timeout_seconds)
+        for name, url in urls.items()
+    }
+    upstreams = {name: Upstream(UPSTREAM_NAMES[name], clients[name], signer) for name in urls}
     broker = create_watching_broker(settings, client_id="gateway")
     feed = EventFeed(
         settings.kafka_bootstrap_servers,
@@ -58,37 +64,42 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             yield
         finally:
             await broker.stop()
-            for client in clients:
+            for client in clients.values():
                 await client.aclose()
-
-    ticket_core = upstream("ticket-core", settings.ticket_core_url)
-    activity_log = upstream("activity-log", settings.activity_log_url)
-    intake = upstream("intake", settings.intake_url)
 
     app = create_service_app(
         title="Help desk dashboard API",
-        description=(
-            "The dashboard's API. Authenticate with `Authorization: Bearer <JWT>` "
-            "(`helpdesk token`). Errors are `application/problem+json` with a stable `code`. "
-            "Text (in a body, a query or a path) cannot contain the NUL character (U+0000): "
-            "422 `nul_character`."
-        ),
+        description=DESCRIPTION,
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
         # Ready: every service behind the gateway answers, and so does the broker.
         readiness_checks={
-            "ticket-core": ticket_core.ping,
-            "activity-log": activity_log.ping,
-            "intake": intake.ping,
+            **{upstream.name: upstream.ping for upstream in upstreams.values()},
             "kafka": broker_check(broker),
         },
     )
+    for name, upstream in upstreams.items():
+        setattr(app.state, name, upstream)
     app.state.settings = settings
-    app.state.ticket_core = ticket_core
-    app.state.activity_log = activity_log
-    app.state.intake = intake
     app.state.feed = feed
     app.state.memberships = memberships
+    _check_callers(app, settings)
+    for router in (ticket_routes(), member_routes(), assistant_routes(), _live_routes()):
+        app.include_router(router, prefix="/api/v1")
+    app.include_router(_contract_routes())
+    return app
+
+
+DESCRIPTION = (
+    "The dashboard's API. Authenticate with `Authorization: Bearer <JWT>` "
+    "(`helpdesk token`). Errors are `application/problem+json` with a stable `code`. "
+    "Text (in a body, a query or a path) cannot contain the NUL character (U+0000): "
+    "422 `nul_character`."
+)
+
+
+def _check_callers(app: FastAPI, settings: GatewaySettings) -> None:
+    """Who may call: the tokens accepted, and the browser origins CORS lets in."""
     app.state.token_verifier = TokenVerifier(
         settings.jwt_secret,
         accept_hs256=settings.accept_hs256,
@@ -104,10 +115,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["ETag", "X-Request-Id"],
         )
-    for router in (ticket_routes(), member_routes(), assistant_routes(), _live_routes()):
-        app.include_router(router, prefix="/api/v1")
 
-    @app.get(
+
+def _contract_routes() -> APIRouter:
+    router = APIRouter()
+    contract = specification()
+
+    @router.get(
         "/api/v1/asyncapi.json",
         tags=["contract"],
         summary="The Kafka contract (AsyncAPI 3), for teams that subscribe to ticket events",
@@ -116,8 +130,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def asyncapi() -> dict[str, Any]:
         return contract
 
-    contract = specification()
-    return app
+    return router
 
 
 EVENT_STREAM = "text/event-stream"
