@@ -4,6 +4,7 @@ FastAPI routes that authenticate the caller, call the owning service with the ca
 credential, and answer with its result (or pass its problem on)."""
 
 import inspect
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ from shared.problems import ProblemError, problem_response_doc, problem_response
 from .auth import UNAUTHENTICATED, Caller, CurrentCaller
 from .upstream import Upstream, UpstreamProblem
 
+PUBLIC_PREFIX = "/api/v1"
 # A route with a JSON body can also be refused for the body itself.
 WITH_BODY = (400, 413, 422)
 # Header values passed on to an internal service: what an HTTP header can carry as text.
@@ -50,6 +52,8 @@ AUTHENTICATED: dict[int | str, dict[str, Any]] = {
         "(`signing_keys_unavailable`) cannot be reached right now; retry in a moment",
     ),
 }
+# What an `If-Match` may be: an ETag of this API (`"12"`), weak or not, quotes optional.
+ETAG_PATTERN = r'^ *(W/)?"?[0-9]+"? *$'
 ETAG_HEADER = {
     "ETag": {
         "description": "The ticket's `version`, quoted; send it back as `If-Match`.",
@@ -92,6 +96,9 @@ class Forward:
     etag: bool = False  # the answer is a ticket: its version goes in `ETag`
     location: bool = False  # the answer is a new ticket: its URL goes in `Location`
     after: AfterForward | None = None
+    # OpenAPI links of the success answer: where a client (or schemathesis' stateful phase)
+    # goes next with what it got, e.g. from a created ticket to its notes.
+    links: dict[str, Any] = field(default_factory=dict)
 
     def answers(self) -> dict[int | str, dict[str, Any]]:
         """The route's answers for the OpenAPI document."""
@@ -100,9 +107,19 @@ class Forward:
             **(ETAG_HEADER if self.etag else {}),
             **(LOCATION_HEADER if self.location else {}),
         }
+        success: dict[str, Any] = {}
         if headers:
-            answers[self.status_code] = {"headers": headers}
+            success["headers"] = headers
+        if self.links:
+            success["links"] = self.links
+        if success:
+            answers[self.status_code] = success
         return answers
+
+
+def operation_id(name: str, method: str, path: str) -> str:
+    """The operationId FastAPI gives a route of the public API (its `generate_unique_id`)."""
+    return re.sub(r"\W", "_", f"{name}{PUBLIC_PREFIX}{path}") + f"_{method.lower()}"
 
 
 def forwarding_router(entries: list[Forward], *, tag: str) -> APIRouter:

@@ -23,13 +23,16 @@ from shared.problems import problem_responses
 from ..auth import CurrentCaller
 from ..forwarding import (
     AUTHENTICATED,
+    ETAG_PATTERN,
     PRINTABLE_ASCII,
     WITH_BODY,
     Forward,
     forward,
     forwarding_router,
+    operation_id,
 )
 from ..upstream import UpstreamProblem
+from .assistants import ConversationId
 
 TICKET = {"ticket_id": UUID}
 
@@ -45,10 +48,32 @@ IfMatch = Annotated[
     str | None,
     Header(
         max_length=200,
-        pattern=PRINTABLE_ASCII,
+        pattern=ETAG_PATTERN,
         description="The ETag you read; 412 if the ticket changed since.",
     ),
 ]
+
+
+def _next(name: str, method: str, path: str, description: str) -> dict[str, Any]:
+    """A link from a ticket in an answer to a route of that ticket."""
+    return {
+        "operationId": operation_id(name, method, path),
+        "parameters": {"ticket_id": "$response.body#/id"},
+        "description": description,
+    }
+
+
+CREATED_TICKET_LINKS = {
+    "GetTicket": _next("get_ticket", "GET", "/tickets/{ticket_id}", "Read the new ticket."),
+    "UpdateTicket": _next("update_ticket", "PATCH", "/tickets/{ticket_id}", "Change it."),
+    "AddNote": _next("add_note", "POST", "/tickets/{ticket_id}/notes", "Add a note to it."),
+    "LinkConversation": _next(
+        "link_conversation", "POST", "/tickets/{ticket_id}/conversations", "Link a conversation."
+    ),
+    "TicketActivity": _next(
+        "ticket_activity", "GET", "/tickets/{ticket_id}/activity", "Read its history."
+    ),
+}
 
 TICKET_ROUTES = [
     Forward(
@@ -65,6 +90,7 @@ TICKET_ROUTES = [
         headers={"idempotency_key": IdempotencyKey},
         etag=True,
         location=True,
+        links=CREATED_TICKET_LINKS,
     ),
     Forward(
         name="list_tickets",
@@ -147,7 +173,7 @@ TICKET_ROUTES = [
         summary="Unlink a chat conversation",
         response_model=Ticket,
         refusals=(403, 404, 409, 422),
-        path_params={**TICKET, "conversation_id": str},
+        path_params={**TICKET, "conversation_id": ConversationId},
         etag=True,
     ),
     Forward(
