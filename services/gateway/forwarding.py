@@ -53,7 +53,7 @@ AUTHENTICATED: dict[int | str, dict[str, Any]] = {
     ),
 }
 # What an `If-Match` may be: an ETag of this API (`"12"`), weak or not, quotes optional.
-ETAG_PATTERN = r'^ *(W/)?"?[0-9]+"? *$'
+ETAG_PATTERN = r'^(W/)?"?[0-9]+"?$'
 ETAG_HEADER = {
     "ETag": {
         "description": "The ticket's `version`, quoted; send it back as `If-Match`.",
