@@ -32,7 +32,6 @@ from ..forwarding import (
     operation_id,
 )
 from ..upstream import UpstreamProblem
-from .assistants import ConversationId
 
 TICKET = {"ticket_id": UUID}
 
@@ -173,7 +172,7 @@ TICKET_ROUTES = [
         summary="Unlink a chat conversation",
         response_model=Ticket,
         refusals=(403, 404, 409, 422),
-        path_params={**TICKET, "conversation_id": ConversationId},
+        path_params={**TICKET, "conversation_id": str},
         etag=True,
     ),
     Forward(
