@@ -14,19 +14,12 @@ SEARCH = (
     "anywhere in the subject and `%`, `_`, `\\` are literal."
 )
 
-# `me`, `none`, a member id, or empty (no filter).
-ASSIGNEE_FILTER = (
-    r"^(|me|none|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
-)
-
 
 class TicketFilters(BaseModel):
     """The filters the ticket list and the per-status counts share."""
 
     priority: list[TicketPriority] | None = None
-    assignee_id: str | None = Field(
-        default=None, pattern=ASSIGNEE_FILTER, description="Member id, `me` or `none`."
-    )
+    assignee_id: str | None = Field(default=None, description="Member id, `me` or `none`.")
     q: str | None = Field(default=None, max_length=200, description=SEARCH)
 
 

@@ -1,7 +1,6 @@
 """The gateway's OpenAPI document, built in process from its route table: its links lead to
 operations it has, and an unsupported method is answered with every method the path takes."""
 
-import re
 from typing import Any
 
 import pytest
@@ -10,7 +9,6 @@ from pydantic import ValidationError
 
 from services.gateway.entrypoints.http_api import create_app
 from shared.contracts.api import TicketPatch
-from shared.contracts.queries import ASSIGNEE_FILTER
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +54,8 @@ def test_an_unsupported_method_is_told_every_method_of_the_path(path: str, allow
 
 
 def test_the_document_states_what_the_api_refuses(document: dict[str, Any]) -> None:
-    listed = document["paths"]["/api/v1/tickets"]["get"]["parameters"]
-    assignee = next(p for p in listed if p["name"] == "assignee_id")
     patch = document["components"]["schemas"]["TicketPatch"]["properties"]
 
-    assert ASSIGNEE_FILTER in str(assignee["schema"])
     assert "null" not in str(patch["priority"])
-    assert re.fullmatch(ASSIGNEE_FILTER, "me")
-    assert not re.fullmatch(ASSIGNEE_FILTER, "you")
     with pytest.raises(ValidationError, match="priority"):
         TicketPatch.model_validate({"priority": None})
