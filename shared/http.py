@@ -3,19 +3,21 @@ errors, body size limits, health and readiness. Who is calling an internal API i
 header: it is the verified credential of `shared/internal_auth.py`."""
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from uuid import uuid4
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.background import BackgroundWork, service_lifespan
+from shared.internal_auth import InternalTokenVerifier
 from shared.problems import (
     Problem,
     install_problem_handlers,
@@ -150,7 +152,16 @@ def create_service_app(
     # Added last, so it is the outermost of these: a too-large body is refused first.
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     _document_conventions(app)
-    checks = readiness_checks or {}
+    _add_health_routes(app, readiness_checks or {}, readiness_details or {})
+    return app
+
+
+def _add_health_routes(
+    app: FastAPI,
+    checks: dict[str, ReadinessCheck],
+    readiness_details: dict[str, Callable[[], Awaitable[Any]]],
+) -> None:
+    """`/healthz` (the process is alive) and `/readyz` (what it depends on answers)."""
 
     @app.get(
         "/healthz",
@@ -181,7 +192,7 @@ def create_service_app(
                 results[name] = f"failing: {error}"
         ready = all(value == "ok" for value in results.values())
         details: dict[str, Any] = {}
-        for name, detail in (readiness_details or {}).items():
+        for name, detail in readiness_details.items():
             try:
                 details[name] = await detail()
             except Exception as error:
@@ -191,6 +202,62 @@ def create_service_app(
             status_code=200 if ready else 503,
         )
 
+
+class ServiceParts(Protocol):
+    """What a service's bootstrap holds that its internal app is made of."""
+
+    @property
+    def settings(self) -> Any: ...  # with max_body_bytes and internal_secret_list
+    @property
+    def engine(self) -> AsyncEngine: ...
+    @property
+    def read_engine(self) -> AsyncEngine: ...
+    @property
+    def broker(self) -> Any: ...
+
+
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def create_internal_app(
+    service: ServiceParts,
+    *,
+    audience: str,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    background: Sequence[BackgroundWork] = (),
+    exception_handlers: dict[type[Exception], ExceptionHandler] | None = None,
+    readiness_details: dict[str, Callable[[], Awaitable[Any]]] | None = None,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    state_name: str = "service",
+) -> FastAPI:
+    """A service's internal API, the one skeleton every service shares: its broker and
+    background work started with the app (unless `lifespan` says who starts them), ready when
+    its database and broker answer, callers verified for `audience`, the routes under
+    `/internal/v1`. `app.state.<state_name>` is the service."""
+    app = create_service_app(
+        title=title,
+        description=description,
+        max_body_bytes=service.settings.max_body_bytes,
+        lifespan=lifespan
+        or service_lifespan(
+            service.broker, service.engine, background, also_dispose=[service.read_engine]
+        ),
+        readiness_checks={
+            "database": database_check(service.engine),
+            "broker": broker_check(service.broker),
+        },
+        readiness_details=readiness_details,
+    )
+    setattr(app.state, state_name, service)
+    app.state.internal_verifier = InternalTokenVerifier(
+        service.settings.internal_secret_list, audience=audience
+    )
+    for kind, handler in (exception_handlers or {}).items():
+        app.add_exception_handler(kind, handler)
+    for router in routers:
+        app.include_router(router, prefix="/internal/v1")
     return app
 
 

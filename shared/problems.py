@@ -4,6 +4,7 @@ Every service answers errors the same way, so the gateway can pass an internal s
 problem straight through to the dashboard.
 """
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -149,9 +151,12 @@ def install_problem_handlers(app: FastAPI) -> None:
             )
         )
 
-    async def on_http(_request: Request, error: Exception) -> JSONResponse:
+    async def on_http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        headers = dict(error.headers) if error.headers else {}
+        if error.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         return problem_response(
             Problem(
                 title=str(error.detail),
@@ -159,9 +164,28 @@ def install_problem_handlers(app: FastAPI) -> None:
                 code=code,
                 detail=str(error.detail),
             ),
-            dict(error.headers) if error.headers else None,
+            headers or None,
         )
 
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the app's OpenAPI document lists for this path. Starlette's own 405
+    names only the methods of the first route whose path matches, though several routes share
+    a path (one per method)."""
+    app = request.app
+    paths: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "_allow", None)
+    if paths is None:
+        paths = [
+            (compile_path(path)[0], {method.upper() for method in item})
+            for path, item in app.openapi().get("paths", {}).items()
+        ]
+        app.state._allow = paths
+    methods: set[str] = set()
+    for pattern, declared in paths:
+        if pattern.match(request.url.path):
+            methods |= declared
+    return sorted(methods)

@@ -73,10 +73,15 @@ class TicketPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    subject: str | None = Field(default=None, min_length=1, max_length=SUBJECT_MAX_LENGTH)
-    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX_LENGTH)
-    priority: TicketPriority | None = None
-    status: TicketStatus | None = Field(
+    # Optional but never null (ticket-core refuses a null there): pydantic keeps an unset
+    # field's default without validating it, so a field left out stays None and is not sent
+    # on (`exclude_unset`), while a null sent is refused and the schema says so.
+    subject: str = Field(  # type: ignore[assignment]
+        default=None, min_length=1, max_length=SUBJECT_MAX_LENGTH
+    )
+    description: str = Field(default=None, max_length=DESCRIPTION_MAX_LENGTH)  # type: ignore[assignment]
+    priority: TicketPriority = Field(default=None)  # type: ignore[assignment]
+    status: TicketStatus = Field(  # type: ignore[assignment]
         default=None, description="Moves allowed by the transition table (README)."
     )
     assignee_id: UUID | None = None

@@ -25,13 +25,6 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from tests.e2e.conftest import System, Workspace
 
@@ -44,13 +37,10 @@ TICKET_SCHEMA = {"$ref": "#/components/schemas/Ticket"}
 # Generated examples per operation, in the fuzzing phase (the examples and coverage phases
 # add their own, a few dozen at most per operation).
 MAX_EXAMPLES = 30
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-    response_headers_conformance,
-]
+# The stateful phase: scenarios that follow the document's links (a created ticket to its
+# reads and changes), a few steps each.
+STATEFUL_SCENARIOS = 15
+STATEFUL_STEPS = 6
 # Anyone may call these without a token.
 PUBLIC = {"GET /healthz", "GET /readyz", "GET /api/v1/asyncapi.json"}
 
@@ -119,17 +109,34 @@ def fuzz_tally(system: System, request: pytest.FixtureRequest) -> Iterator[Tally
             reporter.write_line(tally.summary())
 
 
-@pytest.fixture
-def gateway_schema(system: System, fuzz_targets: FuzzTargets) -> Any:
+def load_gateway_schema(system: System, fuzz_targets: FuzzTargets) -> Any:
     config = schemathesis.Config.from_dict(
         {
             "headers": fuzz_targets.team.auth,
             "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
+            # Every check but three. A valid-looking request the data refuses (an assignee who
+            # is not a member: 422 `unknown_assignee`; a cursor this API never gave out) is
+            # not a gap of the document, which cannot list the workspace's members. Invalid
+            # data accepted: the request models still coerce in pydantic's lax mode (`0` for
+            # `false`), which only strict models would refuse (not done yet). And
+            # `ignored_auth` drops the token from a request that the `headers` above put
+            # back, so it would report the valid token as "accepted invalid authentication"
+            # (test_gateway_access.py tests refused tokens).
+            "checks": {
+                "positive_data_acceptance": {"enabled": False},
+                "negative_data_rejection": {"enabled": False},
+                "ignored_auth": {"enabled": False},
+            },
         }
     )
     return schemathesis.openapi.from_url(
         f"{system.gateway}/openapi.json", config=config, timeout=15
     )
+
+
+@pytest.fixture
+def gateway_schema(system: System, fuzz_targets: FuzzTargets) -> Any:
+    return load_gateway_schema(system, fuzz_targets)
 
 
 # The filter is set here: `from_fixture` replaces the filters of the schema the fixture returns.
@@ -162,8 +169,28 @@ def test_every_answer_is_what_the_document_promises(
     case: schemathesis.Case[Any], system: System, fuzz_targets: FuzzTargets, fuzz_tally: Tally
 ) -> None:
     _point_at_real_resources(case, fuzz_targets)
-    response = case.call_and_validate(base_url=system.gateway, checks=CHECKS, timeout=15)
+    # No `checks=`: the checks the config enables (all but three, see load_gateway_schema),
+    # the `Allow` of a 405 included.
+    response = case.call_and_validate(base_url=system.gateway, timeout=15)
     fuzz_tally.count(case.operation.label, response.status_code)
+
+
+def test_following_the_links_every_answer_is_what_the_document_promises(
+    system: System, fuzz_targets: FuzzTargets
+) -> None:
+    """schemathesis' stateful phase: it creates tickets and follows the document's links from
+    each to the operations on it, with every check on every answer."""
+    schema = load_gateway_schema(system, fuzz_targets).exclude(method="GET", path="/api/v1/stream")
+    machine = schema.as_state_machine()
+    machine.run(
+        settings=settings(
+            max_examples=STATEFUL_SCENARIOS,
+            stateful_step_count=STATEFUL_STEPS,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
 
 
 def _point_at_real_resources(case: schemathesis.Case[Any], targets: FuzzTargets) -> None:

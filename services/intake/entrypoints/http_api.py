@@ -9,7 +9,13 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from shared.background import service_lifespan
-from shared.http import Listener, broker_check, create_service_app, database_check
+from shared.http import (
+    Listener,
+    broker_check,
+    create_internal_app,
+    create_service_app,
+    database_check,
+)
 from shared.internal_auth import InternalTokenVerifier
 
 from .. import handlers
@@ -51,22 +57,21 @@ def create_app(settings: IntakeSettings | None = None) -> list[Listener]:
     widget.add_exception_handler(Refused, on_refused)
     widget.include_router(widget_routes(), prefix="/widget/v1")
     widget.add_middleware(WidgetCors)
-    internal = create_service_app(
+    internal = create_internal_app(
+        service,
+        audience="intake",
         title="intake (internal)",
         description="Assistants' ticket settings, diagnostics and conversations, for the gateway "
         "only, with an internal credential (`Authorization: Bearer`, audience `intake`).",
         lifespan=_started_by_the_widget_listener,
-        readiness_checks=readiness,
         # Only here: the widget's address is public and shows no event ids.
         readiness_details={"outbox": service.relay.status},
-        max_body_bytes=settings.max_body_bytes,
+        exception_handlers={
+            AssistantTaken: on_assistant_taken,
+            InvalidSettings: on_invalid_settings,
+        },
+        routers=[internal_routes()],
     )
-    internal.state.internal_verifier = InternalTokenVerifier(
-        settings.internal_secret_list, audience="intake"
-    )
-    internal.include_router(internal_routes(), prefix="/internal/v1")
-    internal.add_exception_handler(AssistantTaken, on_assistant_taken)
-    internal.add_exception_handler(InvalidSettings, on_invalid_settings)
     for app in (widget, internal):
         _install(app, service)
     return [

@@ -7,7 +7,6 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from shared.background import service_lifespan
 from shared.contracts.api import (
     ConversationLink,
     MemberCreate,
@@ -20,18 +19,12 @@ from shared.contracts.api import (
     TicketCreate,
     TicketPage,
     TicketPatch,
-    TicketSort,
     WorkspaceOut,
     WorkspacePatch,
 )
-from shared.contracts.tickets import TicketPriority, TicketStatus
-from shared.http import (
-    REQUEST_ID_HEADER,
-    broker_check,
-    create_service_app,
-    database_check,
-)
-from shared.internal_auth import Caller, InternalTokenVerifier
+from shared.contracts.queries import TicketFilters, TicketQuery
+from shared.http import REQUEST_ID_HEADER, create_internal_app
+from shared.internal_auth import Caller
 from shared.problems import PROBLEM_RESPONSES, Problem, problem_response
 
 from .. import handlers
@@ -65,31 +58,24 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
 
 def create_app(settings: TicketCoreSettings | None = None) -> FastAPI:
     core = bootstrap(settings)
-    app = create_service_app(
+    return create_internal_app(
+        core,
+        audience="ticket-core",
         title="ticket-core (internal)",
         description="The only writer of tickets. Called by the gateway only, with an internal "
         "credential (`Authorization: Bearer`, audience `ticket-core`).",
-        max_body_bytes=core.settings.max_body_bytes,
-        lifespan=service_lifespan(
-            core.broker,
-            core.engine,
-            [core.relay, core.auto_closer],
-            also_dispose=[core.read_engine],
-        ),
-        readiness_checks={
-            "database": database_check(core.engine),
-            "broker": broker_check(core.broker),
-        },
+        background=[core.relay, core.auto_closer],
         readiness_details={"outbox": core.relay.status},
+        exception_handlers={DomainError: _on_domain_error},
+        routers=[
+            _ticket_routes(),
+            _ticket_list_routes(),
+            _ticket_edit_routes(),
+            _conversation_link_routes(),
+            _member_routes(),
+        ],
+        state_name="core",
     )
-    app.state.core = core
-    app.state.internal_verifier = InternalTokenVerifier(
-        core.settings.internal_secret_list, audience="ticket-core"
-    )
-    app.add_exception_handler(DomainError, _on_domain_error)
-    app.include_router(_ticket_routes(), prefix="/internal/v1")
-    app.include_router(_member_routes(), prefix="/internal/v1")
-    return app
 
 
 async def _on_domain_error(_request: Request, error: Exception) -> JSONResponse:
@@ -160,6 +146,7 @@ def _parse_if_match(if_match: str | None) -> int | None:
 
 
 def _ticket_routes() -> APIRouter:
+    """Create, read and delete one ticket."""
     router = APIRouter(tags=["tickets"], responses=PROBLEM_RESPONSES)
 
     @router.post("/tickets", status_code=201, response_model=Ticket)
@@ -186,33 +173,50 @@ def _ticket_routes() -> APIRouter:
         response.headers["ETag"] = f'"{snapshot["version"]}"'
         return snapshot
 
+    @router.get("/tickets/{ticket_id}", response_model=Ticket)
+    async def get_ticket(
+        ticket_id: UUID,
+        workspace_id: WorkspaceId,
+        member_id: MemberId,
+        uow: ReadUow,
+        response: Response,
+    ) -> Ticket:
+        ticket = await handlers.get_ticket(uow, workspace_id, member_id, ticket_id)
+        return _ticket_out(ticket, response)
+
+    @router.delete("/tickets/{ticket_id}", status_code=204)
+    async def delete_ticket(
+        ticket_id: UUID, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
+    ) -> Response:
+        await handlers.delete_ticket(uow, workspace_id, member_id, ticket_id)
+        return Response(status_code=204)
+
+    return router
+
+
+def _ticket_list_routes() -> APIRouter:
+    """The list and the per-status counts."""
+    router = APIRouter(tags=["tickets"], responses=PROBLEM_RESPONSES)
+
     @router.get("/tickets", response_model=TicketPage)
     async def list_tickets(
         workspace_id: WorkspaceId,
         member_id: MemberId,
         uow: ReadUow,
-        status: Annotated[list[TicketStatus] | None, Query()] = None,
-        priority: Annotated[list[TicketPriority] | None, Query()] = None,
-        assignee_id: Annotated[
-            str | None, Query(description="A member id, `me` or `none`.")
-        ] = None,
-        q: Annotated[str | None, Query(max_length=200)] = None,
-        sort: TicketSort = TicketSort.UPDATED,
-        cursor: Annotated[str | None, Query(max_length=500)] = None,
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        query: Annotated[TicketQuery, Query()],
     ) -> TicketPage:
         page = await handlers.list_tickets(
             uow,
             member_id,
             TicketFilter(
                 workspace_id=workspace_id,
-                statuses=frozenset(status) if status else None,
-                priorities=frozenset(p.value for p in priority) if priority else None,
-                assignee=_parse_assignee(assignee_id),
-                query=q or None,
-                sort=sort,
-                cursor=cursor or None,  # `cursor=` (empty) is the first page
-                limit=limit,
+                statuses=frozenset(query.status) if query.status else None,
+                priorities=frozenset(p.value for p in query.priority) if query.priority else None,
+                assignee=_parse_assignee(query.assignee_id),
+                query=query.q or None,
+                sort=query.sort,
+                cursor=query.cursor or None,  # `cursor=` (empty) is the first page
+                limit=query.limit,
             ),
         )
         return TicketPage(
@@ -227,20 +231,18 @@ def _ticket_routes() -> APIRouter:
         workspace_id: WorkspaceId,
         member_id: MemberId,
         uow: ReadUow,
-        priority: Annotated[list[TicketPriority] | None, Query()] = None,
-        assignee_id: Annotated[
-            str | None, Query(description="A member id, `me` or `none`.")
-        ] = None,
-        q: Annotated[str | None, Query(max_length=200)] = None,
+        filters: Annotated[TicketFilters, Query()],
     ) -> TicketCounts:
         counts = await handlers.count_tickets(
             uow,
             member_id,
             TicketFilter(
                 workspace_id=workspace_id,
-                priorities=frozenset(p.value for p in priority) if priority else None,
-                assignee=_parse_assignee(assignee_id),
-                query=q or None,
+                priorities=frozenset(p.value for p in filters.priority)
+                if filters.priority
+                else None,
+                assignee=_parse_assignee(filters.assignee_id),
+                query=filters.q or None,
             ),
         )
         return TicketCounts(
@@ -249,16 +251,12 @@ def _ticket_routes() -> APIRouter:
             capped=sorted(counts.capped),
         )
 
-    @router.get("/tickets/{ticket_id}", response_model=Ticket)
-    async def get_ticket(
-        ticket_id: UUID,
-        workspace_id: WorkspaceId,
-        member_id: MemberId,
-        uow: ReadUow,
-        response: Response,
-    ) -> Ticket:
-        ticket = await handlers.get_ticket(uow, workspace_id, member_id, ticket_id)
-        return _ticket_out(ticket, response)
+    return router
+
+
+def _ticket_edit_routes() -> APIRouter:
+    """Changes to a ticket and its notes."""
+    router = APIRouter(tags=["tickets"], responses=PROBLEM_RESPONSES)
 
     @router.patch("/tickets/{ticket_id}", response_model=Ticket)
     async def update_ticket(
@@ -297,6 +295,13 @@ def _ticket_routes() -> APIRouter:
             ticket_version=ticket.version,
         )
 
+    return router
+
+
+def _conversation_link_routes() -> APIRouter:
+    """A ticket's links to chat conversations."""
+    router = APIRouter(tags=["tickets"], responses=PROBLEM_RESPONSES)
+
     @router.post("/tickets/{ticket_id}/conversations", response_model=Ticket)
     async def link_conversation(
         ticket_id: UUID,
@@ -324,13 +329,6 @@ def _ticket_routes() -> APIRouter:
             uow, workspace_id, member_id, ticket_id, conversation_id
         )
         return _ticket_out(ticket, response)
-
-    @router.delete("/tickets/{ticket_id}", status_code=204)
-    async def delete_ticket(
-        ticket_id: UUID, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
-    ) -> Response:
-        await handlers.delete_ticket(uow, workspace_id, member_id, ticket_id)
-        return Response(status_code=204)
 
     return router
 
