@@ -56,17 +56,7 @@ def _routes() -> APIRouter:
         )
         page = entries[: query.limit]
         return ActivityPage(
-            items=[
-                ActivityEntry(
-                    sequence=entry.sequence,
-                    type=entry.type,
-                    actor=entry.actor,
-                    time=entry.time,
-                    changes=entry.changes,
-                    event_id=entry.event_id,
-                )
-                for entry in page
-            ],
+            items=[ActivityEntry.model_validate(entry, from_attributes=True) for entry in page],
             next_cursor=str(page[-1].sequence) if len(entries) > query.limit else None,
         )
 

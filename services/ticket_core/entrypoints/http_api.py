@@ -1,6 +1,7 @@
 """ticket-core's internal HTTP API: the gateway's way in. Each route parses, calls one handler
 and shapes the answer; domain refusals become problem+json here and nowhere else."""
 
+from dataclasses import replace
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -208,12 +209,9 @@ def _ticket_list_routes() -> APIRouter:
         page = await handlers.list_tickets(
             uow,
             member_id,
-            TicketFilter(
-                workspace_id=workspace_id,
+            replace(
+                _filter_of(workspace_id, query),
                 statuses=frozenset(query.status) if query.status else None,
-                priorities=frozenset(p.value for p in query.priority) if query.priority else None,
-                assignee=_parse_assignee(query.assignee_id),
-                query=query.q or None,
                 sort=query.sort,
                 cursor=query.cursor or None,  # `cursor=` (empty) is the first page
                 limit=query.limit,
@@ -233,18 +231,7 @@ def _ticket_list_routes() -> APIRouter:
         uow: ReadUow,
         filters: Annotated[TicketFilters, Query()],
     ) -> TicketCounts:
-        counts = await handlers.count_tickets(
-            uow,
-            member_id,
-            TicketFilter(
-                workspace_id=workspace_id,
-                priorities=frozenset(p.value for p in filters.priority)
-                if filters.priority
-                else None,
-                assignee=_parse_assignee(filters.assignee_id),
-                query=filters.q or None,
-            ),
-        )
+        counts = await handlers.count_tickets(uow, member_id, _filter_of(workspace_id, filters))
         return TicketCounts(
             counts=counts.counts,
             total=sum(counts.counts.values()),
@@ -252,6 +239,16 @@ def _ticket_list_routes() -> APIRouter:
         )
 
     return router
+
+
+def _filter_of(workspace_id: UUID, filters: TicketFilters) -> TicketFilter:
+    """What the list and the counts filter on alike."""
+    return TicketFilter(
+        workspace_id=workspace_id,
+        priorities=frozenset(p.value for p in filters.priority) if filters.priority else None,
+        assignee=_parse_assignee(filters.assignee_id),
+        query=filters.q or None,
+    )
 
 
 def _ticket_edit_routes() -> APIRouter:
@@ -347,22 +344,11 @@ def _parse_assignee(value: str | None) -> UUID | str | None:
 
 
 def _member_out(member: Member) -> MemberOut:
-    return MemberOut(
-        id=member.id,
-        workspace_id=member.workspace_id,
-        email=member.email,
-        role=member.role,
-        created_at=member.created_at,
-        capabilities=member.capabilities,
-    )
+    return MemberOut.model_validate(member, from_attributes=True)
 
 
 def _workspace_out(workspace: Workspace) -> WorkspaceOut:
-    return WorkspaceOut(
-        id=workspace.id,
-        name=workspace.name,
-        auto_close_after_days=workspace.auto_close_after_days,
-    )
+    return WorkspaceOut.model_validate(workspace, from_attributes=True)
 
 
 def _member_routes() -> APIRouter:
