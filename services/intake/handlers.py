@@ -50,6 +50,8 @@ from .domain.widget_access import (
 from .store.unit_of_work import UnitOfWork
 
 RESULTS_CONSUMER = "intake:command-results"
+# What the caller may do, as ticket-core answered it (the internal credential carries it).
+Capabilities = Collection[Capability]
 
 
 class NotFound(Exception):
@@ -334,7 +336,7 @@ async def _configured(uow: UnitOfWork, workspace_id: UUID, assistant_id: str) ->
 
 
 async def get_settings(
-    uow: UnitOfWork, workspace_id: UUID, capabilities: Collection[Capability], assistant_id: str
+    uow: UnitOfWork, workspace_id: UUID, capabilities: Capabilities, assistant_id: str
 ) -> tuple[AssistantSettings, list[RowMapping]]:
     ensure_manages_settings(capabilities)
     async with uow:
@@ -346,7 +348,7 @@ async def put_settings(
     uow: UnitOfWork,
     workspace_id: UUID,
     member_id: UUID,
-    capabilities: Collection[Capability],
+    capabilities: Capabilities,
     assistant_id: str,
     wanted: AssistantTicketSettings,
 ) -> None:
@@ -365,7 +367,7 @@ async def replace_credential(
     uow: UnitOfWork,
     workspace_id: UUID,
     member_id: UUID,
-    capabilities: Collection[Capability],
+    capabilities: Capabilities,
     assistant_id: str,
     what: Credential,
 ) -> str:
@@ -387,7 +389,7 @@ replace_identity_secret = partial(replace_credential, what="identity_secret")
 async def list_requests(
     uow: UnitOfWork,
     workspace_id: UUID,
-    capabilities: Collection[Capability],
+    capabilities: Capabilities,
     assistant_id: str,
     status: RequestStatus | None,
     limit: int,
@@ -416,11 +418,7 @@ async def _listed_assistant(uow: UnitOfWork, workspace_id: UUID, assistant_id: s
 
 
 async def refusal_counts(
-    uow: UnitOfWork,
-    workspace_id: UUID,
-    capabilities: Collection[Capability],
-    assistant_id: str,
-    minutes: int,
+    uow: UnitOfWork, workspace_id: UUID, capabilities: Capabilities, assistant_id: str, minutes: int
 ) -> RefusalCounts:
     """How many widget calls of this workspace's assistant were refused, per reason and
     minute, over the last `minutes`."""
