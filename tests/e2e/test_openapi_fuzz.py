@@ -37,10 +37,6 @@ TICKET_SCHEMA = {"$ref": "#/components/schemas/Ticket"}
 # Generated examples per operation, in the fuzzing phase (the examples and coverage phases
 # add their own, a few dozen at most per operation).
 MAX_EXAMPLES = 30
-# The stateful phase: scenarios that follow the document's links (a created ticket to its
-# reads and changes), a few steps each.
-STATEFUL_SCENARIOS = 15
-STATEFUL_STEPS = 6
 # Anyone may call these without a token.
 PUBLIC = {"GET /healthz", "GET /readyz", "GET /api/v1/asyncapi.json"}
 
@@ -173,24 +169,6 @@ def test_every_answer_is_what_the_document_promises(
     # the `Allow` of a 405 included.
     response = case.call_and_validate(base_url=system.gateway, timeout=15)
     fuzz_tally.count(case.operation.label, response.status_code)
-
-
-def test_following_the_links_every_answer_is_what_the_document_promises(
-    system: System, fuzz_targets: FuzzTargets
-) -> None:
-    """schemathesis' stateful phase: it creates tickets and follows the document's links from
-    each to the operations on it, with every check on every answer."""
-    schema = load_gateway_schema(system, fuzz_targets).exclude(method="GET", path="/api/v1/stream")
-    machine = schema.as_state_machine()
-    machine.run(
-        settings=settings(
-            max_examples=STATEFUL_SCENARIOS,
-            stateful_step_count=STATEFUL_STEPS,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-    )
 
 
 def _point_at_real_resources(case: schemathesis.Case[Any], targets: FuzzTargets) -> None:
