@@ -273,6 +273,8 @@ def _document_conventions(app: FastAPI) -> None:
                 for operation in path_item.values():
                     if not isinstance(operation, dict):
                         continue
+                    for parameter in operation.get("parameters", []):
+                        parameter["schema"] = _without_null(parameter.get("schema", {}))
                     answers = operation.get("responses", {})
                     for answer in answers.values():
                         answer.setdefault("headers", {}).setdefault(
@@ -283,6 +285,19 @@ def _document_conventions(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional parameter's schema without FastAPI's `null` branch (`str | None`): a query,
+    header or path value is text or absent, never null, so "null" is no value to send."""
+    branches = schema.get("anyOf")
+    if not isinstance(branches, list):
+        return schema
+    kept = [branch for branch in branches if branch != {"type": "null"}]
+    if len(kept) != 1:
+        return schema
+    annotations = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**kept[0], **annotations}
 
 
 async def _request_id_middleware(

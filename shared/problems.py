@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+from shared.contracts.formats import PROBLEM_CODE
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
@@ -138,6 +140,18 @@ def install_problem_handlers(app: FastAPI) -> None:
                     status=400,
                     code="malformed_json",
                     detail="The request body is not valid JSON; send a JSON object.",
+                )
+            )
+        # Refusals of a format with its own code (shared/contracts/formats.py) keep that code.
+        codes = {(item.get("ctx") or {}).get(PROBLEM_CODE) for item in error.errors()}
+        if len(codes) == 1 and (code := codes.pop()):
+            return problem_response(
+                Problem(
+                    title=code.replace("_", " ").capitalize(),
+                    status=422,
+                    code=code,
+                    detail=" ".join(e["message"] for e in errors),
+                    errors=errors,
                 )
             )
         summary = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)

@@ -83,7 +83,12 @@ async def _apply_in_order(uow: UnitOfWork, event: EventEnvelope) -> int:
 
 
 class HistoryNotFound(Exception):
-    """No history of this ticket in the caller's workspace (or not for the caller's role)."""
+    """No such history in the caller's workspace: no such ticket, or not one in the state
+    (live or deleted) the caller asked about."""
+
+
+class HistoryForbidden(Exception):
+    """The history exists but the caller's role may not read it."""
 
 
 async def ticket_history(
@@ -99,18 +104,23 @@ async def read_history(
     ticket_id: str,
     capabilities: Collection[Capability],
     *,
+    of_deleted: bool,
     after_sequence: int,
     types: frozenset[str] | None,
     limit: int,
-    deleted_only: bool = False,
 ) -> list[ActivityEntry]:
-    """A page of a ticket's history as the caller may see it. `deleted_only`: the caller
-    knows the ticket is gone (ticket-core no longer has it) and asks for its history."""
+    """A page of the history of a live ticket (`of_deleted=False`: the gateway has seen it
+    at ticket-core) or of a deleted one, as the caller may see it."""
     async with uow:
-        deleted = await uow.activity.is_deleted(workspace_id, ticket_id)
-        hidden = deleted is not None and not may_read_history(capabilities, deleted)
-        if hidden or (deleted_only and not deleted):
-            raise HistoryNotFound(f"No ticket {ticket_id} in this workspace.")
+        deleted = bool(await uow.activity.is_deleted(workspace_id, ticket_id))
+        if deleted != of_deleted:
+            state = "deleted" if of_deleted else "live"
+            raise HistoryNotFound(f"No {state} ticket {ticket_id} in this workspace.")
+        if not may_read_history(capabilities, deleted):
+            raise HistoryForbidden(
+                "Your role may not read a deleted ticket's history; it takes the "
+                f"`{Capability.READ_DELETED_HISTORY}` capability (see GET /api/v1/members)."
+            )
         return await uow.activity.for_ticket(
             workspace_id, ticket_id, after_sequence=after_sequence, types=types, limit=limit
         )

@@ -52,8 +52,6 @@ AUTHENTICATED: dict[int | str, dict[str, Any]] = {
         "(`signing_keys_unavailable`) cannot be reached right now; retry in a moment",
     ),
 }
-# What an `If-Match` may be: an ETag of this API (`"12"`), weak or not, quotes optional.
-ETAG_PATTERN = r'^(W/)?"?[0-9]+"?$'
 ETAG_HEADER = {
     "ETag": {
         "description": "The ticket's `version`, quoted; send it back as `If-Match`.",
@@ -243,6 +241,24 @@ def _refuse_nul(texts: list[tuple[str, str]]) -> None:
                 for field in fields
             ],
         )
+
+
+# What the document says of every text the API takes (`_refuse_nul` enforces it), given to the
+# strings that state no pattern of their own; the patterns this API states exclude NUL too.
+NO_NUL_PATTERN = "^[^\\x00]*$"
+
+
+def state_no_nul(schema: Any) -> None:
+    """Give every plain string schema in `schema` (a document or a part of one) the pattern
+    `NO_NUL_PATTERN`."""
+    if isinstance(schema, list):
+        for item in schema:
+            state_no_nul(item)
+    elif isinstance(schema, dict):
+        if schema.get("type") == "string" and not schema.keys() & {"pattern", "enum", "format"}:
+            schema["pattern"] = NO_NUL_PATTERN
+        for value in schema.values():
+            state_no_nul(value)
 
 
 def _texts(value: Any, at: str) -> Iterator[tuple[str, str]]:

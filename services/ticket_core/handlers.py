@@ -21,8 +21,8 @@ from .domain import permissions
 from .domain.conversation_tickets import ConversationTicketRequest
 from .domain.errors import (
     ConcurrentUpdate,
+    Conflict,
     DomainError,
-    InvalidInput,
     NotFound,
     UnknownMember,
 )
@@ -232,12 +232,19 @@ async def _earlier_answer(
     if earlier is None:
         return None
     if earlier["request_fingerprint"] != fingerprint:
-        raise InvalidInput(
+        raise Conflict(
             "idempotency_key_reused",
             "This Idempotency-Key was used for a different request; use a new key per ticket.",
             field="Idempotency-Key",
         )
     response: dict[str, Any] = earlier["response"]
+    if await uow.tickets.get(command.workspace_id, UUID(str(response["id"]))) is None:
+        raise Conflict(
+            "created_ticket_deleted",
+            f"The ticket this Idempotency-Key created (#{response['number']}) has been deleted "
+            "since; send a new key to create another.",
+            field="Idempotency-Key",
+        )
     return response
 
 

@@ -3,12 +3,13 @@ document) and the internal services (which answer them), so neither re-declares 
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .envelope import Actor
+from .formats import ConversationIdText, EmailText, JsonInt, not_blank
 from .tickets import (
     AUTO_CLOSE_DAYS_MAX,
     AUTO_CLOSE_DAYS_MIN,
@@ -47,10 +48,14 @@ class Capability(StrEnum):
     MANAGE_MEMBERS = "manage_members"
 
 
+SubjectText = Annotated[str, not_blank("subject_required", "a subject")]
+NoteText = Annotated[str, not_blank("note_required", "a note")]
+
+
 class TicketCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    subject: str = Field(
+    subject: SubjectText = Field(
         min_length=1,
         max_length=SUBJECT_MAX_LENGTH,
         description="What the ticket is about; not blank.",
@@ -76,7 +81,7 @@ class TicketPatch(BaseModel):
     # Optional but never null (ticket-core refuses a null there): pydantic keeps an unset
     # field's default without validating it, so a field left out stays None and is not sent
     # on (`exclude_unset`), while a null sent is refused and the schema says so.
-    subject: str = Field(  # type: ignore[assignment]
+    subject: SubjectText = Field(  # type: ignore[assignment]
         default=None, min_length=1, max_length=SUBJECT_MAX_LENGTH
     )
     description: str = Field(default=None, max_length=DESCRIPTION_MAX_LENGTH)  # type: ignore[assignment]
@@ -90,7 +95,7 @@ class TicketPatch(BaseModel):
 class NoteCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    body: str = Field(
+    body: NoteText = Field(
         min_length=1,
         max_length=NOTE_MAX_LENGTH,
         description="Internal note: seen by the team, never by the visitor.",
@@ -108,10 +113,9 @@ class Note(BaseModel):
 class ConversationLink(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    conversation_id: str = Field(
+    conversation_id: ConversationIdText = Field(
         min_length=1,
         max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
         description="The chat conversation's id, as the widget knows it.",
         examples=["conv_8f2a1c"],
     )
@@ -173,13 +177,13 @@ class WorkspaceOut(BaseModel):
 class WorkspacePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    auto_close_after_days: int = Field(ge=AUTO_CLOSE_DAYS_MIN, le=AUTO_CLOSE_DAYS_MAX)
+    auto_close_after_days: JsonInt = Field(ge=AUTO_CLOSE_DAYS_MIN, le=AUTO_CLOSE_DAYS_MAX)
 
 
 class MemberCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(max_length=254, examples=["agent@example.com"])
+    email: EmailText = Field(max_length=254, examples=["agent@example.com"])
     role: Role = Role.MEMBER
 
 

@@ -6,7 +6,8 @@ so that no parameter is declared twice. FastAPI reads each model as a set of que
 from pydantic import BaseModel, Field
 
 from .api import TicketSort
-from .tickets import TicketPriority, TicketStatus
+from .formats import AssigneeFilterText, TicketCursorText
+from .tickets import TicketEventType, TicketPriority, TicketStatus
 from .widget import RequestStatus
 
 SEARCH = (
@@ -19,14 +20,18 @@ class TicketFilters(BaseModel):
     """The filters the ticket list and the per-status counts share."""
 
     priority: list[TicketPriority] | None = None
-    assignee_id: str | None = Field(default=None, description="Member id, `me` or `none`.")
+    assignee_id: AssigneeFilterText | None = Field(
+        default=None, description="Member id, `me` or `none`."
+    )
     q: str | None = Field(default=None, max_length=200, description=SEARCH)
 
 
 class TicketQuery(TicketFilters):
     status: list[TicketStatus] | None = None
     sort: TicketSort = TicketSort.UPDATED
-    cursor: str | None = Field(default=None, max_length=500)
+    cursor: TicketCursorText | None = Field(
+        default=None, description="`next_cursor` of the page before."
+    )
     limit: int = Field(default=50, ge=1, le=200)
 
 
@@ -34,7 +39,7 @@ class ActivityQuery(BaseModel):
     cursor: str | None = Field(
         default=None, pattern=r"^[0-9]{1,9}$", description="`next_cursor` of the page before."
     )
-    type: list[str] | None = Field(
+    type: list[TicketEventType] | None = Field(
         default=None, max_length=20, description="Only these event types."
     )
     limit: int = Field(default=100, ge=1, le=500)

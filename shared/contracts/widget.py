@@ -10,9 +10,10 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from .conversation_ids import CONVERSATION_ID_PATTERN, CONVERSATION_ID_RULE
+from .formats import ORIGIN
 
 # The widget's text limits, for every service (intake checks them, the gateway documents them).
 MESSAGE_TEXT_MAX_LENGTH = 4_000
@@ -145,22 +146,19 @@ class TicketRequestRecord(WidgetRequestAnswer):
 
 Origin = Annotated[
     str,
-    Field(
-        min_length=1,
-        max_length=ORIGIN_MAX_LENGTH,
-        pattern=r"^[hH][tT][tT][pP][sS]?://[^/?#@\s]+/?$",
-        examples=["https://www.example.com"],
-    ),
+    ORIGIN,
+    Field(min_length=1, max_length=ORIGIN_MAX_LENGTH, examples=["https://www.example.com"]),
 ]
 
 
 class AssistantTicketSettings(BaseModel):
+    # Strict booleans: `0` or `"yes"` is refused, not read as false or true.
     model_config = ConfigDict(extra="forbid")
 
-    ticket_creation_enabled: bool = Field(
+    ticket_creation_enabled: StrictBool = Field(
         description="When off, widget requests are refused with `ticket_creation_disabled`."
     )
-    require_contact_info: bool = Field(
+    require_contact_info: StrictBool = Field(
         description="When on, a request needs the visitor's name and a valid email."
     )
     allowed_origins: list[Origin] | None = Field(
@@ -171,7 +169,7 @@ class AssistantTicketSettings(BaseModel):
         f"{ALLOWED_ORIGINS_MAX_COUNT}). A browser call from another `Origin` is refused with "
         "`origin_not_allowed`. Left out: unchanged; `[]` or null on the first save: any origin.",
     )
-    identity_verification: bool | None = Field(
+    identity_verification: StrictBool | None = Field(
         default=None,
         description="When on, `contact.signature` must be the HMAC-SHA256 of the visitor's "
         "email with the assistant's `identity_secret`, or the request is refused with "

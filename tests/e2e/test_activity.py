@@ -26,10 +26,19 @@ async def member_of(
 
 
 async def history(
-    gateway: httpx.AsyncClient, ticket_id: str, headers: dict[str, str], count: int
+    gateway: httpx.AsyncClient,
+    ticket_id: str,
+    headers: dict[str, str],
+    count: int,
+    *,
+    of: str = "tickets",
 ) -> list[dict[str, Any]]:
+    """The first `count` entries, once there; `of="deleted-tickets"` for a deleted ticket."""
+
     async def complete() -> list[dict[str, Any]] | None:
-        answer = await gateway.get(f"/api/v1/tickets/{ticket_id}/activity", headers=headers)
+        answer = await gateway.get(f"/api/v1/{of}/{ticket_id}/activity", headers=headers)
+        if answer.status_code != 200:  # not deleted yet, as activity-log has heard
+            return None
         items: list[dict[str, Any]] = answer.json()["items"]
         return items if len(items) >= count else None
 
@@ -90,15 +99,25 @@ async def test_a_deleted_tickets_history_stays_for_owners_and_admins_only(
         await gateway.post("/api/v1/tickets", json={"subject": "Gone"}, headers=team.auth)
     ).json()
     await history(gateway, ticket["id"], team.auth, 1)
+    deleted_path = f"/api/v1/deleted-tickets/{ticket['id']}/activity"
+    # Not deleted yet: its history is the live one.
+    assert (await gateway.get(deleted_path, headers=team.auth)).status_code == 404
     deleted = await gateway.delete(f"/api/v1/tickets/{ticket['id']}", headers=team.auth)
     assert deleted.status_code == 204
 
-    entries = await history(gateway, ticket["id"], admin, 2)
+    entries = await history(gateway, ticket["id"], admin, 2, of="deleted-tickets")
 
     assert [e["type"] for e in entries] == ["ticket.created", "ticket.deleted"]
-    path = f"/api/v1/tickets/{ticket['id']}/activity"
-    assert (await gateway.get(path, headers=team.auth)).status_code == 200
-    assert (await gateway.get(path, headers=member)).status_code == 404
-    assert (await gateway.get(path, headers=other.auth)).status_code == 404
-    never = f"/api/v1/tickets/{uuid4()}/activity"
-    assert (await gateway.get(never, headers=team.auth)).status_code == 404
+    assert (await gateway.get(deleted_path, headers=team.auth)).status_code == 200
+    refused = await gateway.get(deleted_path, headers=member)
+    assert refused.status_code == 403, refused.text
+    assert "read_deleted_history" in refused.json()["detail"]
+    assert (await gateway.get(deleted_path, headers=other.auth)).status_code == 404
+    # Gone from the tickets, like the ticket itself.
+    live_path = f"/api/v1/tickets/{ticket['id']}/activity"
+    assert (await gateway.get(live_path, headers=team.auth)).status_code == 404
+    for never in (
+        f"/api/v1/tickets/{uuid4()}/activity",
+        f"/api/v1/deleted-tickets/{uuid4()}/activity",
+    ):
+        assert (await gateway.get(never, headers=team.auth)).status_code == 404

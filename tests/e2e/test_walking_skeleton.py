@@ -129,7 +129,7 @@ BAD_BODIES = [
     ),
     pytest.param(
         b'{"subject": "x", "assignee_id": "' + str(uuid4()).encode() + b'"}',
-        422,
+        409,
         "unknown_assignee",
         id="unknown-assignee",
     ),

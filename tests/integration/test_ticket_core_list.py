@@ -2,6 +2,7 @@
 sort order paged by cursor, and counts per status that always equal the tickets themselves."""
 
 import asyncio
+import functools
 import random
 from collections import Counter
 from typing import Any
@@ -158,24 +159,46 @@ async def test_every_sort_order_pages_through_all_tickets_once_while_tickets_cha
         assert [row[column] for row in seen] == sorted((row[column] for row in seen), reverse=True)
 
 
-async def test_a_cursor_of_another_sort_order_is_refused(ticket_core: TicketCore) -> None:
-    created = await seeded(ticket_core)
-    page = await handlers.list_tickets(
-        ticket_core.unit_of_work(),
-        created.owner.id,
-        TicketFilter(workspace_id=created.workspace.id, limit=2),
-    )
+async def test_a_cursor_is_the_tickets_position_in_every_sort_order(
+    ticket_core: TicketCore,
+) -> None:
+    """A cursor names a ticket's place, not a page of one order: one given out by the default
+    order continues the priority order right after the same ticket."""
+    created = await handlers.create_workspace(ticket_core.unit_of_work(), "Acme", "o@acme.io")
+    workspace_id = created.workspace.id
+    for n, priority in enumerate(["low", "critical", "normal", "high"] * 2):
+        await handlers.create_ticket(
+            ticket_core.unit_of_work(),
+            handlers.CreateTicket(workspace_id, created.owner.id, f"T{n}", "", priority=priority),
+        )
+    list_tickets = functools.partial(handlers.list_tickets, actor_id=created.owner.id)
+    page = await list_tickets(ticket_core.unit_of_work(), spec=TicketFilter(workspace_id, limit=2))
     assert page.next_cursor is not None
+    last_id = page.rows[-1]["id"]
+    by_priority = await list_tickets(
+        ticket_core.unit_of_work(), spec=TicketFilter(workspace_id, sort=TicketSort.PRIORITY)
+    )
+    priority_ids = [row["id"] for row in by_priority.rows]
+
+    continued = await list_tickets(
+        ticket_core.unit_of_work(),
+        spec=TicketFilter(workspace_id, sort=TicketSort.PRIORITY, cursor=page.next_cursor),
+    )
+
+    assert [row["id"] for row in continued.rows] == priority_ids[priority_ids.index(last_id) + 1 :]
+
+
+@pytest.mark.parametrize(
+    "cursor", ["bm9wZQ==", "1.2.3", "1.2.3.abc", "1.2.3." + "0" * 32 + "\n", "x" * 500]
+)
+async def test_a_cursor_of_another_form_is_refused(ticket_core: TicketCore, cursor: str) -> None:
+    created = await seeded(ticket_core)
 
     with pytest.raises(InvalidInput) as refused:
         await handlers.list_tickets(
             ticket_core.unit_of_work(),
             created.owner.id,
-            TicketFilter(
-                workspace_id=created.workspace.id,
-                sort=TicketSort.PRIORITY,
-                cursor=page.next_cursor,
-            ),
+            TicketFilter(workspace_id=created.workspace.id, cursor=cursor),
         )
     assert refused.value.code == "invalid_cursor"
 

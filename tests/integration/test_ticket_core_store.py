@@ -11,7 +11,13 @@ from sqlalchemy import func, select
 
 from services.ticket_core import handlers
 from services.ticket_core.bootstrap import TicketCore
-from services.ticket_core.domain.errors import Forbidden, InvalidInput, NotFound, UnknownMember
+from services.ticket_core.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    UnknownMember,
+)
 from services.ticket_core.domain.members import Member
 from services.ticket_core.store import tables
 from shared.contracts.api import Role
@@ -95,7 +101,7 @@ async def test_concurrent_creates_get_numbers_without_gaps_or_repeats(
         ({"subject": "   "}, InvalidInput, "subject_required"),
         ({"subject": "x" * 201}, InvalidInput, "subject_too_long"),
         ({"priority": "urgent"}, InvalidInput, "unknown_priority"),
-        ({"assignee_id": uuid4()}, InvalidInput, "unknown_assignee"),
+        ({"assignee_id": uuid4()}, Conflict, "unknown_assignee"),
         ({"actor_id": uuid4()}, UnknownMember, "unknown_member"),
     ],
 )

@@ -119,7 +119,7 @@ def test_every_status_move_for_every_role(
         [event] = subject.pending_events
         assert event.data["changes"] == {"status": {"from": source.value, "to": target.value}}
     else:
-        expected_error = InvalidInput if gate is None else Forbidden
+        expected_error = Conflict if gate is None else Forbidden
         with pytest.raises(expected_error):
             subject.change_status(actor, NOW, target.value)
         assert subject.status is source
@@ -137,7 +137,7 @@ def test_the_system_only_auto_closes_and_reopens_on_a_customer_reply(
         subject.change_status(SystemProcess("auto-close"), NOW, target.value)
         assert subject.pending_events[0].actor.type == "system"
     else:
-        with pytest.raises((InvalidInput, Forbidden)):
+        with pytest.raises((Conflict, Forbidden)):
             subject.change_status(SystemProcess("auto-close"), NOW, target.value)
 
 
@@ -196,7 +196,7 @@ def test_a_guest_cannot_be_assigned(role: Role) -> None:
 
 
 def test_an_assignee_of_another_workspace_is_refused() -> None:
-    with pytest.raises(InvalidInput) as refused:
+    with pytest.raises(Conflict) as refused:
         ticket().assign(member(Role.OWNER), NOW, member(Role.MEMBER, workspace=uuid4()))
     assert refused.value.code == "unknown_assignee"
 

@@ -25,7 +25,10 @@ def create_app(settings: ActivityLogSettings | None = None) -> FastAPI:
         title="activity-log (internal)",
         description="Immutable ticket history, fed by ticket.events.v1. Called by the gateway "
         "only, with an internal credential (`Authorization: Bearer`, audience `activity-log`).",
-        exception_handlers={handlers.HistoryNotFound: _on_not_found},
+        exception_handlers={
+            handlers.HistoryNotFound: _on_not_found,
+            handlers.HistoryForbidden: _on_forbidden,
+        },
         routers=[_routes()],
     )
 
@@ -35,30 +38,17 @@ def _routes() -> APIRouter:
 
     @router.get("/tickets/{ticket_id}/activity", response_model=ActivityPage, tags=["activity"])
     async def ticket_activity(
-        ticket_id: UUID,
-        request: Request,
-        caller: Caller,
-        query: Annotated[ActivityQuery, Query()],
-        deleted_only: bool = False,
+        ticket_id: UUID, request: Request, caller: Caller, query: Annotated[ActivityQuery, Query()]
     ) -> ActivityPage:
-        service: ActivityLog = request.app.state.service
-        # activity-log owns no members: it decides with the capabilities the credential names.
-        caller.require_member()
-        entries = await handlers.read_history(
-            service.reader(),
-            caller.workspace_id,
-            str(ticket_id),
-            caller.capabilities,
-            after_sequence=int(query.cursor or 0),
-            types=frozenset(query.type) if query.type else None,
-            limit=query.limit + 1,
-            deleted_only=deleted_only,
-        )
-        page = entries[: query.limit]
-        return ActivityPage(
-            items=[ActivityEntry.model_validate(entry, from_attributes=True) for entry in page],
-            next_cursor=str(page[-1].sequence) if len(entries) > query.limit else None,
-        )
+        return await _history_page(request, caller, ticket_id, query, of_deleted=False)
+
+    @router.get(
+        "/deleted-tickets/{ticket_id}/activity", response_model=ActivityPage, tags=["activity"]
+    )
+    async def deleted_ticket_activity(
+        ticket_id: UUID, request: Request, caller: Caller, query: Annotated[ActivityQuery, Query()]
+    ) -> ActivityPage:
+        return await _history_page(request, caller, ticket_id, query, of_deleted=True)
 
     @router.get(
         "/health/held-events",
@@ -75,7 +65,36 @@ def _routes() -> APIRouter:
     return router
 
 
+async def _history_page(
+    request: Request, caller: Caller, ticket_id: UUID, query: ActivityQuery, *, of_deleted: bool
+) -> ActivityPage:
+    service: ActivityLog = request.app.state.service
+    # activity-log owns no members: it decides with the capabilities the credential names.
+    caller.require_member()
+    entries = await handlers.read_history(
+        service.reader(),
+        caller.workspace_id,
+        str(ticket_id),
+        caller.capabilities,
+        of_deleted=of_deleted,
+        after_sequence=int(query.cursor or 0),
+        types=frozenset(query.type) if query.type else None,
+        limit=query.limit + 1,
+    )
+    page = entries[: query.limit]
+    return ActivityPage(
+        items=[ActivityEntry.model_validate(entry, from_attributes=True) for entry in page],
+        next_cursor=str(page[-1].sequence) if len(entries) > query.limit else None,
+    )
+
+
 async def _on_not_found(_request: Request, error: Exception) -> JSONResponse:
     return problem_response(
         Problem(title="Not found", status=404, code="not_found", detail=str(error))
+    )
+
+
+async def _on_forbidden(_request: Request, error: Exception) -> JSONResponse:
+    return problem_response(
+        Problem(title="Forbidden", status=403, code="forbidden", detail=str(error))
     )

@@ -19,7 +19,7 @@ from shared.kafka_security import aiokafka_security
 from shared.problems import ProblemError, problem_responses
 
 from ..auth import MembershipCache, StreamCaller
-from ..forwarding import AUTHENTICATED
+from ..forwarding import AUTHENTICATED, state_no_nul
 from ..live import EventFeed, InvalidPosition, decode_position, server_sent_events
 from ..routes.assistants import assistant_routes
 from ..routes.members import member_routes
@@ -87,7 +87,22 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     for router in (ticket_routes(), member_routes(), assistant_routes(), _live_routes()):
         app.include_router(router, prefix="/api/v1")
     app.include_router(_contract_routes())
+    _state_no_nul_in_the_document(app)
     return app
+
+
+def _state_no_nul_in_the_document(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        document = generate()
+        if fresh:
+            state_no_nul(document.get("components", {}))
+            state_no_nul(document.get("paths", {}))
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 DESCRIPTION = (

@@ -17,13 +17,13 @@ from shared.contracts.api import (
     TicketPage,
     TicketPatch,
 )
+from shared.contracts.formats import ConversationIdText, IfMatchText
 from shared.contracts.queries import ActivityQuery, TicketFilters, TicketQuery
 from shared.problems import problem_responses
 
 from ..auth import CurrentCaller
 from ..forwarding import (
     AUTHENTICATED,
-    ETAG_PATTERN,
     PRINTABLE_ASCII,
     WITH_BODY,
     Forward,
@@ -31,7 +31,6 @@ from ..forwarding import (
     forwarding_router,
     operation_id,
 )
-from ..upstream import UpstreamProblem
 
 TICKET = {"ticket_id": UUID}
 
@@ -44,10 +43,9 @@ IdempotencyKey = Annotated[
     ),
 ]
 IfMatch = Annotated[
-    str | None,
+    IfMatchText | None,
     Header(
         max_length=200,
-        pattern=ETAG_PATTERN,
         description="The ETag you read; 412 if the ticket changed since.",
     ),
 ]
@@ -83,7 +81,7 @@ TICKET_ROUTES = [
         summary="Create a ticket",
         status_code=201,
         response_model=Ticket,
-        refusals=(403, *WITH_BODY),
+        refusals=(403, 409, *WITH_BODY),
         body=TicketCreate,
         body_dump={"mode": "json", "exclude_none": True},
         headers={"idempotency_key": IdempotencyKey},
@@ -172,7 +170,7 @@ TICKET_ROUTES = [
         summary="Unlink a chat conversation",
         response_model=Ticket,
         refusals=(403, 404, 409, 422),
-        path_params={**TICKET, "conversation_id": str},
+        path_params={**TICKET, "conversation_id": ConversationIdText},
         etag=True,
     ),
     Forward(
@@ -181,9 +179,23 @@ TICKET_ROUTES = [
         path="/tickets/{ticket_id}",
         upstream="ticket_core",
         summary="Delete (owner/admin)",
+        description="Its history stays, at `/deleted-tickets/{ticket_id}/activity`.",
         status_code=204,
         refusals=(403, 404, 409, 422),
         path_params=TICKET,
+    ),
+    Forward(
+        name="deleted_ticket_activity",
+        method="GET",
+        path="/deleted-tickets/{ticket_id}/activity",
+        upstream="activity_log",
+        summary="A deleted ticket's history, oldest first",
+        description="For roles that may read deleted history (owners and admins); 404 while "
+        "the ticket is not deleted.",
+        response_model=ActivityPage,
+        refusals=(403, 404, 422),
+        path_params=TICKET,
+        query=ActivityQuery,
     ),
 ]
 
@@ -195,8 +207,8 @@ def ticket_routes() -> APIRouter:
         "/tickets/{ticket_id}/activity",
         response_model=ActivityPage,
         summary="A ticket's history, oldest first",
-        description="Every role reads it, notes included; once a ticket is deleted its "
-        "history stays readable for owners and admins only.",
+        description="Every role reads it, notes included. Once the ticket is deleted, its "
+        "history is at `/deleted-tickets/{ticket_id}/activity`.",
         responses={**AUTHENTICATED, **problem_responses(404, 422)},
     )
     async def ticket_activity(
@@ -205,26 +217,16 @@ def ticket_routes() -> APIRouter:
         request: Request,
         query: Annotated[ActivityQuery, Query()],
     ) -> ActivityPage:
-        # ticket-core is asked first: it owns which tickets exist in the workspace. A ticket
-        # it no longer has may be a deleted one, whose history activity-log still keeps.
-        try:
-            await forward(request.app.state.ticket_core, caller, "GET", f"/tickets/{ticket_id}")
-            deleted_only = False
-        except UpstreamProblem as problem:
-            if problem.problem.status != 404:
-                raise
-            deleted_only = True
-        params: dict[str, Any] = {
-            **query.model_dump(mode="json", exclude_none=True),
-            "deleted_only": deleted_only,
-        }
+        # ticket-core owns which tickets exist in the workspace (activity-log may not have
+        # heard of a ticket created a moment ago); activity-log owns the history.
+        await forward(request.app.state.ticket_core, caller, "GET", f"/tickets/{ticket_id}")
         return ActivityPage.model_validate(
             await forward(
                 request.app.state.activity_log,
                 caller,
                 "GET",
                 f"/tickets/{ticket_id}/activity",
-                params=params,
+                params=query.model_dump(mode="json", exclude_none=True),
             )
         )
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from shared.contracts.formats import ORIGIN
 from shared.contracts.widget import (
     ALLOWED_ORIGINS_MAX_COUNT,
     ORIGIN_MAX_LENGTH,
@@ -128,6 +129,8 @@ def canonical_origin(value: str) -> str:
     host = (parts.hostname or "").lower()
     if not host or any(c.isspace() for c in host):
         raise ValueError(f"{value[:80]!r}: the origin has no host")
+    if not ORIGIN.matches(value.strip()):
+        raise ValueError(f"{value[:80]!r} is not {ORIGIN.rule}")
     shown_host = f"[{host}]" if ":" in host else host
     if port is None or port == DEFAULT_PORTS[scheme]:
         return f"{scheme}://{shown_host}"

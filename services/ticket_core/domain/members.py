@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 
 from shared.contracts.api import Capability, Role
 from shared.contracts.envelope import Actor
+from shared.contracts.formats import EMAIL
 from shared.contracts.tickets import (
     AUTO_CLOSE_DAYS_MAX,
     AUTO_CLOSE_DAYS_MIN,
@@ -171,18 +172,8 @@ def _ensure_not_last_owner(owners: int, verb: str) -> None:
 
 
 def clean_email(email: str) -> str:
-    clean = email.strip().lower()
-    local, _, domain = clean.partition("@")
-    valid = (
-        local
-        and "." in domain
-        and not domain.startswith(".")
-        and not domain.endswith(".")
-        and "@" not in domain
-        and not any(c.isspace() for c in clean)
-        and len(clean) <= EMAIL_MAX_LENGTH
-    )
-    if not valid:
+    clean = email.lower()
+    if not EMAIL.matches(email) or len(clean) > EMAIL_MAX_LENGTH:
         raise InvalidInput(
             "invalid_email", f"{email[:300]!r} is not a valid email address.", field="email"
         )

@@ -246,7 +246,7 @@ class Ticket(EventSourced):
         else:
             allowed = action is not None
         if not allowed or action is None:
-            raise InvalidInput(
+            raise Conflict(
                 "transition_not_allowed",
                 f"A ticket cannot go from {self.status} to {new}; from {self.status} it can go "
                 f"to: {', '.join(TRANSITIONS[self.status]) or 'nothing'}.",
@@ -263,7 +263,7 @@ class Ticket(EventSourced):
             return
         if assignee is not None:
             if assignee.workspace_id != self.workspace_id:
-                raise InvalidInput(
+                raise Conflict(
                     "unknown_assignee",
                     "The assignee is not in this workspace.",
                     field="assignee_id",
@@ -463,7 +463,7 @@ def _parse(values: type[Value], value: str, field: str) -> Value:
 
 def _known_assignee(assignee_id: UUID | str, assignee: Member | None) -> Member:
     if assignee is None:
-        raise InvalidInput(
+        raise Conflict(
             "unknown_assignee",
             f"No member {assignee_id} in this workspace; pick one from GET /api/v1/members.",
             field="assignee_id",

@@ -23,6 +23,7 @@ from shared.contracts.api import (
     WorkspaceOut,
     WorkspacePatch,
 )
+from shared.contracts.formats import ConversationIdText, IfMatchText
 from shared.contracts.queries import TicketFilters, TicketQuery
 from shared.http import REQUEST_ID_HEADER, create_internal_app
 from shared.internal_auth import Caller
@@ -133,17 +134,9 @@ def _ticket_out(ticket: ticket_model.Ticket, response: Response | None = None) -
     return Ticket.model_validate(ticket.snapshot())
 
 
-def _parse_if_match(if_match: str | None) -> int | None:
-    if if_match is None:
-        return None
-    value = if_match.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
-        raise InvalidInput(
-            "invalid_if_match",
-            f"If-Match {if_match!r} is not an ETag of this API; send the ETag you received.",
-            field="If-Match",
-        )
-    return int(value)
+def _version_in(if_match: str | None) -> int | None:
+    """The version an `If-Match` names; its form was checked (IfMatchText)."""
+    return None if if_match is None else int(if_match.removeprefix("W/").strip('"'))
 
 
 def _ticket_routes() -> APIRouter:
@@ -263,7 +256,7 @@ def _ticket_edit_routes() -> APIRouter:
         member_id: MemberId,
         uow: Uow,
         response: Response,
-        if_match: Annotated[str | None, Header()] = None,
+        if_match: Annotated[IfMatchText | None, Header(max_length=200)] = None,
     ) -> Ticket:
         ticket = await handlers.update_ticket(
             uow,
@@ -272,7 +265,7 @@ def _ticket_edit_routes() -> APIRouter:
                 actor_id=member_id,
                 ticket_id=ticket_id,
                 changes=body.model_dump(exclude_unset=True),
-                expected_version=_parse_if_match(if_match),
+                expected_version=_version_in(if_match),
             ),
         )
         return _ticket_out(ticket, response)
@@ -316,7 +309,7 @@ def _conversation_link_routes() -> APIRouter:
     @router.delete("/tickets/{ticket_id}/conversations/{conversation_id}", response_model=Ticket)
     async def unlink_conversation(
         ticket_id: UUID,
-        conversation_id: str,
+        conversation_id: ConversationIdText,
         workspace_id: WorkspaceId,
         member_id: MemberId,
         uow: Uow,
@@ -331,16 +324,10 @@ def _conversation_link_routes() -> APIRouter:
 
 
 def _parse_assignee(value: str | None) -> UUID | str | None:
+    """The assignee filter as the list takes it; its form was checked (AssigneeFilterText)."""
     if value in (None, "", "me", ASSIGNEE_NONE):
         return value or None
-    try:
-        return UUID(value)
-    except ValueError:
-        raise InvalidInput(
-            "invalid_assignee_filter",
-            f"assignee_id={value!r}: use a member id, `me` or `none`.",
-            field="assignee_id",
-        ) from None
+    return UUID(value)
 
 
 def _member_out(member: Member) -> MemberOut:

@@ -19,11 +19,8 @@ Why the queries look the way they do (each keeps a page at a million tickets in 
   reused with new parameters: building them costs more than running them.
 """
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
@@ -44,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
 
 from shared.contracts.api import TicketSort
+from shared.contracts.formats import TICKET_CURSOR
 from shared.contracts.tickets import TicketStatus
 
 from ..domain.errors import InvalidInput
@@ -99,16 +97,14 @@ async def list_tickets(session: AsyncSession, spec: TicketFilter) -> TicketListP
     params = _params(spec, dialect, limit=spec.limit + 1)
     if spec.cursor:
         names = [name for name, _descending in _sort_key(spec.sort)]
-        values = _decode_cursor(spec.sort, spec.cursor, len(names))
+        values = _decode_cursor(spec.sort, spec.cursor)
         params.update({f"after_{name}": value for name, value in zip(names, values, strict=True)})
     # Core statements on the session's connection: the ORM's execution layer adds nothing here.
     connection = await session.connection()
     rows = [
         dict(row) for row in (await connection.execute(_page_statement(shape), params)).mappings()
     ]
-    next_cursor = (
-        _encode_cursor(spec.sort, rows[spec.limit - 1]) if len(rows) > spec.limit else None
-    )
+    next_cursor = _encode_cursor(rows[spec.limit - 1]) if len(rows) > spec.limit else None
     hidden = await count_by_status(
         session, spec, statuses=frozenset(TicketStatus) - spec.shown_statuses
     )
@@ -339,32 +335,37 @@ def _count_statement(shape: _Shape) -> Select[Any]:
 # -- the cursor ------------------------------------------------------------------------------
 
 
-def _encode_cursor(sort: TicketSort, row: dict[str, Any]) -> str:
-    values = []
-    for name, _descending in _sort_key(sort):
-        value = row[name]
-        values.append(value.isoformat() if isinstance(value, datetime) else str(value))
-    raw = json.dumps([sort.value, *values])
-    return base64.urlsafe_b64encode(raw.encode()).decode()
+def _encode_cursor(row: dict[str, Any]) -> str:
+    """The row's position in every sort order (the form TICKET_CURSOR states)."""
+    return ".".join(
+        [
+            str(_microseconds(row["updated_at"])),
+            str(_microseconds(row["created_at"])),
+            str(row["priority_rank"]),
+            UUID(str(row["id"])).hex,
+        ]
+    )
 
 
-def _decode_cursor(sort: TicketSort, cursor: str, length: int) -> list[Any]:
-    try:
-        sort_name, *raw = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if sort_name != sort.value or len(raw) != length:
-            raise ValueError("the cursor belongs to another sort order")
-        values: list[Any] = []
-        for (name, _descending), value in zip(_sort_key(sort), raw, strict=True):
-            if name == "id":
-                values.append(UUID(value))
-            elif name == "priority_rank":
-                values.append(int(value))
-            else:
-                values.append(datetime.fromisoformat(value))
-        return values
-    except (ValueError, TypeError, binascii.Error) as error:
+def _decode_cursor(sort: TicketSort, cursor: str) -> list[Any]:
+    """The cursor's values for this sort order's key. Any cursor of the right form is a
+    position, whichever order gave it out, so only its form can be wrong."""
+    if not TICKET_CURSOR.matches(cursor):
         raise InvalidInput(
-            "invalid_cursor",
-            "The cursor is not one this API gave out for this sort order; start again without it.",
-            field="cursor",
-        ) from error
+            "invalid_cursor", f"{cursor[:140]!r} is not {TICKET_CURSOR.rule}.", field="cursor"
+        )
+    updated, created, rank, ticket_id = cursor.split(".")
+    position = {
+        "updated_at": _EPOCH + timedelta(microseconds=int(updated)),
+        "created_at": _EPOCH + timedelta(microseconds=int(created)),
+        "priority_rank": int(rank),
+        "id": UUID(ticket_id),
+    }
+    return [position[name] for name, _descending in _sort_key(sort)]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _microseconds(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)

@@ -1,0 +1,135 @@
+"""Text inputs with a format of their own, for every service and for the OpenAPI document.
+
+A `TextFormat` states its pattern in the JSON schema and checks values with the same expression
+(Python's `re`, so the service, the document and a client generating values from it agree on
+every character), and refuses a value with the format's own problem code (`invalid_cursor`,
+...) instead of a generic validation error: the gateway, which checks first, answers exactly
+what the owning service would. shared/problems.py turns the refusal into the problem.
+"""
+
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
+
+from .conversation_ids import CONVERSATION_ID_PATTERN, CONVERSATION_ID_RULE
+
+# The refusal's context names its problem code under this key (see shared/problems.py).
+PROBLEM_CODE = "problem_code"
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """`Annotated[str, TextFormat(...)]`: a string that must match `pattern` (anywhere, as in
+    JSON Schema; anchor it to match the whole value)."""
+
+    pattern: str
+    code: str
+    rule: str  # completes "… is not …": says what a good value looks like
+    compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A final `$` ends the value as in JSON Schema; Python's would also allow a "\n" there.
+        python = self.pattern[:-1] + r"\Z" if self.pattern.endswith("$") else self.pattern
+        object.__setattr__(self, "compiled", re.compile(python))
+
+    def matches(self, value: str) -> bool:
+        return self.compiled.search(value) is not None
+
+    def check(self, value: str) -> str:
+        if not self.matches(value):
+            # The message is formatted here; braces in the value stay as they are.
+            raise PydanticCustomError(
+                self.code, f"{value[:140]!r} is not {self.rule}.", {PROBLEM_CODE: self.code}
+            )
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["pattern"] = self.pattern
+        return json_schema
+
+
+UUID_TEXT = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
+def not_blank(code: str, what: str) -> TextFormat:
+    """Some text besides whitespace (Python's: str.isspace, str.strip, which `\\s` of its `re`
+    matches exactly), and no NUL, which no text of this API may hold."""
+    return TextFormat(r"^[^\x00]*[^\s\x00][^\x00]*$", code, f"{what} with some text in it")
+
+
+AssigneeFilterText = Annotated[
+    str,
+    TextFormat(
+        rf"^(me|none|{UUID_TEXT})?$",
+        "invalid_assignee_filter",
+        "an assignee filter: use a member id, `me` or `none`",
+    ),
+]
+# A position in the ticket list, whatever its sort order: the last ticket's updated_at and
+# created_at (microseconds since 1970), its priority rank and its id. Every value of this
+# format is a position, so a cursor is refused only for its form.
+TICKET_CURSOR = TextFormat(
+    r"^[0-9]{1,16}\.[0-9]{1,16}\.[0-9]\.[0-9a-f]{32}$",
+    "invalid_cursor",
+    "a cursor this API gave out (a `next_cursor`); start again without it",
+)
+TicketCursorText = Annotated[str, TICKET_CURSOR]
+ConversationIdText = Annotated[
+    str,
+    TextFormat(
+        CONVERSATION_ID_PATTERN,
+        "invalid_conversation_id",
+        f"a conversation id: {CONVERSATION_ID_RULE}",
+    ),
+]
+# An ETag of this API (`"12"`), weak or not; the bare number is taken too.
+IfMatchText = Annotated[
+    str,
+    TextFormat(
+        r'^(W/)?("[0-9]{1,18}"|[0-9]{1,18})$',
+        "invalid_if_match",
+        'an ETag of this API: send the ETag you received, e.g. "3"',
+    ),
+]
+# A workspace member's email address: a dot-atom local part of at most 64 characters (one
+# atom, or two or three joined by dots), `@`, and a domain of two or more hostname labels. ASCII
+# only, nothing around it: every value of the pattern is an email by RFC 5321's rules too.
+_ATOM = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_LOCAL = (
+    rf"({_ATOM}{{1,64}}|{_ATOM}{{1,40}}\.{_ATOM}{{1,23}}|{_ATOM}{{1,30}}(\.{_ATOM}{{1,16}}){{2}})"
+)
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL = TextFormat(rf"^({_LOCAL})@{_LABEL}(\.{_LABEL})+$", "invalid_email", "a valid email address")
+EmailText = Annotated[str, EMAIL]
+
+# A web origin, `scheme://host[:port]`: http or https in any case, a host name (or `[::1]`),
+# a port from 0 to 65535, and at most a `/` after it.
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+ORIGIN = TextFormat(
+    rf"^[hH][tT][tT][pP][sS]?://({_LABEL}(\.{_LABEL})*|\[::1\])(:{_PORT})?/?$",
+    "invalid_origin",
+    "an origin: scheme://host[:port], http or https, without path, query or user",
+)
+
+
+def _json_integer(value: object) -> object:
+    """An integer as JSON Schema has it: a number without a fraction (`7`, `7.0`), never `"7"`
+    or `true`, which pydantic's lax mode would take."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
