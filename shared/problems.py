@@ -122,49 +122,6 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(error, ProblemError)
         return problem_response(error.problem, error.headers)
 
-    async def on_validation(_request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, RequestValidationError)
-        errors = [
-            {
-                "field": ".".join(str(part) for part in item["loc"] if part != "body"),
-                "message": item["msg"],
-                "type": item["type"],
-            }
-            for item in error.errors()
-        ]
-        malformed = any(item["type"] == "json_invalid" for item in error.errors())
-        if malformed:
-            return problem_response(
-                Problem(
-                    title="Malformed JSON",
-                    status=400,
-                    code="malformed_json",
-                    detail="The request body is not valid JSON; send a JSON object.",
-                )
-            )
-        # Refusals of a format with its own code (shared/contracts/formats.py) keep that code.
-        codes = {(item.get("ctx") or {}).get(PROBLEM_CODE) for item in error.errors()}
-        if len(codes) == 1 and (code := codes.pop()):
-            return problem_response(
-                Problem(
-                    title=code.replace("_", " ").capitalize(),
-                    status=422,
-                    code=code,
-                    detail=" ".join(e["message"] for e in errors),
-                    errors=errors,
-                )
-            )
-        summary = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
-        return problem_response(
-            Problem(
-                title="Validation failed",
-                status=422,
-                code="validation_failed",
-                detail=f"The request is not valid: {summary}",
-                errors=errors,
-            )
-        )
-
     async def on_http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
@@ -182,8 +139,54 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(ProblemError, on_problem)
-    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+
+
+async def _on_validation(_request: Request, error: Exception) -> JSONResponse:
+    """A request FastAPI could not read into its models: 400 for JSON that is not JSON, else
+    422 with every field's refusal (and a format's own code when it is the only one)."""
+    assert isinstance(error, RequestValidationError)
+    errors = [
+        {
+            "field": ".".join(str(part) for part in item["loc"] if part != "body"),
+            "message": item["msg"],
+            "type": item["type"],
+        }
+        for item in error.errors()
+    ]
+    malformed = any(item["type"] == "json_invalid" for item in error.errors())
+    if malformed:
+        return problem_response(
+            Problem(
+                title="Malformed JSON",
+                status=400,
+                code="malformed_json",
+                detail="The request body is not valid JSON; send a JSON object.",
+            )
+        )
+    # Refusals of a format with its own code (shared/contracts/formats.py) keep that code.
+    codes = {(item.get("ctx") or {}).get(PROBLEM_CODE) for item in error.errors()}
+    if len(codes) == 1 and (code := codes.pop()):
+        return problem_response(
+            Problem(
+                title=code.replace("_", " ").capitalize(),
+                status=422,
+                code=code,
+                detail=" ".join(e["message"] for e in errors),
+                errors=errors,
+            )
+        )
+    summary = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
+    return problem_response(
+        Problem(
+            title="Validation failed",
+            status=422,
+            code="validation_failed",
+            detail=f"The request is not valid: {summary}",
+            errors=errors,
+        )
+    )
 
 
 def _allowed_methods(request: Request) -> list[str]:

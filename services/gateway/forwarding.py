@@ -248,17 +248,41 @@ def _refuse_nul(texts: list[tuple[str, str]]) -> None:
 NO_NUL_PATTERN = "^[^\\x00]*$"
 
 
-def state_no_nul(schema: Any) -> None:
-    """Give every plain string schema in `schema` (a document or a part of one) the pattern
-    `NO_NUL_PATTERN`."""
+def state_no_nul(document: dict[str, Any]) -> None:
+    """Give every plain string a request can carry (parameters, bodies and the schemas they
+    refer to) the pattern `NO_NUL_PATTERN`. Answers are left alone: a problem may quote what
+    it refuses."""
+    components = document.get("components", {}).get("schemas", {})
+    pending: list[Any] = []
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            if isinstance(operation, dict):
+                pending += [
+                    parameter.get("schema") for parameter in operation.get("parameters", [])
+                ]
+                body = operation.get("requestBody", {}).get("content", {})
+                pending += [media.get("schema") for media in body.values()]
+    seen: set[str] = set()
+    while pending:
+        for name in _mark_no_nul(pending.pop()):
+            if name not in seen and name in components:
+                seen.add(name)
+                pending.append(components[name])
+
+
+def _mark_no_nul(schema: Any) -> Iterator[str]:
+    """Marks the plain strings in `schema`; yields the component names it refers to."""
     if isinstance(schema, list):
         for item in schema:
-            state_no_nul(item)
+            yield from _mark_no_nul(item)
     elif isinstance(schema, dict):
         if schema.get("type") == "string" and not schema.keys() & {"pattern", "enum", "format"}:
             schema["pattern"] = NO_NUL_PATTERN
+        reference = schema.get("$ref")
+        if isinstance(reference, str):
+            yield reference.rsplit("/", 1)[-1]
         for value in schema.values():
-            state_no_nul(value)
+            yield from _mark_no_nul(value)
 
 
 def _texts(value: Any, at: str) -> Iterator[tuple[str, str]]:

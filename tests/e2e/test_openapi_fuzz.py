@@ -14,10 +14,14 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeGuard
 from uuid import UUID, uuid4
 
@@ -37,6 +41,11 @@ TICKET_SCHEMA = {"$ref": "#/components/schemas/Ticket"}
 # Generated examples per operation, in the fuzzing phase (the examples and coverage phases
 # add their own, a few dozen at most per operation).
 MAX_EXAMPLES = 30
+# The stateful phase: how many scenarios that follow the document's links (a created ticket to
+# its reads and changes), per operation it starts from.
+STATEFUL_SCENARIOS = 15
+# schemathesis' own list for a schema-valid request, and 412 (see load_gateway_schema).
+POSITIVE_DATA_ANSWERS = ["2xx", "3xx", "401", "403", "404", "409", "412", "429", "5xx"]
 # Anyone may call these without a token.
 PUBLIC = {"GET /healthz", "GET /readyz", "GET /api/v1/asyncapi.json"}
 
@@ -108,20 +117,13 @@ def fuzz_tally(system: System, request: pytest.FixtureRequest) -> Iterator[Tally
 def load_gateway_schema(system: System, fuzz_targets: FuzzTargets) -> Any:
     config = schemathesis.Config.from_dict(
         {
-            "headers": fuzz_targets.team.auth,
+            # As the document's security scheme, so that `ignored_auth` can take it away.
+            "auth": {"openapi": {"HTTPBearer": {"bearer": fuzz_targets.team.token}}},
             "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
-            # Every check but three. A valid-looking request the data refuses (an assignee who
-            # is not a member: 422 `unknown_assignee`; a cursor this API never gave out) is
-            # not a gap of the document, which cannot list the workspace's members. Invalid
-            # data accepted: the request models still coerce in pydantic's lax mode (`0` for
-            # `false`), which only strict models would refuse (not done yet). And
-            # `ignored_auth` drops the token from a request that the `headers` above put
-            # back, so it would report the valid token as "accepted invalid authentication"
-            # (test_gateway_access.py tests refused tokens).
+            # Every check. A schema-valid request may also be refused with 412: an `If-Match`
+            # naming another version than the ticket's is well formed, and stale.
             "checks": {
-                "positive_data_acceptance": {"enabled": False},
-                "negative_data_rejection": {"enabled": False},
-                "ignored_auth": {"enabled": False},
+                "positive_data_acceptance": {"expected-statuses": POSITIVE_DATA_ANSWERS},
             },
         }
     )
@@ -165,10 +167,49 @@ def test_every_answer_is_what_the_document_promises(
     case: schemathesis.Case[Any], system: System, fuzz_targets: FuzzTargets, fuzz_tally: Tally
 ) -> None:
     _point_at_real_resources(case, fuzz_targets)
-    # No `checks=`: the checks the config enables (all but three, see load_gateway_schema),
-    # the `Allow` of a 405 included.
+    # No `checks=`: every check the config enables (all of them), the `Allow` of a 405 included.
     response = case.call_and_validate(base_url=system.gateway, timeout=15)
     fuzz_tally.count(case.operation.label, response.status_code)
+
+
+def test_following_the_links_every_answer_is_what_the_document_promises(
+    system: System, fuzz_targets: FuzzTargets, tmp_path: Path
+) -> None:
+    """schemathesis' stateful phase, run the way its CLI runs it: it creates tickets, members
+    and links and follows the document's links from each answer to the operations on it, with
+    every check on every answer. (Its engine, not Hypothesis' own state-machine runner: that one
+    replays a failing scenario against a server whose state has moved on, and reports its own
+    FlakyStrategyDefinition instead of the failure.)"""
+    config = tmp_path / "schemathesis.toml"
+    statuses = ", ".join(f'"{status}"' for status in POSITIVE_DATA_ANSWERS)
+    config.write_text(
+        f'[auth.openapi.HTTPBearer]\nbearer = "{fuzz_targets.team.token}"\n\n'
+        f"[checks.positive_data_acceptance]\nexpected-statuses = [{statuses}]\n"
+    )
+    command = [
+        str(Path(sys.executable).with_name("st")),
+        "--config-file",
+        str(config),
+        "run",
+        f"{system.gateway}/openapi.json",
+        "--phases",
+        "stateful",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(STATEFUL_SCENARIOS),
+        "--exclude-path",
+        "/api/v1/stream",
+        "--generation-database",
+        "none",
+        "--no-color",
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    report = run.stdout + run.stderr
+    assert run.returncode == 0, report[-8000:]
+    scenarios = re.search(r"Scenarios:\s+(\d+)", report)
+    assert scenarios is not None, report[-8000:]
+    assert int(scenarios.group(1)) >= STATEFUL_SCENARIOS, report[-8000:]  # it did explore
 
 
 def _point_at_real_resources(case: schemathesis.Case[Any], targets: FuzzTargets) -> None:

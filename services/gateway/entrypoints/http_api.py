@@ -98,8 +98,7 @@ def _state_no_nul_in_the_document(app: FastAPI) -> None:
         fresh = app.openapi_schema is None
         document = generate()
         if fresh:
-            state_no_nul(document.get("components", {}))
-            state_no_nul(document.get("paths", {}))
+            state_no_nul(document)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -70,6 +70,34 @@ CREATED_TICKET_LINKS = {
     "TicketActivity": _next(
         "ticket_activity", "GET", "/tickets/{ticket_id}/activity", "Read its history."
     ),
+    "DeleteTicket": _next("delete_ticket", "DELETE", "/tickets/{ticket_id}", "Delete it."),
+}
+
+LINKED_CONVERSATION_LINKS = {
+    "GetConversation": {
+        "operationId": operation_id("get_conversation", "GET", "/conversations/{conversation_id}"),
+        "parameters": {"conversation_id": "$request.body#/conversation_id"},
+        "description": "Read the conversation just linked.",
+    },
+    "UnlinkConversation": {
+        "operationId": operation_id(
+            "unlink_conversation", "DELETE", "/tickets/{ticket_id}/conversations/{conversation_id}"
+        ),
+        "parameters": {
+            "ticket_id": "$response.body#/id",
+            "conversation_id": "$request.body#/conversation_id",
+        },
+        "description": "Unlink it again.",
+    },
+}
+DELETED_TICKET_LINKS = {
+    "DeletedTicketActivity": {
+        "operationId": operation_id(
+            "deleted_ticket_activity", "GET", "/deleted-tickets/{ticket_id}/activity"
+        ),
+        "parameters": {"ticket_id": "$request.path.ticket_id"},
+        "description": "Read the deleted ticket's history.",
+    }
 }
 
 TICKET_ROUTES = [
@@ -161,6 +189,7 @@ TICKET_ROUTES = [
         path_params=TICKET,
         body=ConversationLink,
         etag=True,
+        links=LINKED_CONVERSATION_LINKS,
     ),
     Forward(
         name="unlink_conversation",
@@ -183,6 +212,7 @@ TICKET_ROUTES = [
         status_code=204,
         refusals=(403, 404, 409, 422),
         path_params=TICKET,
+        links=DELETED_TICKET_LINKS,
     ),
     Forward(
         name="deleted_ticket_activity",
