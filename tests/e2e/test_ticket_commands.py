@@ -127,14 +127,27 @@ async def test_the_auto_close_period_is_a_workspace_setting_for_owners_and_admin
     team = system.create_workspace()
 
     before = await gateway.get("/api/v1/workspace", headers=team.auth)
-    changed = await gateway.patch(
-        "/api/v1/workspace", json={"auto_close_after_days": 3}, headers=team.auth
-    )
     refused = await gateway.patch(
         "/api/v1/workspace", json={"auto_close_after_days": 0}, headers=team.auth
     )
 
+    # An integer as JSON Schema has it: 5.0 is 5; text and booleans are no numbers.
+    as_float = await gateway.patch(
+        "/api/v1/workspace", json={"auto_close_after_days": 5.0}, headers=team.auth
+    )
+    not_numbers = [
+        await gateway.patch(
+            "/api/v1/workspace", json={"auto_close_after_days": value}, headers=team.auth
+        )
+        for value in ("4", True, 4.5)
+    ]
+    changed = await gateway.patch(
+        "/api/v1/workspace", json={"auto_close_after_days": 3}, headers=team.auth
+    )
+
     assert before.json()["auto_close_after_days"] == 7
+    assert as_float.json()["auto_close_after_days"] == 5
+    assert [answer.status_code for answer in not_numbers] == [422, 422, 422]
     assert changed.json()["auto_close_after_days"] == 3
     assert refused.status_code == 422
     assert (await gateway.get("/api/v1/workspace", headers=team.auth)).json()[

@@ -552,6 +552,20 @@ async def test_a_patch_with_a_stale_etag_is_refused_and_changes_nothing(
     assert before[1]["version"] == 2
 
 
+@pytest.mark.parametrize("if_match", ['2"', '"two"', "*", "null", 'W/"', '"1", "2"'])
+async def test_an_if_match_that_is_no_etag_of_this_api_is_refused_and_changes_nothing(
+    desk: Desk, owner: Person, if_match: str
+) -> None:
+    ticket = await desk.create(owner, subject="First")
+    before = await desk.state(owner, ticket["id"])
+
+    answer = await desk.patch(owner, ticket["id"], {"subject": "Second"}, if_match=if_match)
+
+    problem = assert_problem(answer, 422, "invalid_if_match")
+    assert "send the ETag you received" in problem["detail"]
+    assert await desk.state(owner, ticket["id"]) == before
+
+
 async def test_of_two_concurrent_patches_with_the_same_etag_exactly_one_wins(
     desk: Desk, owner: Person
 ) -> None:

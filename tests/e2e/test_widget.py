@@ -512,6 +512,41 @@ async def test_a_visitor_writing_again_reopens_a_ticket_that_waits_on_them(
     assert opened["messages"][-1]["text"] == "Any news?"
 
 
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        pytest.param({"ticket_creation_enabled": 0}, "validation_failed", id="zero-for-false"),
+        pytest.param({"require_contact_info": "yes"}, "validation_failed", id="text-for-true"),
+        pytest.param({"identity_verification": 1}, "validation_failed", id="one-for-true"),
+        pytest.param(
+            {"allowed_origins": ["https://shop.example/cart"]}, "invalid_origin", id="path"
+        ),
+        pytest.param({"allowed_origins": ["ftp://shop.example"]}, "invalid_origin", id="scheme"),
+        pytest.param({"allowed_origins": ["https://\x16\x1f:/"]}, "invalid_origin", id="no-host"),
+        pytest.param(
+            {"allowed_origins": ["https://shop.example:70000"]}, "invalid_origin", id="port"
+        ),
+    ],
+)
+async def test_settings_other_than_the_document_says_are_refused_and_change_nothing(
+    system: System, gateway: httpx.AsyncClient, change: dict[str, Any], code: str
+) -> None:
+    team = system.create_workspace()
+    assistant = await configure_assistant(gateway, team, allowed_origins=["https://shop.example"])
+    path = f"/api/v1/assistants/{assistant.id}/ticket-settings"
+    before = (await gateway.get(path, headers=team.auth)).json()
+
+    answer = await gateway.put(
+        path,
+        json={"ticket_creation_enabled": True, "require_contact_info": False, **change},
+        headers=team.auth,
+    )
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["code"] == code
+    assert (await gateway.get(path, headers=team.auth)).json() == before
+
+
 async def test_a_nul_character_in_a_status_lookup_is_refused_not_a_server_error(
     system: System, gateway: httpx.AsyncClient, widget: httpx.AsyncClient
 ) -> None:

@@ -15,7 +15,6 @@ from services.ticket_core.bootstrap import TicketCore
 from services.ticket_core.domain.errors import (
     ConcurrentUpdate,
     Conflict,
-    InvalidInput,
     NotFound,
     StaleVersion,
 )
@@ -167,12 +166,35 @@ async def test_a_reused_idempotency_key_with_another_body_is_refused(
     first = handlers.CreateTicket(team.workspace.id, team.owner.id, "A", "", idempotency_key="k")
     await handlers.create_ticket_once(ticket_core.unit_of_work(), first)
 
-    with pytest.raises(InvalidInput) as refused:
+    with pytest.raises(Conflict) as refused:
         await handlers.create_ticket_once(
             ticket_core.unit_of_work(),
             handlers.CreateTicket(team.workspace.id, team.owner.id, "B", "", idempotency_key="k"),
         )
     assert refused.value.code == "idempotency_key_reused"
+
+
+async def test_a_retry_after_its_ticket_was_deleted_is_refused_and_creates_nothing(
+    ticket_core: TicketCore,
+) -> None:
+    """The first answer named a ticket that is gone: a retry says so instead of answering a
+    ticket that no longer exists (and makes no second one)."""
+    team = await handlers.create_workspace(ticket_core.unit_of_work(), "Acme", "o@acme.io")
+    create = handlers.CreateTicket(team.workspace.id, team.owner.id, "A", "", idempotency_key="k")
+    created = await handlers.create_ticket_once(ticket_core.unit_of_work(), create)
+    await handlers.delete_ticket(
+        ticket_core.unit_of_work(), team.workspace.id, team.owner.id, UUID(str(created["id"]))
+    )
+
+    with pytest.raises(Conflict) as refused:
+        await handlers.create_ticket_once(ticket_core.unit_of_work(), create)
+
+    assert refused.value.code == "created_ticket_deleted"
+    assert f"#{created['number']}" in refused.value.detail
+    page = await handlers.list_tickets(
+        ticket_core.unit_of_work(), team.owner.id, TicketFilter(workspace_id=team.workspace.id)
+    )
+    assert page.rows == []
 
 
 async def test_a_conversation_links_to_one_ticket_at_a_time_even_when_links_race(
