@@ -204,7 +204,10 @@ def test_following_the_links_every_answer_is_what_the_document_promises(
         "none",
         "--no-color",
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    # In the test's own directory: the CLI keeps a cache (`.schemathesis/`) where it runs.
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path
+    )
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-8000:]
     scenarios = re.search(r"Scenarios:\s+(\d+)", report)
