@@ -33,6 +33,7 @@ def test_every_link_leads_to_an_operation_of_the_document(document: dict[str, An
         "AddNote",
         "LinkConversation",
         "TicketActivity",
+        "DeleteTicket",
     }
 
 
