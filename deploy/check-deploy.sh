@@ -23,9 +23,10 @@ if ! command -v docker-compose >/dev/null; then
   apt-get update && apt-get install -y --no-install-recommends docker-compose"
   say "installing Debian's docker-compose (the validator only: no Docker engine)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null || fail "apt-get update failed (network or apt sources?)"
-  apt-get install -y -qq --no-install-recommends docker-compose >/dev/null \
-    || fail "apt-get install docker-compose failed"
+  log=$(mktemp)
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose; } \
+    >"$log" 2>&1 || { cat "$log" >&2; fail "apt-get could not install docker-compose (above)"; }
+  rm -f "$log"
 fi
 if [[ ! -x $BIN/kubernetes-validate ]]; then
   pin=$(grep -o '"kubernetes-validate==[^"]*"' pyproject.toml | tr -d '"') \
