@@ -4,12 +4,13 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: help install run test test-unit lint format bench contract kafka-start kafka-stop clean
+.PHONY: help install run test test-unit lint check-deploy format bench contract kafka-start kafka-stop clean
 
 help:
 	@echo "make run    start Kafka and the four services (Ctrl-C stops everything)"
 	@echo "make test   unit, integration and end-to-end tests on real Kafka, SQLite and PostgreSQL"
 	@echo "make lint   ruff and mypy"
+	@echo "make check-deploy   docker-compose.yml and deploy/kubernetes/ checked offline"
 	@echo "make bench  benchmarks; results in tests/benchmarks/README.md"
 
 $(BIN)/.installed: pyproject.toml
@@ -35,6 +36,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+check-deploy: install
+	@bash deploy/check-deploy.sh
 
 format: install
 	$(BIN)/ruff check --fix .

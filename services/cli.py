@@ -80,11 +80,24 @@ def migrate(
 
 
 @app.command()
-def topics() -> None:
+def topics(
+    replication_factor: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Copies of each new topic's partitions: 1 for a single broker, 3 on a managed "
+            "Kafka (topics that exist already are left as they are).",
+        ),
+    ] = 1,
+) -> None:
     """Create the project's Kafka topics that do not exist yet."""
     settings = SystemSettings()
     created = _run(
-        ensure_topics(settings.kafka_bootstrap_servers, security=aiokafka_security(settings))
+        ensure_topics(
+            settings.kafka_bootstrap_servers,
+            replication_factor=replication_factor,
+            security=aiokafka_security(settings),
+        )
     )
     typer.echo(f"topics created: {', '.join(created) if created else 'none (all present)'}")
 
