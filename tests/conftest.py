@@ -8,6 +8,7 @@ Nothing is faked in integration and e2e tests; unit tests need none of these fix
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -22,6 +23,17 @@ from shared.settings import SystemSettings
 from tests.support.infrastructure import kafka_bootstrap_servers, postgres_url
 
 DATABASE_KINDS = ["sqlite", "postgres"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, worker N uses the Nth broker `deploy/test.sh` started
+    (HELPDESK_TEST_KAFKA_BROKERS), so the consumers of one worker's tests and services never
+    read the messages of the other's. Set here, before any fixture, so that the services a
+    test starts as processes inherit it too."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    brokers = os.environ.get("HELPDESK_TEST_KAFKA_BROKERS", "").split()
+    if worker.startswith("gw") and brokers:
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = brokers[int(worker[2:]) % len(brokers)]
 
 
 @pytest.fixture(scope="session")
