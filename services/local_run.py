@@ -151,13 +151,15 @@ class RunningSystem:
         self._stopped_on_purpose: set[str] = set()
         self._restarts: dict[str, RestartRecord] = {}
 
-    def start(self, *, ready_timeout: float = 60.0) -> RunningSystem:
+    def start(self, *, ready_timeout: float = 60.0, until: str = "/readyz") -> RunningSystem:
+        """Start every service and wait until each answers 200 on `until`: `/readyz` (its
+        database and broker answer) or `/healthz` (it serves, whatever it waits for)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             for service in self.plan.services():
                 self._spawn(service)
             for service in self.plan.services():
-                self._wait_ready(service, ready_timeout)
+                self._wait_ready(service, ready_timeout, until)
         except BaseException:
             self.stop()
             raise
@@ -225,9 +227,9 @@ class RunningSystem:
         except httpx.HTTPError:
             return False
 
-    def _wait_ready(self, service: ServicePlan, timeout: float) -> None:
+    def _wait_ready(self, service: ServicePlan, timeout: float, path: str = "/readyz") -> None:
         deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{service.port}/readyz"
+        url = f"http://127.0.0.1:{service.port}{path}"
         while time.monotonic() < deadline:
             process = self.processes[service.name]
             if process.poll() is not None:
@@ -246,7 +248,7 @@ class RunningSystem:
             f"see {self.log_dir / (service.name + '.log')}"
         )
 
-    def stop(self, name: str | None = None, timeout: float = 15.0) -> None:
+    def stop(self, name: str | None = None, timeout: float = 35.0) -> None:
         """Stop one service (not restarted by supervision until `start_service`) or all."""
         names = [name] if name else list(self.processes)
         self._stopped_on_purpose.update(names)

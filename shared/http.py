@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.background import BackgroundWork, service_lifespan
+from shared.background import BackgroundWork, BrokerConnection, service_lifespan
 from shared.internal_auth import InternalTokenVerifier
 from shared.problems import (
     Problem,
@@ -30,6 +30,13 @@ log = structlog.get_logger(__name__)
 REQUEST_ID_HEADER = "X-Request-Id"
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+
+# How a service stops on SIGTERM, each step bounded: requests in flight finish (at most
+# HTTP_DRAIN_SECONDS, 10), the outbox relay publishes what is pending (OUTBOX_FLUSH_SECONDS in
+# shared.outbox, 5), the consumers finish the messages they hold and commit their offsets
+# (CONSUMER_DRAIN_SECONDS in shared.broker, 15). So a service is gone within 30 s
+# (`helpdesk run` waits 35 s before it kills one).
+HTTP_DRAIN_SECONDS = 10
 
 # A caller's own request id is kept if it is 1 to 200 printable ASCII characters; any other is
 # replaced by one made up, so that it can be passed on in the headers of internal calls.
@@ -213,7 +220,7 @@ class ServiceParts(Protocol):
     @property
     def read_engine(self) -> AsyncEngine: ...
     @property
-    def broker(self) -> Any: ...
+    def broker_connection(self) -> BrokerConnection: ...
 
 
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
@@ -242,11 +249,14 @@ def create_internal_app(
         max_body_bytes=service.settings.max_body_bytes,
         lifespan=lifespan
         or service_lifespan(
-            service.broker, service.engine, background, also_dispose=[service.read_engine]
+            service.broker_connection,
+            service.engine,
+            background,
+            also_dispose=[service.read_engine],
         ),
         readiness_checks={
             "database": database_check(service.engine),
-            "broker": broker_check(service.broker),
+            "broker": service.broker_connection.check,
         },
         readiness_details=readiness_details,
     )
@@ -337,14 +347,6 @@ def database_check(engine: AsyncEngine) -> ReadinessCheck:
     return check
 
 
-def broker_check(broker: Any) -> ReadinessCheck:
-    async def check() -> None:
-        if not await broker.ping(timeout=2.0):
-            raise RuntimeError("the Kafka broker does not answer")
-
-    return check
-
-
 @dataclass(frozen=True, slots=True)
 class Listener:
     """One address a service answers on, with the app served there. A service with a public
@@ -405,6 +407,9 @@ def run_service(
             ListenerDispatch(listeners),
             log_config=None,  # keep our JSON logging
             access_log=False,  # request ids are in our own log lines
+            # On SIGTERM: no new connections, requests in flight get this long to finish
+            # (a live stream is ended then), before the lifespan stops the consumers.
+            timeout_graceful_shutdown=HTTP_DRAIN_SECONDS,
         )
     )
     server.run(sockets=sockets)

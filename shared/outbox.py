@@ -57,6 +57,9 @@ from shared.settings import SystemSettings
 log = structlog.get_logger(__name__)
 
 OUTBOX_TABLE = "outbox"
+# On stop, how long the relay may go on publishing what is pending before it gives up (what
+# is left goes out at the next start).
+OUTBOX_FLUSH_SECONDS = 5.0
 
 
 def define_outbox_table(metadata: MetaData) -> Table:
@@ -362,12 +365,20 @@ class OutboxRelay:
         self._task = asyncio.create_task(self.run_forever(), name="outbox-relay")
 
     async def stop(self) -> None:
+        """Stop the loop, then publish what is pending (committed by requests that finished
+        while the service was stopping), for at most OUTBOX_FLUSH_SECONDS."""
         if self._task is None:
             return
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        try:
+            async with asyncio.timeout(OUTBOX_FLUSH_SECONDS):
+                while await self.publish_pending():
+                    pass
+        except Exception as error:  # broker or database away, or out of time: rows stay
+            log.warning("outbox_flush_incomplete", error=f"{type(error).__name__}: {error}"[:300])
 
     async def pending_count(self) -> int:
         async with self._engine.connect() as connection:
