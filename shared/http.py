@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.background import BackgroundWork, BrokerConnection, service_lifespan
+from shared.broker import FailureKind, classify_failure
 from shared.internal_auth import InternalTokenVerifier
 from shared.problems import (
     Problem,
@@ -320,23 +321,52 @@ async def _request_id_middleware(
         response = await call_next(request)
     except BodyTooLarge as error:
         response = _too_large(error.limit)
-    except Exception:
-        # Answered here rather than left to the server: a bug still gets a problem+json
-        # answer, and the connection stays usable for the caller's next request.
-        log.exception("unhandled_error", path=request.url.path)
-        response = problem_response(
-            Problem(
-                title="Internal error",
-                status=500,
-                code="internal_error",
-                detail=f"Something broke on our side; quote request id {request_id} when "
-                "you report it.",
-            )
-        )
+    except Exception as error:
+        response = _unavailable_or_internal_error(error, request, request_id)
     finally:
         structlog.contextvars.unbind_contextvars("request_id")
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
+
+
+# What a client is told to wait before it retries while a dependency is away.
+RETRY_AFTER_SECONDS = 5
+
+
+def _unavailable_or_internal_error(error: Exception, request: Request, request_id: str) -> Response:
+    """A dependency that is away (the database, the broker) is 503 with `Retry-After`: the
+    request was fine and may be sent again. Anything else is a bug: 500, logged with its
+    traceback. Both are answered here rather than left to the server, so the caller gets
+    problem+json and its connection stays usable."""
+    kind, dependency = classify_failure(error)
+    if kind is FailureKind.DEPENDENCY_DOWN:
+        log.warning(
+            "dependency_unavailable",
+            path=request.url.path,
+            dependency=dependency,
+            error=f"{type(error).__name__}: {error}".splitlines()[0][:300],
+        )
+        return problem_response(
+            Problem(
+                title="Service unavailable",
+                status=503,
+                code="dependency_unavailable",
+                detail=f"A dependency of the service ({dependency}) is not reachable right "
+                f"now; retry in {RETRY_AFTER_SECONDS} seconds (with the same Idempotency-Key "
+                "for a create).",
+            ),
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    log.exception("unhandled_error", path=request.url.path)
+    return problem_response(
+        Problem(
+            title="Internal error",
+            status=500,
+            code="internal_error",
+            detail=f"Something broke on our side; quote request id {request_id} when "
+            "you report it.",
+        )
+    )
 
 
 def database_check(engine: AsyncEngine) -> ReadinessCheck:
