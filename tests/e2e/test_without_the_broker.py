@@ -127,6 +127,11 @@ async def test_services_start_without_the_broker_and_catch_up_when_it_comes(
             )
             assert answer.status_code == 201, answer.text
             ticket = answer.json()
+            # Only the live stream needs the broker: the client is told to come back.
+            stream = await client.get(f"{gateway}/api/v1/stream", headers=team.auth)
+            assert stream.status_code == 503, stream.text
+            assert stream.json()["code"] == "stream_unavailable"
+            assert stream.headers["Retry-After"] == "5"
 
             await asyncio.to_thread(later_broker.run, "start")
             await ensure_topics(later_broker.bootstrap)

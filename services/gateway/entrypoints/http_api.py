@@ -14,7 +14,7 @@ from shared.auth import TokenVerifier
 from shared.background import BrokerConnection
 from shared.broker import create_watching_broker
 from shared.contracts.asyncapi import specification
-from shared.http import create_service_app
+from shared.http import RETRY_AFTER_SECONDS, create_service_app
 from shared.internal_auth import InternalTokenSigner
 from shared.kafka_security import aiokafka_security
 from shared.problems import ProblemError, problem_responses
@@ -193,6 +193,13 @@ def _live_routes() -> APIRouter:
             raise ProblemError(400, "invalid_last_event_id", str(error)) from error
         settings: GatewaySettings = request.app.state.settings
         feed: EventFeed = request.app.state.feed
+        if not feed.reading:  # the broker has not answered since the gateway started
+            raise ProblemError(
+                503,
+                "stream_unavailable",
+                f"The live stream waits for the broker; retry in {RETRY_AFTER_SECONDS} seconds.",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         subscription = await feed.subscribe(caller.workspace_id, caller.member_id)
         return StreamingResponse(
             server_sent_events(
