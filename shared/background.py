@@ -60,7 +60,7 @@ class PeriodicTask:
             self._task = None
 
 
-CONNECT_ATTEMPT_SECONDS = 10.0
+CONNECT_ATTEMPT_SECONDS = 20.0
 
 
 class BrokerConnection:
