@@ -15,9 +15,11 @@ class RecordingConsumer:
 
     def __init__(self) -> None:
         self.commits: list[dict[TopicPartition, int]] = []
+        self.committed = asyncio.Event()
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.commits.append(dict(offsets))
+        self.committed.set()
 
 
 def record(offset: int) -> Any:
@@ -30,9 +32,7 @@ async def test_processed_offsets_are_committed_together_a_moment_later() -> None
     await committer.mark_processed(consumer, record(7))
     await committer.mark_processed(consumer, record(8))
     assert consumer.commits == []
-    async with asyncio.timeout(5):  # bounds a failure only
-        while not consumer.commits:
-            await asyncio.sleep(0.01)
+    await asyncio.wait_for(consumer.committed.wait(), timeout=5)  # bounds a failure only
     # The next offset to read, once for both.
     assert consumer.commits == [{TopicPartition("ticket.events.v1", 2): 9}]
 
