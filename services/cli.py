@@ -154,6 +154,10 @@ def token(
     )
 
 
+# How long `helpdesk run` waits for every service to be ready before it shows the banner.
+READY_WAIT_SECONDS = 60.0
+
+
 @app.command()
 def run(
     gateway_port: Annotated[int, typer.Option(help="The dashboard API's port.")] = 8000,
@@ -180,9 +184,12 @@ def run(
     try:
         typer.echo("starting ticket-core, activity-log, intake and gateway ...")
         try:
-            system.start()
+            # Alive is enough to go on: a service waits for its broker and database by itself.
+            system.start(until="/healthz")
         except RuntimeError as error:
             raise _fail(f"Could not start the system: {error}") from error
+        for name, why in system.not_ready_after(READY_WAIT_SECONDS).items():
+            typer.secho(f"{name} is not ready yet ({why}); it keeps trying", err=True)
         typer.echo(_running_banner(plan, environment, log_dir))
         system.supervise(announce=lambda line: typer.echo(line))
     except KeyboardInterrupt:

@@ -191,11 +191,13 @@ class RunningSystem:
         poll_interval_seconds: float = 0.2,
     ) -> None:
         """Restart exited services until interrupted (KeyboardInterrupt); `announce` gets one
-        line per exit and one when the restarted service is ready again."""
+        line per exit and one when a service becomes ready (again)."""
         policy = policy or RestartPolicy()
         now = time.monotonic()
         for name in self.processes:
-            self._restarts.setdefault(name, RestartRecord(policy)).started(now)
+            record = self._restarts.setdefault(name, RestartRecord(policy))
+            record.started(now)
+            record.awaiting_ready = not self._answers_ready(self._plans[name])
         while True:
             self.supervise_once(announce, time.monotonic())
             time.sleep(poll_interval_seconds)
@@ -209,7 +211,7 @@ class RunningSystem:
             if returncode is None:
                 if record.awaiting_ready and self._answers_ready(self._plans[name]):
                     record.awaiting_ready = False
-                    announce(f"{name} is ready again")
+                    announce(f"{name} is ready" + (" again" if record.exits_in_a_row else ""))
                 continue
             if record.restart_at is None:
                 delay = record.exited(now)
@@ -247,6 +249,26 @@ class RunningSystem:
             f"{service.name} was not ready on {url} within {timeout}s; "
             f"see {self.log_dir / (service.name + '.log')}"
         )
+
+    def not_ready_after(self, timeout: float) -> dict[str, str]:
+        """Wait up to `timeout` seconds for every service to be ready; what each one that is
+        not says it waits for (its `/readyz` checks)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting: dict[str, str] = {}
+            for name, service in self._plans.items():
+                try:
+                    answer = httpx.get(f"http://127.0.0.1:{service.port}/readyz", timeout=2.0)
+                    if answer.status_code != 200:
+                        checks = answer.json().get("checks", {})
+                        waiting[name] = "; ".join(
+                            f"{check}: {state}" for check, state in checks.items() if state != "ok"
+                        )
+                except (httpx.HTTPError, ValueError) as error:
+                    waiting[name] = f"no answer ({type(error).__name__})"
+            if not waiting or time.monotonic() >= deadline:
+                return waiting
+            time.sleep(0.5)
 
     def stop(self, name: str | None = None, timeout: float = 35.0) -> None:
         """Stop one service (not restarted by supervision until `start_service`) or all."""
