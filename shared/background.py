@@ -18,7 +18,7 @@ import structlog
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.broker import dependency_backoff_seconds, probe_broker, stop_broker
+from shared.broker import dependency_backoff_seconds, probe_broker, stop_broker, stop_consuming
 from shared.settings import SystemSettings
 
 log = structlog.get_logger(__name__)
@@ -130,13 +130,16 @@ class BrokerConnection:
             raise RuntimeError("the Kafka broker does not answer")
 
     async def stop(self) -> None:
-        """Stop the work that needed the broker (newest first: the relay flushes), then the
-        broker (its subscribers finish what they hold and commit it)."""
+        """Stop in the order that loses nothing: the consumers finish what they hold and commit
+        it; the background work stops, newest first, so the relay (the oldest) publishes what
+        they and the last requests wrote to the outbox; then the producer goes."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.connected.is_set():
+            await stop_consuming(self.broker)
         for work in reversed(self._started):
             await work.stop()
         self._started.clear()

@@ -278,6 +278,18 @@ async def probe_broker(settings: SystemSettings) -> None:
         await client.close()
 
 
+async def stop_consuming(broker: KafkaBroker) -> None:
+    """Let the subscribers finish the messages they hold (at most CONSUMER_DRAIN_SECONDS),
+    each committed as it finishes, and stop them; the producer stays, so what they wrote to an
+    outbox can still be published before `stop_broker`."""
+    committer = _committers.get(broker)
+    if committer is not None:
+        committer.stopping = True
+        await committer.flush()
+    for subscriber in broker.subscribers:
+        await subscriber.stop()
+
+
 async def stop_broker(broker: KafkaBroker) -> None:
     """Commit what was processed; let the subscribers finish the messages they hold (at most
     CONSUMER_DRAIN_SECONDS), each committed as it finishes; then stop. A message still
