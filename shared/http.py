@@ -33,9 +33,9 @@ REQUEST_ID_HEADER = "X-Request-Id"
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 # How a service stops on SIGTERM, each step bounded: requests in flight finish (at most
-# HTTP_DRAIN_SECONDS, 10), the outbox relay publishes what is pending (OUTBOX_FLUSH_SECONDS in
-# shared.outbox, 5), the consumers finish the messages they hold and commit their offsets
-# (CONSUMER_DRAIN_SECONDS in shared.broker, 15). So a service is gone within 30 s
+# HTTP_DRAIN_SECONDS, 10); the consumers finish the messages they hold and commit their offsets
+# (CONSUMER_DRAIN_SECONDS in shared.broker, 15); the outbox relay publishes what is pending
+# (OUTBOX_FLUSH_SECONDS in shared.outbox, 5). So a service is gone within 30 s
 # (`helpdesk run` waits 35 s before it kills one).
 HTTP_DRAIN_SECONDS = 10
 
