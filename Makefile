@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 .PHONY: help install run test test-unit lint check-deploy format bench contract kafka-start kafka-stop clean
 
 help:
-	@echo "make run    start Kafka and the four services (Ctrl-C stops everything)"
+	@echo "make run    start Kafka and the four services, restarting any that exits (Ctrl-C stops everything)"
 	@echo "make test   unit, integration and end-to-end tests on real Kafka, SQLite and PostgreSQL"
 	@echo "make lint   ruff and mypy"
 	@echo "make check-deploy   docker-compose.yml and deploy/kubernetes/ checked offline"

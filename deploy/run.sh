@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: start Kafka (unless one is configured or already up), create the topics, migrate
 # every service's database (SQLite files under ./var by default), then run the four services
-# in the foreground. Ctrl-C stops the services and the Kafka broker this script started.
+# in the foreground under `helpdesk run`, which restarts a service that exits. Ctrl-C or SIGTERM
+# stops the services and the Kafka broker this script started.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=.venv/bin
@@ -28,4 +29,13 @@ export KAFKA_BOOTSTRAP_SERVERS
 
 "$BIN/helpdesk" topics
 "$BIN/helpdesk" migrate
-"$BIN/helpdesk" run
+# In the background, so that this script's traps run at once on a signal (bash runs them only
+# after a foreground command ends) and hand it to `helpdesk run`, which stops its services.
+"$BIN/helpdesk" run "$@" &
+run_pid=$!
+trap 'kill -TERM "$run_pid" 2>/dev/null || true' INT TERM
+status=0
+while kill -0 "$run_pid" 2>/dev/null; do
+  wait "$run_pid" || status=$?
+done
+exit "$status"

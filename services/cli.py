@@ -7,7 +7,7 @@ own bootstrap and handlers), the way an operator with access to every database w
 import asyncio
 import json
 import os
-import time
+import signal
 from collections.abc import Coroutine
 from datetime import timedelta
 from pathlib import Path
@@ -167,34 +167,55 @@ def token(
     )
 
 
+# How long `helpdesk run` waits for every service to be ready before it shows the banner.
+READY_WAIT_SECONDS = 60.0
+
+
 @app.command()
 def run(
     gateway_port: Annotated[int, typer.Option(help="The dashboard API's port.")] = 8000,
+    ticket_core_port: Annotated[int, typer.Option(help="ticket-core's internal API.")] = 8101,
+    activity_log_port: Annotated[int, typer.Option(help="activity-log's internal API.")] = 8102,
+    intake_port: Annotated[int, typer.Option(help="The widget API's (public) port.")] = 8103,
+    intake_internal_port: Annotated[int, typer.Option(help="intake's internal API.")] = 8113,
+    log_dir: Annotated[Path, typer.Option(help="Where each service's log goes.")] = Path("var/log"),
 ) -> None:
-    """Start the four services as separate processes; Ctrl-C stops them all."""
+    """Start the four services as separate processes and restart any that exits (with
+    backoff, 1 s doubling to 30 s); Ctrl-C or SIGTERM stops them all."""
     # A developer's machine unless told otherwise: the built-in secrets are accepted.
     environment = os.environ.setdefault("HELPDESK_ENV", Environment.DEVELOPMENT.value)
-    plan = SystemPlan(gateway_port=gateway_port)
-    system = RunningSystem(plan, Path("var/log"))
-    typer.echo("starting ticket-core, activity-log, intake and gateway ...")
+    plan = SystemPlan(
+        gateway_port=gateway_port,
+        ticket_core_port=ticket_core_port,
+        activity_log_port=activity_log_port,
+        intake_port=intake_port,
+        intake_internal_port=intake_internal_port,
+    )
+    system = RunningSystem(plan, log_dir)
+    # SIGTERM (a process manager, `make run`'s script) stops the system as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        system.start()
-    except RuntimeError as error:
-        raise _fail(f"Could not start the system: {error}") from error
-    typer.echo(_running_banner(plan, environment))
-    try:
-        while all(process.poll() is None for process in system.processes.values()):
-            time.sleep(0.5)
-        exited = [name for name, p in system.processes.items() if p.poll() is not None]
-        typer.secho(f"{', '.join(exited)} stopped; see var/log/. Stopping the rest.", err=True)
+        typer.echo("starting ticket-core, activity-log, intake and gateway ...")
+        try:
+            # Alive is enough to go on: a service waits for its broker and database by itself.
+            system.start(until="/healthz")
+        except RuntimeError as error:
+            raise _fail(f"Could not start the system: {error}") from error
+        for name, why in system.not_ready_after(READY_WAIT_SECONDS).items():
+            typer.secho(f"{name} is not ready yet ({why}); it keeps trying", err=True)
+        typer.echo(_running_banner(plan, environment, log_dir))
+        system.supervise(announce=lambda line: typer.echo(line))
     except KeyboardInterrupt:
         typer.echo("stopping ...")
     finally:
+        # A second Ctrl-C must not cut the shutdown short and leave services running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         system.stop()
     typer.echo("all services stopped")
 
 
-def _running_banner(plan: SystemPlan, environment: str) -> str:
+def _running_banner(plan: SystemPlan, environment: str, log_dir: Path) -> str:
     gateway = f"http://127.0.0.1:{plan.gateway_port}"
     widget = f"http://127.0.0.1:{plan.intake_port}"
     mode = (
@@ -205,7 +226,7 @@ def _running_banner(plan: SystemPlan, environment: str) -> str:
         else f"HELPDESK_ENV={environment}."
     )
     return f"""
-Help desk is running (logs in var/log/).
+Help desk is running (logs in {log_dir}/; a service that exits is restarted).
   {mode}
   dashboard API  {gateway}/api/v1/tickets
   API docs       {gateway}/docs

@@ -1,7 +1,10 @@
 """Runs the four services as separate local processes: `helpdesk run` and the e2e tests.
 
-Each service is `python -m services.<name>` with its own port and database; this module only
-starts them, waits until each answers /readyz, and stops every one it started.
+Each service is `python -m services.<name>` with its own port and database; this module
+starts them, waits until each answers /readyz, and stops every one it started. `helpdesk run`
+also supervises them (`RunningSystem.supervise`): a service that exits is started again after
+a capped exponential backoff (`RestartPolicy`) while the others keep serving. The e2e tests
+do not supervise, and a service stopped on purpose (`stop(name)`) is never restarted.
 """
 
 from __future__ import annotations
@@ -11,11 +14,56 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import httpx
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """How soon an exited service is started again: `first_delay_seconds`, doubled for each
+    exit in a row, at most `max_delay_seconds`. A service that stayed up
+    `stable_after_seconds` starts the count again, so one crash a day waits 1 s, not 30."""
+
+    first_delay_seconds: float = 1.0
+    max_delay_seconds: float = 30.0
+    stable_after_seconds: float = 30.0
+
+    def delay_seconds(self, exits_in_a_row: int) -> float:
+        """The pause before restart number `exits_in_a_row` (1, 2, ...)."""
+        return min(self.max_delay_seconds, self.first_delay_seconds * 2.0 ** (exits_in_a_row - 1))
+
+
+@dataclass(slots=True)
+class RestartRecord:
+    """One supervised service's exits and restart, as times of `time.monotonic()`."""
+
+    policy: RestartPolicy
+    started_at: float = 0.0
+    exits_in_a_row: int = 0
+    restart_at: float | None = None
+    awaiting_ready: bool = False
+
+    def started(self, now: float) -> None:
+        self.started_at = now
+        self.restart_at = None
+
+    def exited(self, now: float) -> float:
+        """Record an exit noticed at `now`; the delay before the restart."""
+        if now - self.started_at >= self.policy.stable_after_seconds:
+            self.exits_in_a_row = 0
+        self.exits_in_a_row += 1
+        delay = self.policy.delay_seconds(self.exits_in_a_row)
+        self.restart_at = now + delay
+        return delay
+
+
+def describe_exit(returncode: int) -> str:
+    """`signal 9` for a process a signal ended (Popen reports -9), `code 1` otherwise."""
+    return f"signal {-returncode}" if returncode < 0 else f"code {returncode}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,30 +145,93 @@ class RunningSystem:
         self.plan = plan
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._logs: list[IO[bytes]] = []
+        self._plans = {service.name: service for service in plan.services()}
+        self._logs: dict[str, IO[bytes]] = {}
+        # Services stopped on purpose (`stop`): supervision never brings them back.
+        self._stopped_on_purpose: set[str] = set()
+        self._restarts: dict[str, RestartRecord] = {}
 
-    def start(self, *, ready_timeout: float = 60.0) -> RunningSystem:
+    def start(self, *, ready_timeout: float = 60.0, until: str = "/readyz") -> RunningSystem:
+        """Start every service and wait until each answers 200 on `until`: `/readyz` (its
+        database and broker answer) or `/healthz` (it serves, whatever it waits for)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             for service in self.plan.services():
-                log = (self.log_dir / f"{service.name}.log").open("ab")
-                self._logs.append(log)
-                self.processes[service.name] = subprocess.Popen(
-                    [sys.executable, "-m", service.module],
-                    env={**os.environ, **self.plan.extra_env, **service.env},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+                self._spawn(service)
             for service in self.plan.services():
-                self._wait_ready(service, ready_timeout)
+                self._wait_ready(service, ready_timeout, until)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_ready(self, service: ServicePlan, timeout: float) -> None:
+    def start_service(self, name: str, *, ready_timeout: float = 60.0) -> None:
+        """Start one service again (after `stop(name)`) and wait until it is ready."""
+        self._stopped_on_purpose.discard(name)
+        self._spawn(self._plans[name])
+        self._wait_ready(self._plans[name], ready_timeout)
+
+    def _spawn(self, service: ServicePlan) -> None:
+        if service.name not in self._logs:
+            self._logs[service.name] = (self.log_dir / f"{service.name}.log").open("ab")
+        self.processes[service.name] = subprocess.Popen(
+            [sys.executable, "-m", service.module],
+            env={**os.environ, **self.plan.extra_env, **service.env},
+            stdout=self._logs[service.name],
+            stderr=subprocess.STDOUT,
+            # Its own process group: a Ctrl-C at the terminal reaches `helpdesk run` only,
+            # which then stops every service in order (SIGTERM, then a bounded wait).
+            start_new_session=True,
+        )
+
+    def supervise(
+        self,
+        announce: Callable[[str], None],
+        policy: RestartPolicy | None = None,
+        poll_interval_seconds: float = 0.2,
+    ) -> None:
+        """Restart exited services until interrupted (KeyboardInterrupt); `announce` gets one
+        line per exit and one when a service becomes ready (again)."""
+        policy = policy or RestartPolicy()
+        now = time.monotonic()
+        for name in self.processes:
+            record = self._restarts.setdefault(name, RestartRecord(policy))
+            record.started(now)
+            record.awaiting_ready = not self._answers_ready(self._plans[name])
+        while True:
+            self.supervise_once(announce, time.monotonic())
+            time.sleep(poll_interval_seconds)
+
+    def supervise_once(self, announce: Callable[[str], None], now: float) -> None:
+        for name, process in list(self.processes.items()):
+            record = self._restarts.get(name)
+            if record is None or name in self._stopped_on_purpose:
+                continue
+            returncode = process.poll()
+            if returncode is None:
+                if record.awaiting_ready and self._answers_ready(self._plans[name]):
+                    record.awaiting_ready = False
+                    announce(f"{name} is ready" + (" again" if record.exits_in_a_row else ""))
+                continue
+            if record.restart_at is None:
+                delay = record.exited(now)
+                announce(f"{name} exited ({describe_exit(returncode)}); restarting in {delay:g} s")
+            elif now >= record.restart_at:
+                self._spawn(self._plans[name])
+                record.started(now)
+                record.awaiting_ready = True
+
+    @staticmethod
+    def _answers_ready(service: ServicePlan) -> bool:
+        try:
+            url = f"http://127.0.0.1:{service.port}/readyz"
+            return httpx.get(url, timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _wait_ready(self, service: ServicePlan, timeout: float, path: str = "/readyz") -> None:
         deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{service.port}/readyz"
+        url = f"http://127.0.0.1:{service.port}{path}"
         while time.monotonic() < deadline:
             process = self.processes[service.name]
             if process.poll() is not None:
@@ -139,8 +250,30 @@ class RunningSystem:
             f"see {self.log_dir / (service.name + '.log')}"
         )
 
-    def stop(self, name: str | None = None, timeout: float = 15.0) -> None:
+    def not_ready_after(self, timeout: float) -> dict[str, str]:
+        """Wait up to `timeout` seconds for every service to be ready; what each one that is
+        not says it waits for (its `/readyz` checks)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting: dict[str, str] = {}
+            for name, service in self._plans.items():
+                try:
+                    answer = httpx.get(f"http://127.0.0.1:{service.port}/readyz", timeout=2.0)
+                    if answer.status_code != 200:
+                        checks = answer.json().get("checks", {})
+                        waiting[name] = "; ".join(
+                            f"{check}: {state}" for check, state in checks.items() if state != "ok"
+                        )
+                except (httpx.HTTPError, ValueError) as error:
+                    waiting[name] = f"no answer ({type(error).__name__})"
+            if not waiting or time.monotonic() >= deadline:
+                return waiting
+            time.sleep(0.5)
+
+    def stop(self, name: str | None = None, timeout: float = 35.0) -> None:
+        """Stop one service (not restarted by supervision until `start_service`) or all."""
         names = [name] if name else list(self.processes)
+        self._stopped_on_purpose.update(names)
         for each in names:
             process = self.processes.get(each)
             if process and process.poll() is None:
@@ -155,8 +288,9 @@ class RunningSystem:
                 process.kill()
                 process.wait()
         if name is None:
-            for log in self._logs:
+            for log in self._logs.values():
                 log.close()
+            self._logs.clear()
 
     def __enter__(self) -> RunningSystem:
         return self

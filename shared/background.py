@@ -1,5 +1,12 @@
 """Work a service does on its own beside handling messages, run the same way everywhere:
-started with the service, stopped before its broker and database."""
+started with the service, stopped before its broker and database.
+
+A service starts and stays up without its broker: `BrokerConnection` connects in the
+background, retrying with capped backoff for as long as the broker is unreachable, while the
+HTTP listeners already answer (`/healthz` 200; `/readyz` 503 saying what is waited for). Its
+consumers, its outbox relay and its periodic tasks start once the broker answers; what the
+service's own transactions write to the outbox meanwhile stays there and goes out then.
+"""
 
 import asyncio
 import contextlib
@@ -11,7 +18,8 @@ import structlog
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.broker import stop_broker
+from shared.broker import dependency_backoff_seconds, probe_broker, stop_broker, stop_consuming
+from shared.settings import SystemSettings
 
 log = structlog.get_logger(__name__)
 
@@ -52,26 +60,114 @@ class PeriodicTask:
             self._task = None
 
 
+CONNECT_ATTEMPT_SECONDS = 20.0
+
+
+class BrokerConnection:
+    """Starts `broker` (its producer, then its subscribers) in the background and keeps trying,
+    with capped exponential backoff, until it answers; then starts the work that needs it.
+    `connect` replaces `broker.start` for a service that does more to connect (the gateway's
+    live feed). Every failed attempt is undone before the next, so nothing runs half-started."""
+
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        settings: SystemSettings,
+        *,
+        connect: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.broker = broker
+        self._settings = settings
+        self._connect = connect or broker.start
+        self._task: asyncio.Task[None] | None = None
+        self._started: list[BackgroundWork] = []
+        self.connected = asyncio.Event()
+        self.attempts = 0
+        self.last_error: str | None = None
+
+    def start(self, then_start: Sequence[BackgroundWork] = ()) -> None:
+        self._task = asyncio.create_task(self._connect_until_done(then_start), name="broker")
+
+    async def _connect_until_done(self, then_start: Sequence[BackgroundWork]) -> None:
+        while True:
+            self.attempts += 1
+            try:
+                # Bounded: a broker that answers but lacks a topic yet would otherwise hold
+                # an attempt for aiokafka's 40 s request timeout.
+                async with asyncio.timeout(CONNECT_ATTEMPT_SECONDS):
+                    await probe_broker(self._settings)
+                    await self._connect()
+                break
+            except Exception as error:
+                self.last_error = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                delay = dependency_backoff_seconds(self.attempts)
+                log.warning(
+                    "waiting_for_dependency",
+                    dependency="broker",
+                    attempt=self.attempts,
+                    retry_in_seconds=round(delay, 2),
+                    error=self.last_error,
+                )
+                with contextlib.suppress(Exception):
+                    await self.broker.stop()
+                await asyncio.sleep(delay)
+        self.connected.set()
+        self.last_error = None
+        log.info("dependency_connected", dependency="broker", attempts=self.attempts)
+        for work in then_start:
+            work.start()
+            self._started.append(work)
+
+    async def check(self) -> None:
+        """Readiness: connected and answering, or why not."""
+        if not self.connected.is_set():
+            raise RuntimeError(
+                f"connecting to the Kafka broker in the background (attempt {self.attempts}"
+                + (f", last error: {self.last_error}" if self.last_error else "")
+                + ")"
+            )
+        if not await self.broker.ping(timeout=2.0):
+            raise RuntimeError("the Kafka broker does not answer")
+
+    async def stop(self) -> None:
+        """Stop in the order that loses nothing: the consumers finish what they hold and commit
+        it; the background work stops, newest first, so the relay (the oldest) publishes what
+        they and the last requests wrote to the outbox; then the producer goes."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.connected.is_set():
+            await stop_consuming(self.broker)
+        for work in reversed(self._started):
+            await work.stop()
+        self._started.clear()
+        if self.connected.is_set():
+            await stop_broker(self.broker)
+            self.connected.clear()
+        else:  # stopped while an attempt was under way: undo what it had started
+            with contextlib.suppress(Exception):
+                await self.broker.stop()
+
+
 def service_lifespan(
-    broker: KafkaBroker,
+    connection: BrokerConnection,
     engine: AsyncEngine,
     background: Sequence[BackgroundWork] = (),
     *,
     also_dispose: Sequence[AsyncEngine] = (),
 ) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
-    """Start the broker (its consumers) and the background work; stop them in reverse."""
+    """Connect the broker in the background (then start the background work); stop them in
+    reverse. The listeners serve from the start, whether the broker answers or not."""
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        await broker.start()
-        for work in background:
-            work.start()
+        connection.start(then_start=background)
         try:
             yield
         finally:
-            for work in reversed(background):
-                await work.stop()
-            await stop_broker(broker)
+            await connection.stop()
             await engine.dispose()
             for other in also_dispose:
                 await other.dispose()

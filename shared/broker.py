@@ -52,6 +52,7 @@ from weakref import WeakKeyDictionary
 import asyncpg  # type: ignore[import-untyped]
 import structlog
 from aiokafka import TopicPartition
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
@@ -66,7 +67,7 @@ from pydantic import ValidationError
 from sqlalchemy import exc as sql_errors
 
 from shared.contracts.topics import Topic
-from shared.kafka_security import faststream_security
+from shared.kafka_security import aiokafka_security, faststream_security
 from shared.logging import exception_chain, validation_problems
 from shared.settings import SystemSettings
 
@@ -107,6 +108,9 @@ DEPENDENCY_BACKOFF_CAP_SECONDS = 10.0
 # See the module's docstring: how long a member may wait for a dependency without polling
 # before aiokafka lets it leave its group (aiokafka's default is 5 minutes).
 MAX_POLL_INTERVAL_MS = 15 * 60 * 1000
+# On stop, how long the subscribers may go on with the messages they hold (FastStream's
+# graceful timeout); each one finished meanwhile has its offset committed at once.
+CONSUMER_DRAIN_SECONDS = 15.0
 
 
 class PermanentFailure(Exception):
@@ -199,12 +203,17 @@ class OffsetCommitter:
         self._interval = interval_seconds
         self._pending: dict[int, tuple[Any, dict[TopicPartition, int]]] = {}
         self._flush_task: asyncio.Task[None] | None = None
+        self.stopping = False
+        """Set on stop: a message finished from then on is committed before its consumer
+        closes, instead of a moment later when the consumer may be gone."""
 
-    def mark_processed(self, consumer: Any, record: Any) -> None:
+    async def mark_processed(self, consumer: Any, record: Any) -> None:
         _, offsets = self._pending.setdefault(id(consumer), (consumer, {}))
         # Kafka's committed offset is the next one to read.
         offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
-        if self._flush_task is None or self._flush_task.done():
+        if self.stopping:
+            await self.flush()
+        elif self._flush_task is None or self._flush_task.done():
             self._flush_task = asyncio.create_task(self._flush_soon())
 
     async def _flush_soon(self) -> None:
@@ -238,6 +247,7 @@ def create_broker(settings: SystemSettings, *, client_id: str) -> KafkaBroker:
         max_request_size=settings.kafka_max_message_bytes,
         # Per-message "Received/Processed" lines would drown the service's own logs.
         log_level=logging.DEBUG,
+        graceful_timeout=CONSUMER_DRAIN_SECONDS,
     )
     committer = _committers[broker] = OffsetCommitter()
     broker.add_middleware(_reliable_consume_middleware_for(broker, committer))
@@ -256,11 +266,38 @@ def create_watching_broker(settings: SystemSettings, *, client_id: str) -> Kafka
     )
 
 
-async def stop_broker(broker: KafkaBroker) -> None:
-    """Commit what was processed, then stop. A message finished in between is redelivered
-    to the next consumer and dropped by its inbox."""
+async def probe_broker(settings: SystemSettings) -> None:
+    """Raises unless the brokers answer (bootstrap: metadata, with the service's credentials).
+    Done before `broker.start()`, whose failed attempts leave their producer unclosed."""
+    client = AIOKafkaClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, **aiokafka_security(settings)
+    )
+    try:
+        await client.bootstrap()
+    finally:
+        await client.close()
+
+
+async def stop_consuming(broker: KafkaBroker) -> None:
+    """Let the subscribers finish the messages they hold (at most CONSUMER_DRAIN_SECONDS),
+    each committed as it finishes, and stop them; the producer stays, so what they wrote to an
+    outbox can still be published before `stop_broker`."""
     committer = _committers.get(broker)
     if committer is not None:
+        committer.stopping = True
+        await committer.flush()
+    for subscriber in broker.subscribers:
+        await subscriber.stop()
+
+
+async def stop_broker(broker: KafkaBroker) -> None:
+    """Commit what was processed; let the subscribers finish the messages they hold (at most
+    CONSUMER_DRAIN_SECONDS), each committed as it finishes; then stop. A message still
+    unfinished then is redelivered to the next consumer (and dropped by its inbox if it had
+    been stored)."""
+    committer = _committers.get(broker)
+    if committer is not None:
+        committer.stopping = True
         await committer.flush()
     await broker.stop()
 
@@ -332,7 +369,7 @@ class ReliableConsumeMiddleware(BaseMiddleware):
             # that is not a broker outage gets here): read it again rather than skip it.
             await msg.nack()
             raise
-        self._committer.mark_processed(msg.consumer, msg.raw_message)  # type: ignore[attr-defined]
+        await self._committer.mark_processed(msg.consumer, msg.raw_message)  # type: ignore[attr-defined]
         return result
 
     async def _process_or_dead_letter(

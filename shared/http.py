@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.background import BackgroundWork, service_lifespan
+from shared.background import BackgroundWork, BrokerConnection, service_lifespan
+from shared.broker import FailureKind, classify_failure
 from shared.internal_auth import InternalTokenVerifier
 from shared.problems import (
     Problem,
@@ -30,6 +31,13 @@ log = structlog.get_logger(__name__)
 REQUEST_ID_HEADER = "X-Request-Id"
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+
+# How a service stops on SIGTERM, each step bounded: requests in flight finish (at most
+# HTTP_DRAIN_SECONDS, 10); the consumers finish the messages they hold and commit their offsets
+# (CONSUMER_DRAIN_SECONDS in shared.broker, 15); the outbox relay publishes what is pending
+# (OUTBOX_FLUSH_SECONDS in shared.outbox, 5). So a service is gone within 30 s
+# (`helpdesk run` waits 35 s before it kills one).
+HTTP_DRAIN_SECONDS = 10
 
 # A caller's own request id is kept if it is 1 to 200 printable ASCII characters; any other is
 # replaced by one made up, so that it can be passed on in the headers of internal calls.
@@ -213,7 +221,7 @@ class ServiceParts(Protocol):
     @property
     def read_engine(self) -> AsyncEngine: ...
     @property
-    def broker(self) -> Any: ...
+    def broker_connection(self) -> BrokerConnection: ...
 
 
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
@@ -242,11 +250,14 @@ def create_internal_app(
         max_body_bytes=service.settings.max_body_bytes,
         lifespan=lifespan
         or service_lifespan(
-            service.broker, service.engine, background, also_dispose=[service.read_engine]
+            service.broker_connection,
+            service.engine,
+            background,
+            also_dispose=[service.read_engine],
         ),
         readiness_checks={
             "database": database_check(service.engine),
-            "broker": broker_check(service.broker),
+            "broker": service.broker_connection.check,
         },
         readiness_details=readiness_details,
     )
@@ -310,37 +321,58 @@ async def _request_id_middleware(
         response = await call_next(request)
     except BodyTooLarge as error:
         response = _too_large(error.limit)
-    except Exception:
-        # Answered here rather than left to the server: a bug still gets a problem+json
-        # answer, and the connection stays usable for the caller's next request.
-        log.exception("unhandled_error", path=request.url.path)
-        response = problem_response(
-            Problem(
-                title="Internal error",
-                status=500,
-                code="internal_error",
-                detail=f"Something broke on our side; quote request id {request_id} when "
-                "you report it.",
-            )
-        )
+    except Exception as error:
+        response = _unavailable_or_internal_error(error, request, request_id)
     finally:
         structlog.contextvars.unbind_contextvars("request_id")
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
 
 
+# What a client is told to wait before it retries while a dependency is away.
+RETRY_AFTER_SECONDS = 5
+
+
+def _unavailable_or_internal_error(error: Exception, request: Request, request_id: str) -> Response:
+    """A dependency that is away (the database, the broker) is 503 with `Retry-After`: the
+    request was fine and may be sent again. Anything else is a bug: 500, logged with its
+    traceback. Both are answered here rather than left to the server, so the caller gets
+    problem+json and its connection stays usable."""
+    kind, dependency = classify_failure(error)
+    if kind is FailureKind.DEPENDENCY_DOWN:
+        log.warning(
+            "dependency_unavailable",
+            path=request.url.path,
+            dependency=dependency,
+            error=f"{type(error).__name__}: {error}".splitlines()[0][:300],
+        )
+        return problem_response(
+            Problem(
+                title="Service unavailable",
+                status=503,
+                code="dependency_unavailable",
+                detail=f"A dependency of the service ({dependency}) is not reachable right "
+                f"now; retry in {RETRY_AFTER_SECONDS} seconds (with the same Idempotency-Key "
+                "for a create).",
+            ),
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    log.exception("unhandled_error", path=request.url.path)
+    return problem_response(
+        Problem(
+            title="Internal error",
+            status=500,
+            code="internal_error",
+            detail=f"Something broke on our side; quote request id {request_id} when "
+            "you report it.",
+        )
+    )
+
+
 def database_check(engine: AsyncEngine) -> ReadinessCheck:
     async def check() -> None:
         async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
-
-    return check
-
-
-def broker_check(broker: Any) -> ReadinessCheck:
-    async def check() -> None:
-        if not await broker.ping(timeout=2.0):
-            raise RuntimeError("the Kafka broker does not answer")
 
     return check
 
@@ -405,6 +437,9 @@ def run_service(
             ListenerDispatch(listeners),
             log_config=None,  # keep our JSON logging
             access_log=False,  # request ids are in our own log lines
+            # On SIGTERM: no new connections, requests in flight get this long to finish
+            # (a live stream is ended then), before the lifespan stops the consumers.
+            timeout_graceful_shutdown=HTTP_DRAIN_SECONDS,
         )
     )
     server.run(sockets=sockets)

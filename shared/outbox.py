@@ -57,6 +57,9 @@ from shared.settings import SystemSettings
 log = structlog.get_logger(__name__)
 
 OUTBOX_TABLE = "outbox"
+# On stop, how long the relay may go on publishing what is pending before it gives up (what
+# is left goes out at the next start).
+OUTBOX_FLUSH_SECONDS = 5.0
 
 
 def define_outbox_table(metadata: MetaData) -> Table:
@@ -197,6 +200,7 @@ class OutboxRelay:
         self._lock_key = zlib.crc32(lock_name.encode())
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.set_aside_since_start = 0
 
     def wake(self) -> None:
@@ -334,6 +338,8 @@ class OutboxRelay:
             await connection.commit()
 
     async def run_forever(self) -> None:
+        """Publish batches until stopped; once `stop` asks, publish until nothing is pending
+        (or the broker or database fails), then return."""
         failures = 0
         while True:
             try:
@@ -344,30 +350,54 @@ class OutboxRelay:
                 # a later round, in order; nothing is lost and nothing is set aside for it.
                 failures += 1
                 delay = dependency_backoff_seconds(failures)
+                description = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                if self._stopping:
+                    log.warning("outbox_flush_incomplete", error=description)
+                    return
                 log.warning(
                     "outbox_waiting",
                     attempt=failures,
                     retry_in_seconds=round(delay, 2),
-                    error=f"{type(error).__name__}: {error}".splitlines()[0][:300],
+                    error=description,
                 )
                 published = 0
-                await asyncio.sleep(delay)
+                await self._pause(delay)
+                continue
             if published:
                 continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
+            if self._stopping:
+                return
+            await self._pause(self._poll_interval)
+
+    async def _pause(self, seconds: float) -> None:
+        """Until `wake` (a commit, or `stop`) or `seconds` have passed."""
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self.run_forever(), name="outbox-relay")
 
     async def stop(self) -> None:
+        """Let the loop finish its batch and publish what is still pending (committed by the
+        requests and messages that finished while the service was stopping), for at most
+        OUTBOX_FLUSH_SECONDS; never cut a batch short otherwise, since a batch cut between
+        publishing and marking is published again."""
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        self._stopping = True
+        self._wake.set()
+        try:
+            async with asyncio.timeout(OUTBOX_FLUSH_SECONDS):
+                await self._task
+        except TimeoutError:  # the broker or database is slow: what is left goes next start
+            log.warning("outbox_flush_incomplete", error="out of time")
+        finally:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
     async def pending_count(self) -> int:
         async with self._engine.connect() as connection:

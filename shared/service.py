@@ -12,6 +12,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.background import BrokerConnection
 from shared.broker import create_broker
 from shared.db import create_engine, create_read_engine, create_session_factory
 from shared.outbox import OutboxRelay
@@ -32,18 +33,22 @@ class ServiceParts(Generic[SettingsT]):
     """For queries: on SQLite they then never queue behind the writers for the lock."""
     read_session_factory: async_sessionmaker[AsyncSession]
     broker: KafkaBroker
+    broker_connection: BrokerConnection
+    """Starts `broker` in the background, so the service serves while it is unreachable."""
 
     @classmethod
     def from_settings(cls, settings: SettingsT) -> Self:
         engine = create_engine(settings.database_url)
         read_engine = create_read_engine(settings.database_url, engine)
+        broker = create_broker(settings, client_id=cls.name)
         return cls(
             settings=settings,
             engine=engine,
             session_factory=create_session_factory(engine),
             read_engine=read_engine,
             read_session_factory=create_session_factory(read_engine),
-            broker=create_broker(settings, client_id=cls.name),
+            broker=broker,
+            broker_connection=BrokerConnection(broker, settings),
         )
 
     def outbox_relay(self, outbox: Table) -> OutboxRelay:

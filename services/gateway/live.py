@@ -155,6 +155,11 @@ class EventFeed:
             await consumer.position(partition)  # resolves "latest" to an offset
         self._ready.set()
 
+    @property
+    def reading(self) -> bool:
+        """The live reader knows where it reads from (the broker has answered)."""
+        return self._ready.is_set()
+
     async def subscribe(self, workspace_id: UUID, member_id: UUID) -> Subscription:
         await self._ready.wait()
         subscription = Subscription(

@@ -19,8 +19,15 @@ log = structlog.get_logger(__name__)
 
 
 class UpstreamProblem(ProblemError):
-    def __init__(self, problem: Problem) -> None:
-        super().__init__(problem.status, problem.code, problem.detail, errors=problem.errors)
+    def __init__(self, problem: Problem, retry_after: str | None = None) -> None:
+        # A service whose database is away says when to retry; the client is told the same.
+        super().__init__(
+            problem.status,
+            problem.code,
+            problem.detail,
+            errors=problem.errors,
+            headers={"Retry-After": retry_after} if retry_after else None,
+        )
         self.problem = problem
 
 
@@ -84,7 +91,10 @@ class Upstream:
                     f"{self.name} refused the gateway's internal credential; the operator must "
                     "give every service the same HELPDESK_INTERNAL_SECRETS.",
                 )
-            raise UpstreamProblem(problem)
+            retry_after = response.headers.get("Retry-After")
+            raise UpstreamProblem(
+                problem, retry_after if retry_after and retry_after.isdigit() else None
+            )
         return response.json() if response.content else None
 
 

@@ -36,26 +36,10 @@ from shared.kafka_admin import ensure_topics
 from shared.kafka_security import aiokafka_security
 from shared.settings import SystemSettings
 from tests.support.credentials import strong_secrets
-from tests.support.infrastructure import KAFKA_SCRIPT, REPO_ROOT
+from tests.support.infrastructure import KAFKA_SCRIPT, REPO_ROOT, free_port_pair
 from tests.support.waiting import eventually
 
 SERVICES = ("ticket-core", "activity-log", "intake", "gateway")
-
-
-def free_port_pair() -> int:
-    """A port whose next one is free too (the broker's controller listener takes it)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port < 65535:
-            with socket.socket() as after:
-                try:
-                    after.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no two consecutive free ports")
 
 
 def password_variable(user: str) -> str:

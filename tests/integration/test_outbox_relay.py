@@ -30,6 +30,7 @@ from shared.outbox import (
     outbox_row,
 )
 from tests.support.kafka_reader import body, header, read_until
+from tests.support.waiting import eventually
 
 
 async def test_committed_events_reach_the_topic_keyed_by_ticket_and_are_marked_published(
@@ -179,8 +180,12 @@ async def test_a_row_the_broker_refuses_is_set_aside_with_its_reason_and_later_r
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://core") as client,
     ):
-        ready = await client.get("/readyz")
-    assert ready.status_code == 200
+        # The broker connects in the background once the app has started.
+        async def ready_answer() -> httpx.Response | None:
+            answer = await client.get("/readyz")
+            return answer if answer.status_code == 200 else None
+
+        ready = await eventually(ready_answer, what="ticket-core ready")
     shown = ready.json()["details"]["outbox"]
     assert shown["set_aside"] == 2
     assert {row["event_id"]: row["reason"] for row in shown["latest_set_aside"]} == reasons

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,22 @@ POSTGRES_SCRIPT = REPO_ROOT / "deploy" / "postgres" / "pg.sh"
 # Tests use their own ports so they never touch a broker or database of `make run`.
 TEST_KAFKA_PORT = os.environ.get("HELPDESK_TEST_KAFKA_PORT", "39092")
 TEST_POSTGRES_PORT = os.environ.get("HELPDESK_TEST_POSTGRES_PORT", "55432")
+
+
+def free_port_pair() -> int:
+    """A port whose next one is free too (the broker's controller listener takes it)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port < 65535:
+            with socket.socket() as after:
+                try:
+                    after.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no two consecutive free ports")
 
 
 def _last_line(output: str) -> str:

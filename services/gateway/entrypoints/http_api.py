@@ -11,9 +11,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import StreamingResponse
 
 from shared.auth import TokenVerifier
+from shared.background import BrokerConnection
 from shared.broker import create_watching_broker
 from shared.contracts.asyncapi import specification
-from shared.http import broker_check, create_service_app
+from shared.http import RETRY_AFTER_SECONDS, create_service_app
 from shared.internal_auth import InternalTokenSigner
 from shared.kafka_security import aiokafka_security
 from shared.problems import ProblemError, problem_responses
@@ -55,15 +56,22 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     memberships = MembershipCache(settings.membership_cache_seconds)
     feed.on_member_change(memberships.forget)
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def connect() -> None:
         await feed.start()
         await broker.start()
+        await feed.wait_until_reading()
+
+    # Without the broker the gateway still serves the dashboard's requests; only the live
+    # stream waits for it (its readiness says so).
+    connection = BrokerConnection(broker, settings, connect=connect)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        connection.start()
         try:
-            await feed.wait_until_reading()
             yield
         finally:
-            await broker.stop()
+            await connection.stop()
             for client in clients.values():
                 await client.aclose()
 
@@ -75,7 +83,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # Ready: every service behind the gateway answers, and so does the broker.
         readiness_checks={
             **{upstream.name: upstream.ping for upstream in upstreams.values()},
-            "kafka": broker_check(broker),
+            "kafka": connection.check,
         },
     )
     for name, upstream in upstreams.items():
@@ -185,6 +193,13 @@ def _live_routes() -> APIRouter:
             raise ProblemError(400, "invalid_last_event_id", str(error)) from error
         settings: GatewaySettings = request.app.state.settings
         feed: EventFeed = request.app.state.feed
+        if not feed.reading:  # the broker has not answered since the gateway started
+            raise ProblemError(
+                503,
+                "stream_unavailable",
+                f"The live stream waits for the broker; retry in {RETRY_AFTER_SECONDS} seconds.",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         subscription = await feed.subscribe(caller.workspace_id, caller.member_id)
         return StreamingResponse(
             server_sent_events(

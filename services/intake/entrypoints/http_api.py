@@ -11,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from shared.background import service_lifespan
 from shared.http import (
     Listener,
-    broker_check,
     create_internal_app,
     create_service_app,
     database_check,
@@ -38,13 +37,13 @@ def create_app(settings: IntakeSettings | None = None) -> list[Listener]:
     service = bootstrap(settings)
     readiness = {
         "database": database_check(service.engine),
-        "broker": broker_check(service.broker),
+        "broker": service.broker_connection.check,
     }
     widget = create_service_app(
         title="intake widget API",
         description="Public: widget ticket requests. Every call sends the assistant's widget key.",
         lifespan=service_lifespan(
-            service.broker,
+            service.broker_connection,
             service.engine,
             [service.relay, service.expirer, service.refusal_flusher],
             also_dispose=[service.read_engine],

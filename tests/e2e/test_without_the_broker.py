@@ -1,0 +1,165 @@
+"""The services start and serve without the broker, and catch up when it comes: the four
+services start while nothing listens on their broker's port (alive, not ready, saying they
+wait for the broker), the dashboard creates a ticket meanwhile (ticket-core stores it and its
+event waits in the outbox), then a broker starts on that port; every service becomes ready,
+the event is published and reaches the activity log, once. On SIGTERM each service stops
+cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.local_run import RunningSystem, SystemPlan
+from shared.kafka_admin import ensure_topics
+from tests.e2e.conftest import SERVICES_WITH_DATABASES, Workspace, free_port
+from tests.support.credentials import strong_secrets
+from tests.support.infrastructure import KAFKA_SCRIPT, free_port_pair
+from tests.support.waiting import eventually
+
+
+class LaterBroker:
+    """A broker of this test's own, on a port chosen now and started when the test says."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port_pair()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._env = {
+            **{k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"},
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_DATA_DIR": str(data_dir),
+        }
+
+    def run(self, command: str) -> None:
+        done = subprocess.run(
+            ["bash", str(KAFKA_SCRIPT), command],
+            env=self._env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+        assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def later_broker(tmp_path: Path) -> Iterator[LaterBroker]:
+    broker = LaterBroker(tmp_path / "kafka")
+    try:
+        yield broker
+    finally:
+        broker.run("stop")
+
+
+def helpdesk(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services", *args], env=env, capture_output=True, text=True
+    )
+
+
+async def readiness(client: httpx.AsyncClient, port: int) -> tuple[int, dict[str, Any]]:
+    answer = await client.get(f"http://127.0.0.1:{port}/readyz")
+    return answer.status_code, answer.json()
+
+
+async def test_services_start_without_the_broker_and_catch_up_when_it_comes(
+    later_broker: LaterBroker, tmp_path: Path
+) -> None:
+    urls = {
+        name: f"sqlite+aiosqlite:///{tmp_path / name.lower()}.db"
+        for name in SERVICES_WITH_DATABASES
+    }
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": later_broker.bootstrap,
+        **strong_secrets(),
+        "HELPDESK_ENV": "production",
+        **{f"{name}_DATABASE_URL": url for name, url in urls.items()},
+    }
+    migrated = helpdesk({**os.environ, **env}, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    plan = SystemPlan(
+        gateway_port=free_port(),
+        ticket_core_port=free_port(),
+        activity_log_port=free_port(),
+        intake_port=free_port(),
+        intake_internal_port=free_port(),
+        database_urls=urls,
+        extra_env=env,
+    )
+    system = RunningSystem(plan, tmp_path / "logs")
+    # Alive (`/healthz`) is all a service can be without its broker.
+    await asyncio.to_thread(system.start, until="/healthz")
+    try:
+        async with httpx.AsyncClient(timeout=15.0) as client:
+            ports = {service.name: service.port for service in plan.services()}
+            for name, port in ports.items():
+                status, body = await readiness(client, port)
+                assert status == 503, (name, body)
+                waited = body["checks"]["kafka" if name == "gateway" else "broker"]
+                assert waited.startswith("failing: connecting to the Kafka broker"), (name, body)
+
+            # The dashboard works meanwhile: ticket-core stores the ticket, its event waits.
+            created = await asyncio.to_thread(
+                helpdesk,
+                {**os.environ, **env},
+                "create-workspace",
+                "Acme",
+                "--owner-email",
+                "owner@acme.io",
+                "--json",
+            )
+            assert created.returncode == 0, created.stderr
+            team = Workspace(**json.loads(created.stdout))
+            gateway = f"http://127.0.0.1:{plan.gateway_port}"
+            answer = await client.post(
+                f"{gateway}/api/v1/tickets",
+                json={"subject": "Made before the broker came"},
+                headers=team.auth,
+            )
+            assert answer.status_code == 201, answer.text
+            ticket = answer.json()
+            # Only the live stream needs the broker: the client is told to come back.
+            stream = await client.get(f"{gateway}/api/v1/stream", headers=team.auth)
+            assert stream.status_code == 503, stream.text
+            assert stream.json()["code"] == "stream_unavailable"
+            assert stream.headers["Retry-After"] == "5"
+
+            await asyncio.to_thread(later_broker.run, "start")
+            await ensure_topics(later_broker.bootstrap)
+
+            async def all_ready() -> bool:
+                answers = [await readiness(client, port) for port in ports.values()]
+                return all(status == 200 for status, _ in answers)
+
+            await eventually(all_ready, timeout=60, what="every service ready")
+
+            async def activity() -> list[dict[str, Any]] | None:
+                entries = await client.get(
+                    f"{gateway}/api/v1/tickets/{ticket['id']}/activity", headers=team.auth
+                )
+                assert entries.status_code == 200, entries.text
+                items: list[dict[str, Any]] = entries.json()["items"]
+                return items or None
+
+            [entry] = await eventually(activity, what="the ticket's entry once the broker came")
+            assert entry["type"] == "ticket.created"
+            _, core = await readiness(client, plan.ticket_core_port)
+            assert core["details"]["outbox"]["pending"] == 0
+    finally:
+        await asyncio.to_thread(system.stop)
+    # SIGTERM: each service finished what it held and ended by itself (uvicorn re-raises the
+    # signal once it has shut down); none had to be killed.
+    assert {name: p.returncode for name, p in system.processes.items()} == {
+        name: -signal.SIGTERM for name in system.processes
+    }
+    for name in system.processes:
+        assert "Application shutdown complete." in (tmp_path / "logs" / f"{name}.log").read_text()
