@@ -124,7 +124,7 @@ function start(script: HTMLScriptElement): void {
 
   const askContact = (): void => {
     if (contactForm !== null) return;
-    contactForm = el("form", { class: "hd-contact", "aria-label": "Your contact details" });
+    contactForm = el("form", { class: "hd-contact", "aria-label": "Your contact details", novalidate: "" });
     const nameId = `hd-name-${conversationId}`;
     const emailId = `hd-email-${conversationId}`;
     const nameInput = el("input", { id: nameId, autocomplete: "name", maxlength: "200" });
