@@ -86,7 +86,9 @@ export function TicketList({ session }: { session: Session }) {
     { value: "active", label: "Active", count: activeCount },
     ...STATUSES.map((s) => ({ value: s, label: STATUS_LABELS[s], count: counts?.counts[s] ?? null })),
   ];
-  const hidden = Object.entries(page?.hidden_matches ?? {}).filter(([, n]) => (n ?? 0) > 0) as [Status, number][];
+  // Said for a search only: "2 more in Closed — show".
+  const searched = filters.q.trim() !== "";
+  const hidden = (searched ? Object.entries(page?.hidden_matches ?? {}) : []).filter(([, n]) => (n ?? 0) > 0) as [Status, number][];
 
   return (
     <section aria-labelledby="tickets-title">

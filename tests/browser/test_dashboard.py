@@ -207,6 +207,8 @@ def test_the_admin_pages_change_roles_and_widget_settings(
     page: Page, system: System, owner: Workspace, api: Api
 ) -> None:
     sign_in(page, system, owner)
+    expect(page.locator("table.tickets tbody tr").first).to_be_visible()
+    screenshot(page, "tickets")
     page.get_by_role("link", name="Members").click()
     email = f"new-{uuid4().hex[:6]}@acme.io"
     page.get_by_label("Email").fill(email)
