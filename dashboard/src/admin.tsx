@@ -100,12 +100,21 @@ interface Refusals {
   totals: Record<string, number>;
 }
 
+interface RequestRecord {
+  request_id: string;
+  status: string;
+  reason?: string | null;
+  detail?: string | null;
+  received_at: string;
+}
+
 export function AssistantsPage({ session }: { session: Session }) {
   const [assistantId, setAssistantId] = useState("");
   const [loaded, setLoaded] = useState<string | null>(null);
   const [settings, setSettings] = useState<TicketSettings | null>(null);
   const [origins, setOrigins] = useState("");
   const [refusals, setRefusals] = useState<Refusals | null>(null);
+  const [rejected, setRejected] = useState<RequestRecord[]>([]);
   const [message, setMessage] = useState<{ text: string; error: boolean } | null>(null);
   const configure = session.can("configure_settings");
 
@@ -125,6 +134,11 @@ export function AssistantsPage({ session }: { session: Session }) {
         setRefusals((await call<Refusals>("GET", `/api/v1/assistants/${encodeURIComponent(id)}/ticket-request-refusals?minutes=1440`)).data);
       } catch {
         setRefusals(null);
+      }
+      try {
+        setRejected((await call<RequestRecord[]>("GET", `/api/v1/assistants/${encodeURIComponent(id)}/ticket-requests?outcome=rejected`)).data);
+      } catch {
+        setRejected([]);
       }
     } catch (failure) {
       setMessage({ text: errorText(failure), error: true });
@@ -229,7 +243,7 @@ export function AssistantsPage({ session }: { session: Session }) {
             </div>
           )}
           <div class="card">
-            <h2>Refused widget requests (last 24 hours)</h2>
+            <h2>Refused widget requests (last 24 hours), per reason</h2>
             {refusals === null || Object.keys(refusals.totals).length === 0 ? (
               <p>No refused requests.</p>
             ) : (
@@ -246,6 +260,30 @@ export function AssistantsPage({ session }: { session: Session }) {
                     <tr key={reason}>
                       <td>{reason}</td>
                       <td>{count}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
+            <h3>Recent rejected requests</h3>
+            {rejected.length === 0 ? (
+              <p>None.</p>
+            ) : (
+              <table>
+                <caption class="visually-hidden">Recent rejected requests</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Received</th>
+                    <th scope="col">Reason</th>
+                    <th scope="col">Detail</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {rejected.map((record) => (
+                    <tr key={record.request_id}>
+                      <td>{new Date(record.received_at).toLocaleString()}</td>
+                      <td>{record.reason ?? ""}</td>
+                      <td>{record.detail ?? ""}</td>
                     </tr>
                   ))}
                 </tbody>

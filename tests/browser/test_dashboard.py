@@ -89,6 +89,27 @@ def test_a_ticket_made_through_the_form_is_found_in_the_list(
     expect(row).to_contain_text("Unassigned")
 
 
+def test_a_ticket_can_be_made_with_the_keyboard_alone(
+    page: Page, system: System, owner: Workspace
+) -> None:
+    sign_in(page, system, owner)
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.get_by_role("button", name="New ticket").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Subject", exact=True)).to_be_focused()
+    subject = f"Typed only {uuid4().hex[:6]}"
+    page.keyboard.type(subject)
+    page.keyboard.press("Tab")
+    page.keyboard.type("No mouse here.")
+    page.keyboard.press("Tab")  # Priority
+    page.keyboard.press("Tab")  # Assignee
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Create ticket")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_contain_text(subject)
+
+
 def test_a_search_that_matches_a_closed_ticket_says_so_and_shows_it(
     page: Page, system: System, owner: Workspace, api: Api
 ) -> None:
@@ -128,6 +149,8 @@ def test_status_priority_and_a_note_are_saved_and_shown_in_the_timeline(
     ]
     page.get_by_label("Status", exact=True).select_option("in_progress")
     page.get_by_label("Priority", exact=True).select_option("critical")
+    email = owner_email(api, owner)
+    page.get_by_label("Assignee", exact=True).select_option(label=email)
     page.get_by_role("button", name="Save changes").click()
     expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
     page.get_by_label("Internal note").fill("Called the customer.")
@@ -135,8 +158,9 @@ def test_status_priority_and_a_note_are_saved_and_shown_in_the_timeline(
     timeline = page.locator(".timeline")
     expect(timeline).to_contain_text("status: New → In progress")
     expect(timeline).to_contain_text("priority: Normal → Critical")
+    expect(timeline).to_contain_text(f"assignee: Unassigned → {email}")
     expect(timeline).to_contain_text("Note added")
-    expect(timeline).to_contain_text(owner_email(api, owner))
+    expect(timeline).to_contain_text(f"by {email}")
     check_accessibility(page, "ticket page")
     screenshot(page, "ticket")
 

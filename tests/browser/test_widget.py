@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import System, Workspace
 
-from .conftest import Api, check_accessibility, screenshot
+from .conftest import Api, check_accessibility, screenshot, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +43,7 @@ def open_demo(page: Page, system: System, assistant_id: str, key: str) -> None:
 
 
 def test_the_widget_files_a_ticket_and_says_its_number(
-    page: Page, system: System, api: Api
+    page: Page, system: System, api: Api, owner: Workspace
 ) -> None:
     assistant_id, key = assistant(api, ticket_creation_enabled=True, require_contact_info=False)
     open_demo(page, system, assistant_id, key)
@@ -57,6 +57,12 @@ def test_the_widget_files_a_ticket_and_says_its_number(
     assert number in [t["number"] for t in tickets["items"]]
     ticket = next(t for t in tickets["items"] if t["number"] == number)
     assert len(ticket["conversation_ids"]) == 1
+    # The team opens the linked conversation in one click and reads it as the visitor wrote it.
+    sign_in(page, system, owner)
+    page.goto(f"{system.gateway}/tickets/{ticket['id']}")
+    page.get_by_role("button", name=f"Open conversation {ticket['conversation_ids'][0]}").click()
+    transcript = page.get_by_role("region", name=re.compile("Transcript"))
+    expect(transcript).to_contain_text("My order never arrived.")
 
 
 def test_the_widget_asks_for_contact_details_when_the_assistant_requires_them(
@@ -78,10 +84,20 @@ def test_the_widget_asks_for_contact_details_when_the_assistant_requires_them(
     check_accessibility(page, "widget demo after filing")
 
 
-def test_the_widget_shows_a_refusal_in_plain_words(page: Page, system: System, api: Api) -> None:
+def test_the_widget_shows_a_refusal_in_plain_words_and_the_admin_counts_it(
+    page: Page, system: System, api: Api, owner: Workspace
+) -> None:
     assistant_id, key = assistant(api, ticket_creation_enabled=False, require_contact_info=False)
     open_demo(page, system, assistant_id, key)
     page.get_by_role("button", name="Talk to a person").click()
     expect(page.locator(".hd-status")).to_have_text(
         "This team does not take tickets from the chat right now."
     )
+    sign_in(page, system, owner)
+    page.get_by_role("link", name="Assistants").click()
+    page.get_by_label("Assistant id").fill(assistant_id)
+    page.get_by_role("button", name="Open settings").click()
+    per_reason = page.get_by_role("table", name="Refusals per reason")
+    expect(per_reason.get_by_role("row", name="ticket_creation_disabled 1")).to_be_visible()
+    recent = page.get_by_role("table", name="Recent rejected requests")
+    expect(recent).to_contain_text("ticket_creation_disabled")
