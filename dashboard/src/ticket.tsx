@@ -224,7 +224,7 @@ export function TicketView({ session, ticketId }: { session: Session; ticketId: 
               <time dateTime={entry.time}>{new Date(entry.time).toLocaleString()}</time>
               <ul>
                 {Object.entries(entry.changes).map(([field, change]) => (
-                  <li key={field}>{changeText(field, change, session)}</li>
+                  <li key={field}>{changeText(field, change, session, entry.type === "ticket.created")}</li>
                 ))}
               </ul>
             </li>
@@ -248,11 +248,12 @@ function entryTitle(entry: ActivityEntry): string {
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
-function changeText(field: string, change: unknown, session: Session): string {
+function changeText(field: string, change: unknown, session: Session, created: boolean): string {
   const name = field.replace(/_id$/, "").replace(/_/g, " ");
   if (typeof change === "object" && change !== null && ("from" in change || "to" in change)) {
     const { from, to } = change as { from?: unknown; to?: unknown };
-    if (from === undefined || from === null) return `${name}: ${describe(field, to, session)}`;
+    // A new ticket's fields have no "from"; a change from nothing (unassigned) says so.
+    if (created || !("from" in change)) return `${name}: ${describe(field, to, session)}`;
     return `${name}: ${describe(field, from, session)} → ${describe(field, to, session)}`;
   }
   return `${name}: ${describe(field, change, session)}`;
