@@ -238,6 +238,7 @@ export function TicketView({ session, ticketId }: { session: Session; ticketId: 
 function describe(field: string, value: unknown, session: Session): string {
   if (value === null || value === undefined || value === "") return field === "assignee_id" ? "Unassigned" : "(empty)";
   if (field === "assignee_id") return session.memberName(String(value));
+  if (Array.isArray(value)) return value.length === 0 ? "none" : value.map(String).join(", ");
   if (field === "status") return STATUS_LABELS[value as Status] ?? String(value);
   if (field === "priority") return PRIORITY_LABELS[value as Priority] ?? String(value);
   return typeof value === "string" ? value : JSON.stringify(value);
@@ -253,7 +254,8 @@ function changeText(field: string, change: unknown, session: Session, created: b
   if (typeof change === "object" && change !== null && ("from" in change || "to" in change)) {
     const { from, to } = change as { from?: unknown; to?: unknown };
     // A new ticket's fields have no "from"; a change from nothing (unassigned) says so.
-    if (created || !("from" in change)) return `${name}: ${describe(field, to, session)}`;
+    const fromNothing = (from === null || from === undefined) && field !== "assignee_id";
+    if (created || fromNothing) return `${name}: ${describe(field, to, session)}`;
     return `${name}: ${describe(field, from, session)} → ${describe(field, to, session)}`;
   }
   return `${name}: ${describe(field, change, session)}`;
@@ -325,6 +327,7 @@ function Conversations({ ticket, canLink, onChanged }: { ticket: Ticket; canLink
       </ul>
       {canLink && (
         <form
+          class="inline"
           onSubmit={(e) => {
             e.preventDefault();
             void act(() => call("POST", `/api/v1/tickets/${ticket.id}/conversations`, { body: { conversation_id: linkId } })).then(() => setLinkId(""));
