@@ -203,6 +203,30 @@ def test_a_guest_sees_no_control_that_changes_anything(
     check_accessibility(page, "read-only ticket page")
 
 
+def test_a_member_edits_only_the_tickets_assigned_to_them(
+    page: Page, system: System, owner: Workspace, api: Api
+) -> None:
+    member = hire(system, api, owner, "member")
+    theirs = api.post(
+        "/api/v1/tickets", {"subject": f"Theirs {uuid4().hex[:6]}", "assignee_id": member.member_id}
+    )
+    others = api.post("/api/v1/tickets", {"subject": f"Not theirs {uuid4().hex[:6]}"})
+    sign_in(page, system, member)
+    page.goto(f"{system.gateway}/tickets/{others['id']}")
+    expect(page.get_by_text("your role cannot change it")).to_be_visible()
+    expect(page.get_by_label("Status", exact=True)).to_be_disabled()
+    page.goto(f"{system.gateway}/tickets/{theirs['id']}")
+    expect(page.get_by_label("Subject", exact=True)).to_be_editable()
+    expect(page.get_by_label("Assignee", exact=True)).to_be_disabled()
+    # A member moves the status along the table, but never to closed or spam.
+    expect(page.get_by_label("Status", exact=True)).to_have_value("new")
+    offered = page.get_by_label("Status", exact=True).locator("option").all_inner_texts()
+    assert offered == ["New", "Open", "In progress", "Waiting on customer", "Resolved"]
+    page.get_by_label("Status", exact=True).select_option("open")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
+
+
 def test_a_stale_save_shows_what_changed_and_keeps_what_was_typed(
     page: Page, system: System, owner: Workspace, api: Api
 ) -> None:
