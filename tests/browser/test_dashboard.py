@@ -129,6 +129,23 @@ def test_a_search_that_matches_a_closed_ticket_says_so_and_shows_it(
     expect(page.get_by_role("link", name=f"Broken {word}")).to_be_visible()
 
 
+def test_more_tickets_come_page_by_page(
+    page: Page, system: System, owner: Workspace, api: Api
+) -> None:
+    word = f"batch{uuid4().hex[:6]}"
+    for n in range(26):
+        api.post("/api/v1/tickets", {"subject": f"{word} {n}"})
+    sign_in(page, system, owner)
+    page.get_by_label("Search subjects").fill(word)
+    page.keyboard.press("Enter")
+    rows = page.locator("table.tickets tbody tr")
+    expect(rows).to_have_count(25)
+    expect(page.get_by_role("button", name=re.compile(r"^Active"))).to_contain_text("26")
+    page.get_by_role("button", name="Show more tickets").click()
+    expect(rows).to_have_count(26)
+    expect(page.get_by_role("button", name="Show more tickets")).to_have_count(0)
+
+
 def test_status_priority_and_a_note_are_saved_and_shown_in_the_timeline(
     page: Page, system: System, owner: Workspace, api: Api
 ) -> None:
