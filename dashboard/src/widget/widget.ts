@@ -145,8 +145,19 @@ function start(script: HTMLScriptElement): void {
     nameInput.focus();
   };
 
+  // Whether to ask for a name and an email before filing (GET /widget/v1/settings); if it
+  // cannot be read, the refusal `contact_info_required` opens the same form.
+  let requireContact = script.dataset["requireContact"] === "true";
+  void fetch(`${api}/widget/v1/settings`, { headers: { "X-Widget-Key": widgetKey } })
+    .then(async (answer) => {
+      if (!answer.ok) return;
+      const settings = (await answer.json()) as Record<string, unknown>;
+      if (settings["require_contact_info"] === true) requireContact = true;
+    })
+    .catch(() => undefined);
+
   talk.addEventListener("click", () => {
-    if (script.dataset["requireContact"] === "true") askContact();
+    if (requireContact) askContact();
     else void file(null);
   });
 }
