@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: help install run test test-unit lint check-deploy format bench contract kafka-start kafka-stop clean
+.PHONY: help install dashboard run test test-unit lint check-deploy format bench contract kafka-start kafka-stop clean
 
 help:
 	@echo "make run    start Kafka and the four services, restarting any that exits (Ctrl-C stops everything)"
@@ -23,10 +23,28 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-run: install
+# The dashboard and the widget (dashboard/, TypeScript): `npm ci` when the lock file changes,
+# `npm run build` when a source changes; dist/.built is the stamp. The gateway serves dist/.
+DASHBOARD_SOURCES := $(shell find dashboard/src -type f 2>/dev/null) dashboard/index.html \
+	dashboard/vite.config.ts dashboard/vite.widget.config.ts dashboard/tsconfig.json
+
+dashboard/node_modules/.installed: dashboard/package.json dashboard/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 20+) is needed to build the dashboard"; exit 2; }
+	@echo "installing the dashboard's npm dependencies (package-lock.json) ..."
+	@cd dashboard && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+dashboard/dist/.built: dashboard/node_modules/.installed $(DASHBOARD_SOURCES)
+	@echo "building the dashboard and the widget ..."
+	@cd dashboard && npm run --silent build
+	@touch $@
+
+dashboard: dashboard/dist/.built
+
+run: install dashboard
 	@bash deploy/run.sh
 
-test: install
+test: install dashboard
 	@bash deploy/test.sh
 
 test-unit: install
@@ -57,4 +75,4 @@ kafka-stop:
 	@bash deploy/kafka/kafka.sh stop
 
 clean:
-	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache dashboard/dist

@@ -2,7 +2,8 @@
 # `make test` (and `make bench` with --bench): install and start what the tests need, run them,
 # and stop what this script started.
 #   - PostgreSQL server binaries from Debian's packages if missing, and a throwaway cluster;
-#   - a real single-node Kafka per test worker on test ports (cached jars after the first fetch).
+#   - a real single-node Kafka per test worker on test ports (cached jars after the first fetch);
+#   - Debian's Chromium for the browser tests (tests/browser), when missing and run as root.
 # KAFKA_BOOTSTRAP_SERVERS or HELPDESK_TEST_POSTGRES_URL, when set, are used instead.
 #
 # The tests run in HELPDESK_TEST_WORKERS processes (pytest-xdist, default 2: the machines have
@@ -74,6 +75,12 @@ if [[ -z "${HELPDESK_TEST_POSTGRES_URL:-}" ]]; then
   (exec 3<>"/dev/tcp/127.0.0.1/$PG_PORT") 2>/dev/null || started_postgres=yes
   HELPDESK_TEST_POSTGRES_URL="$(bash deploy/postgres/pg.sh start | tail -n 1)"
   export HELPDESK_TEST_POSTGRES_URL
+fi
+
+if [[ "$bench" == no ]] && ! command -v chromium >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]] &&
+  command -v apt-get >/dev/null; then
+  echo "installing Debian's chromium for the browser tests ..."
+  apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null
 fi
 
 if [[ "$bench" == yes ]]; then

@@ -32,6 +32,7 @@ from shared.settings import Environment, ServiceSettings, SystemSettings
 from .activity_log.bootstrap import MIGRATIONS_DIR as ACTIVITY_LOG_MIGRATIONS
 from .activity_log.entrypoints.rebuild import NotEmpty, RebuildReport, rebuild
 from .activity_log.settings import ActivityLogSettings
+from .gateway.settings import GatewaySettings
 from .intake.bootstrap import MIGRATIONS_DIR as INTAKE_MIGRATIONS
 from .intake.settings import IntakeSettings
 from .local_run import RunningSystem, SystemPlan
@@ -135,18 +136,20 @@ def create_workspace(
             "workspace_id": str(created.workspace.id),
             "member_id": str(created.owner.id),
             "token": token,
+            "login_url": login_url(token),
         },
         as_json,
     )
 
 
-@app.command()
-def token(
-    workspace: Annotated[UUID, typer.Option("--workspace", help="Workspace id.")],
-    member: Annotated[UUID, typer.Option("--member", help="Member id.")],
-    ttl_hours: TokenTtlHours = 12.0,
-) -> None:
-    """Print a dashboard token for an existing member."""
+def login_url(token: str) -> str:
+    """A sign-in link: the dashboard reads the token from the fragment, which browsers never
+    send to a server, keeps it in the tab's session storage and takes it off the address bar."""
+    return f"{GatewaySettings().public_url.rstrip('/')}/#token={token}"
+
+
+def _member_token(workspace: UUID, member: UUID, ttl_hours: float) -> str:
+    """A token for an existing member; refused (exit 2) when there is no such member."""
 
     async def find() -> None:
         core = bootstrap_ticket_core()
@@ -162,9 +165,27 @@ def token(
             f"No member {member} in workspace {workspace}; "
             "check the ids printed by `helpdesk create-workspace`."
         ) from error
-    typer.echo(
-        issue_token(member, workspace, SystemSettings().jwt_secret, timedelta(hours=ttl_hours))
-    )
+    return issue_token(member, workspace, SystemSettings().jwt_secret, timedelta(hours=ttl_hours))
+
+
+@app.command()
+def token(
+    workspace: Annotated[UUID, typer.Option("--workspace", help="Workspace id.")],
+    member: Annotated[UUID, typer.Option("--member", help="Member id.")],
+    ttl_hours: TokenTtlHours = 12.0,
+) -> None:
+    """Print a dashboard token for an existing member."""
+    typer.echo(_member_token(workspace, member, ttl_hours))
+
+
+@app.command()
+def login(
+    workspace: Annotated[UUID, typer.Option("--workspace", help="Workspace id.")],
+    member: Annotated[UUID, typer.Option("--member", help="Member id.")],
+    ttl_hours: TokenTtlHours = 12.0,
+) -> None:
+    """Print `login_url=<url>`: a link that opens the dashboard signed in as that member."""
+    typer.echo(f"login_url={login_url(_member_token(workspace, member, ttl_hours))}")
 
 
 # How long `helpdesk run` waits for every service to be ready before it shows the banner.
@@ -191,6 +212,7 @@ def run(
         intake_port=intake_port,
         intake_internal_port=intake_internal_port,
     )
+    os.environ.setdefault("GATEWAY_PUBLIC_URL", f"http://127.0.0.1:{gateway_port}")
     system = RunningSystem(plan, log_dir)
     # SIGTERM (a process manager, `make run`'s script) stops the system as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -228,11 +250,14 @@ def _running_banner(plan: SystemPlan, environment: str, log_dir: Path) -> str:
     return f"""
 Help desk is running (logs in {log_dir}/; a service that exits is restarted).
   {mode}
+  dashboard      {gateway}/   (sign in: .venv/bin/helpdesk login --workspace W --member M)
+  widget demo    {gateway}/widget-demo   (embeds {gateway}/widget.js for an assistant)
   dashboard API  {gateway}/api/v1/tickets
   API docs       {gateway}/docs
   widget API     {widget}/widget/v1/ticket-requests  (public: the widget's address)
   widget docs    {widget}/docs
-  get a token    .venv/bin/helpdesk create-workspace "My team" --owner-email you@example.com
+  get started    .venv/bin/helpdesk create-workspace "My team" --owner-email you@example.com
+                 (prints a token and login_url=..., the dashboard signed in as the owner)
   try it         curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
                       -d '{{"subject": "Hello"}}' {gateway}/api/v1/tickets
 Press Ctrl-C to stop.

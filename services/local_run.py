@@ -126,6 +126,7 @@ class SystemPlan:
                     "GATEWAY_TICKET_CORE_URL": f"http://127.0.0.1:{self.ticket_core_port}",
                     "GATEWAY_ACTIVITY_LOG_URL": f"http://127.0.0.1:{self.activity_log_port}",
                     "GATEWAY_INTAKE_URL": f"http://127.0.0.1:{self.intake_internal_port}",
+                    "GATEWAY_WIDGET_API_URL": f"http://127.0.0.1:{self.intake_port}",
                 },
             ),
         ]

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -16,6 +18,19 @@ class GatewaySettings(SystemSettings):
     intake_url: str = Field(
         default="http://127.0.0.1:8113",
         description="intake's internal API (INTAKE_INTERNAL_PORT), never the widget's address.",
+    )
+    dashboard_dir: Path = Field(
+        default=Path(__file__).resolve().parents[2] / "dashboard" / "dist",
+        description="The built dashboard and widget (`npm run build` in dashboard/), served at /.",
+    )
+    widget_api_url: str = Field(
+        default="http://127.0.0.1:8103",
+        description="intake's public widget address, as a visitor's browser reaches it: the "
+        "widget demo page and the embed snippet point the widget there.",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The dashboard's address as a browser reaches it (sign-in links).",
     )
     upstream_timeout_seconds: float = 10.0
     max_body_bytes: int = Field(default=1_048_576, description="Larger request bodies get 413.")

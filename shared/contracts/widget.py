@@ -126,6 +126,18 @@ class RejectionReason(StrEnum):
     TICKET_CORE_REJECTED = "ticket_core_rejected"
 
 
+class WidgetAssistantSettings(BaseModel):
+    """What the widget needs to know before a visitor asks for a person: whether it may ask at
+    all, and whether to ask for a name and an email first. Nothing secret."""
+
+    assistant_id: str
+    ticket_creation_enabled: bool
+    require_contact_info: bool
+    identity_verification: bool = Field(
+        description="The site's server must sign the visitor's email (`contact.signature`)."
+    )
+
+
 class WidgetRequestAnswer(BaseModel):
     request_id: str
     status: RequestStatus

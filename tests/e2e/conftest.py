@@ -122,7 +122,8 @@ class System:
             "create-workspace", name, "--owner-email", f"owner-{uuid4().hex[:8]}@acme.io", "--json"
         )
         assert created.returncode == 0, created.stderr
-        return Workspace(**json.loads(created.stdout))
+        printed = json.loads(created.stdout)
+        return Workspace(printed["workspace_id"], printed["member_id"], printed["token"])
 
     async def ticket_core_counts(self) -> tuple[int, int]:
         """(tickets, outbox rows) in ticket-core's database: what a refusal must not change."""

@@ -370,6 +370,31 @@ async def test_each_refusal_has_its_reason_and_shows_in_diagnostics(
     assert row["status"] == "rejected"
 
 
+async def test_the_widget_reads_its_assistants_settings_with_its_key_only(
+    system: System, gateway: httpx.AsyncClient, widget: httpx.AsyncClient
+) -> None:
+    team = system.create_workspace()
+    assistant = await configure_assistant(gateway, team, contact=True)
+    answer = await widget.get("/widget/v1/settings", headers=assistant.headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "assistant_id": assistant.id,
+        "ticket_creation_enabled": True,
+        "require_contact_info": True,
+        "identity_verification": False,
+    }
+    wrong = await widget.get(
+        "/widget/v1/settings",
+        headers={**assistant.headers, "X-Widget-Key": "wk_" + "x" * 40},
+    )
+    assert wrong.status_code == 401
+    assert wrong.json()["code"] == "invalid_widget_key"
+    missing = await widget.get(
+        "/widget/v1/settings", headers={"X-Forwarded-For": assistant.visitor_address}
+    )
+    assert missing.status_code == 401
+
+
 async def test_too_many_requests_for_one_conversation_are_rate_limited(
     system: System, gateway: httpx.AsyncClient, widget: httpx.AsyncClient
 ) -> None:

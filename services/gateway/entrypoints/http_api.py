@@ -20,6 +20,7 @@ from shared.kafka_security import aiokafka_security
 from shared.problems import ProblemError, problem_responses
 
 from ..auth import MembershipCache, StreamCaller
+from ..dashboard import serve_dashboard
 from ..forwarding import AUTHENTICATED, state_no_nul
 from ..live import EventFeed, InvalidPosition, decode_position, server_sent_events
 from ..routes.assistants import assistant_routes
@@ -96,6 +97,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.include_router(router, prefix="/api/v1")
     app.include_router(_contract_routes())
     _state_no_nul_in_the_document(app)
+    serve_dashboard(app, settings.dashboard_dir, settings.widget_api_url)
     return app
 
 

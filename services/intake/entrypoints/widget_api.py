@@ -21,6 +21,7 @@ from shared.contracts.widget import (
     ConversationMessages,
     RejectionReason,
     RequestStatus,
+    WidgetAssistantSettings,
     WidgetRequestAnswer,
     WidgetTicketRequest,
 )
@@ -337,6 +338,16 @@ def widget_routes() -> APIRouter:
         openapi_extra=KEY_PARAMETER,
     )
     router.add_api_route(
+        "/settings",
+        get_settings,
+        response_model=WidgetAssistantSettings,
+        responses=_refusals(*GATE_REFUSALS),
+        summary="The key's assistant: ticket creation on, contact info required",
+        description="Lets the widget ask for a name and an email before the visitor's request "
+        "instead of after its refusal. " + KEY_DOC,
+        openapi_extra=KEY_PARAMETER,
+    )
+    router.add_api_route(
         "/ticket-requests/{request_id}",
         get_ticket_request,
         response_model=WidgetRequestAnswer,
@@ -370,6 +381,15 @@ async def post_ticket_request(
         request.headers.get(WIDGET_KEY_HEADER),
     )
     return _widget_answer(answer, response)
+
+
+async def get_settings(assistant: Reader) -> WidgetAssistantSettings:
+    return WidgetAssistantSettings(
+        assistant_id=assistant.assistant_id,
+        ticket_creation_enabled=assistant.ticket_creation_enabled,
+        require_contact_info=assistant.require_contact_info,
+        identity_verification=assistant.identity_verification,
+    )
 
 
 async def get_ticket_request(
