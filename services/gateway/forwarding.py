@@ -7,6 +7,7 @@ import inspect
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from string import Formatter
 from typing import Annotated, Any
 from urllib.parse import quote, unquote
 
@@ -19,7 +20,9 @@ from .auth import UNAUTHENTICATED, Caller, CurrentCaller
 from .upstream import Upstream, UpstreamProblem
 
 PUBLIC_PREFIX = "/api/v1"
-# A route with a JSON body can also be refused for the body itself.
+# A route that takes input (path, query, header or body) can be refused for it; one with a JSON
+# body also for the body being malformed or too large.
+WITH_INPUT = (422,)
 WITH_BODY = (400, 413, 422)
 # Header values passed on to an internal service: what an HTTP header can carry as text.
 PRINTABLE_ASCII = r"^[ -~]*$"
@@ -82,6 +85,8 @@ class Forward:
     upstream: str
     summary: str
     response_model: Any = None  # None: 204 without a body
+    # What the workspace's state or the caller's role refuses (403, 404, 409, 412); the refusals
+    # of the input itself follow from what the route takes (`input_refusals`).
     refusals: tuple[int, ...] = ()
     description: str | None = None
     tags: tuple[str, ...] = ()
@@ -100,7 +105,7 @@ class Forward:
 
     def answers(self) -> dict[int | str, dict[str, Any]]:
         """The route's answers for the OpenAPI document."""
-        answers = {**AUTHENTICATED, **problem_responses(*self.refusals)}
+        answers = {**AUTHENTICATED, **problem_responses(*self.refusals, *self.input_refusals())}
         headers = {
             **(ETAG_HEADER if self.etag else {}),
             **(LOCATION_HEADER if self.location else {}),
@@ -113,6 +118,50 @@ class Forward:
         if success:
             answers[self.status_code] = success
         return answers
+
+    def input_refusals(self) -> tuple[int, ...]:
+        if self.body is not None:
+            return WITH_BODY
+        if self.path_params or self.query is not None or self.headers:
+            return WITH_INPUT
+        return ()
+
+
+@dataclass(frozen=True)
+class ForwardTo:
+    """Builds the `Forward` entries of the routes one service owns: the service, the tags and
+    the types of the path's parameters are said here once, each entry says only its own
+    method, path, name and answers."""
+
+    upstream: str
+    path_params: dict[str, Any] = field(default_factory=dict)  # by name, as `{name}` in paths
+    tags: tuple[str, ...] = ()
+
+    def get(self, path: str, name: str, **details: Any) -> Forward:
+        return self.route("GET", path, name, **details)
+
+    def post(self, path: str, name: str, **details: Any) -> Forward:
+        return self.route("POST", path, name, **details)
+
+    def put(self, path: str, name: str, **details: Any) -> Forward:
+        return self.route("PUT", path, name, **details)
+
+    def patch(self, path: str, name: str, **details: Any) -> Forward:
+        return self.route("PATCH", path, name, **details)
+
+    def delete(self, path: str, name: str, **details: Any) -> Forward:
+        return self.route("DELETE", path, name, **details)
+
+    def route(self, method: str, path: str, name: str, **details: Any) -> Forward:
+        in_path = [param for _, param, _, _ in Formatter().parse(path) if param]
+        return Forward(
+            name=name,
+            method=method,
+            path=path,
+            upstream=self.upstream,
+            path_params={param: self.path_params[param] for param in in_path},
+            **{"tags": self.tags, **details},  # an entry may name tags of its own
+        )
 
 
 def operation_id(name: str, method: str, path: str) -> str:

@@ -25,14 +25,17 @@ from ..auth import CurrentCaller
 from ..forwarding import (
     AUTHENTICATED,
     PRINTABLE_ASCII,
-    WITH_BODY,
-    Forward,
+    ForwardTo,
     forward,
     forwarding_router,
     operation_id,
 )
 
 TICKET = {"ticket_id": UUID}
+to_ticket_core = ForwardTo(
+    "ticket_core", path_params={**TICKET, "conversation_id": ConversationIdText}
+)
+to_activity_log = ForwardTo("activity_log", path_params=TICKET)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -100,16 +103,18 @@ DELETED_TICKET_LINKS = {
     }
 }
 
+# A change to a ticket: refused to a role that may not make it (403), for a ticket not in the
+# workspace (404), or by the ticket's state (409).
+TICKET_CHANGE = (403, 404, 409)
+
 TICKET_ROUTES = [
-    Forward(
-        name="create_ticket",
-        method="POST",
-        path="/tickets",
-        upstream="ticket_core",
+    to_ticket_core.post(
+        "/tickets",
+        "create_ticket",
         summary="Create a ticket",
         status_code=201,
         response_model=Ticket,
-        refusals=(403, 409, *WITH_BODY),
+        refusals=(403, 409),
         body=TicketCreate,
         body_dump={"mode": "json", "exclude_none": True},
         headers={"idempotency_key": IdempotencyKey},
@@ -117,114 +122,87 @@ TICKET_ROUTES = [
         location=True,
         links=CREATED_TICKET_LINKS,
     ),
-    Forward(
-        name="list_tickets",
-        method="GET",
-        path="/tickets",
-        upstream="ticket_core",
+    to_ticket_core.get(
+        "/tickets",
+        "list_tickets",
         summary="List and search tickets",
         description="Without `status`, closed and spam tickets are hidden; `hidden_matches` "
         "says how many tickets matching the other filters the status filter hid.",
         response_model=TicketPage,
-        refusals=(422,),
         query=TicketQuery,
     ),
-    Forward(
-        name="count_tickets",
-        method="GET",
-        path="/ticket-counts",
-        upstream="ticket_core",
+    to_ticket_core.get(
+        "/ticket-counts",
+        "count_tickets",
         summary="Tickets per status, for the dashboard's tabs",
         description="Counts every status, closed and spam included, of the tickets matching "
         "the other filters.",
         response_model=TicketCounts,
-        refusals=(422,),
         query=TicketFilters,
     ),
-    Forward(
-        name="get_ticket",
-        method="GET",
-        path="/tickets/{ticket_id}",
-        upstream="ticket_core",
+    to_ticket_core.get(
+        "/tickets/{ticket_id}",
+        "get_ticket",
         summary="One ticket",
         response_model=Ticket,
-        refusals=(404, 422),
-        path_params=TICKET,
+        refusals=(404,),
         etag=True,
     ),
-    Forward(
-        name="update_ticket",
-        method="PATCH",
-        path="/tickets/{ticket_id}",
-        upstream="ticket_core",
+    to_ticket_core.patch(
+        "/tickets/{ticket_id}",
+        "update_ticket",
         summary="Change subject, description, priority, status or assignee",
         response_model=Ticket,
-        refusals=(403, 404, 409, 412, *WITH_BODY),
-        path_params=TICKET,
+        refusals=(*TICKET_CHANGE, 412),
         body=TicketPatch,
         body_dump={"mode": "json", "exclude_unset": True},
         headers={"if_match": IfMatch},
         etag=True,
     ),
-    Forward(
-        name="add_note",
-        method="POST",
-        path="/tickets/{ticket_id}/notes",
-        upstream="ticket_core",
+    to_ticket_core.post(
+        "/tickets/{ticket_id}/notes",
+        "add_note",
         summary="Add an internal note",
         status_code=201,
         response_model=Note,
-        refusals=(403, 404, 409, *WITH_BODY),
-        path_params=TICKET,
+        refusals=TICKET_CHANGE,
         body=NoteCreate,
     ),
-    Forward(
-        name="link_conversation",
-        method="POST",
-        path="/tickets/{ticket_id}/conversations",
-        upstream="ticket_core",
+    to_ticket_core.post(
+        "/tickets/{ticket_id}/conversations",
+        "link_conversation",
         summary="Link a chat conversation",
         response_model=Ticket,
-        refusals=(403, 404, 409, *WITH_BODY),
-        path_params=TICKET,
+        refusals=TICKET_CHANGE,
         body=ConversationLink,
         etag=True,
         links=LINKED_CONVERSATION_LINKS,
     ),
-    Forward(
-        name="unlink_conversation",
-        method="DELETE",
-        path="/tickets/{ticket_id}/conversations/{conversation_id}",
-        upstream="ticket_core",
+    to_ticket_core.delete(
+        "/tickets/{ticket_id}/conversations/{conversation_id}",
+        "unlink_conversation",
         summary="Unlink a chat conversation",
         response_model=Ticket,
-        refusals=(403, 404, 409, 422),
-        path_params={**TICKET, "conversation_id": ConversationIdText},
+        refusals=TICKET_CHANGE,
         etag=True,
     ),
-    Forward(
-        name="delete_ticket",
-        method="DELETE",
-        path="/tickets/{ticket_id}",
-        upstream="ticket_core",
+    to_ticket_core.delete(
+        "/tickets/{ticket_id}",
+        "delete_ticket",
         summary="Delete (owner/admin)",
         description="Its history stays, at `/deleted-tickets/{ticket_id}/activity`.",
         status_code=204,
-        refusals=(403, 404, 409, 422),
-        path_params=TICKET,
+        refusals=TICKET_CHANGE,
         links=DELETED_TICKET_LINKS,
     ),
-    Forward(
-        name="deleted_ticket_activity",
-        method="GET",
-        path="/deleted-tickets/{ticket_id}/activity",
-        upstream="activity_log",
+    to_activity_log.get(
+        "/deleted-tickets/{ticket_id}/activity",
+        "deleted_ticket_activity",
         summary="A deleted ticket's history, oldest first",
         description="For roles that may read deleted history (owners and admins); 404 while "
         "the ticket is not deleted.",
         response_model=ActivityPage,
-        refusals=(403, 404, 422),
-        path_params=TICKET,
+        refusals=(403, 404),
         query=ActivityQuery,
     ),
 ]
