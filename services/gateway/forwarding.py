@@ -136,6 +136,8 @@ class ForwardTo:
     upstream: str
     path_params: dict[str, Any] = field(default_factory=dict)  # by name, as `{name}` in paths
     tags: tuple[str, ...] = ()
+    # The model whose answers carry their version in `ETag` (a ticket), wherever it is answered.
+    versioned: Any = None
 
     def get(self, path: str, name: str, **details: Any) -> Forward:
         return self.route("GET", path, name, **details)
@@ -154,12 +156,14 @@ class ForwardTo:
 
     def route(self, method: str, path: str, name: str, **details: Any) -> Forward:
         in_path = [param for _, param, _, _ in Formatter().parse(path) if param]
+        versioned = self.versioned is not None and details.get("response_model") is self.versioned
         return Forward(
             name=name,
             method=method,
             path=path,
             upstream=self.upstream,
             path_params={param: self.path_params[param] for param in in_path},
+            etag=versioned,
             **{"tags": self.tags, **details},  # an entry may name tags of its own
         )
 

@@ -33,7 +33,9 @@ from ..forwarding import (
 
 TICKET = {"ticket_id": UUID}
 to_ticket_core = ForwardTo(
-    "ticket_core", path_params={**TICKET, "conversation_id": ConversationIdText}
+    "ticket_core",
+    path_params={**TICKET, "conversation_id": ConversationIdText},
+    versioned=Ticket,
 )
 to_activity_log = ForwardTo("activity_log", path_params=TICKET)
 
@@ -118,7 +120,6 @@ TICKET_ROUTES = [
         body=TicketCreate,
         body_dump={"mode": "json", "exclude_none": True},
         headers={"idempotency_key": IdempotencyKey},
-        etag=True,
         location=True,
         links=CREATED_TICKET_LINKS,
     ),
@@ -146,7 +147,6 @@ TICKET_ROUTES = [
         summary="One ticket",
         response_model=Ticket,
         refusals=(404,),
-        etag=True,
     ),
     to_ticket_core.patch(
         "/tickets/{ticket_id}",
@@ -157,7 +157,6 @@ TICKET_ROUTES = [
         body=TicketPatch,
         body_dump={"mode": "json", "exclude_unset": True},
         headers={"if_match": IfMatch},
-        etag=True,
     ),
     to_ticket_core.post(
         "/tickets/{ticket_id}/notes",
@@ -175,7 +174,6 @@ TICKET_ROUTES = [
         response_model=Ticket,
         refusals=TICKET_CHANGE,
         body=ConversationLink,
-        etag=True,
         links=LINKED_CONVERSATION_LINKS,
     ),
     to_ticket_core.delete(
@@ -184,7 +182,6 @@ TICKET_ROUTES = [
         summary="Unlink a chat conversation",
         response_model=Ticket,
         refusals=TICKET_CHANGE,
-        etag=True,
     ),
     to_ticket_core.delete(
         "/tickets/{ticket_id}",
