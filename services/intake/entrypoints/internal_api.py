@@ -10,7 +10,6 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse
 
 from shared.contracts.api import Capability
 from shared.contracts.widget import (
@@ -25,26 +24,15 @@ from shared.contracts.widget import (
     WidgetKeyOut,
 )
 from shared.internal_auth import Caller
-from shared.problems import PROBLEM_RESPONSES, Problem, problem_response
+from shared.problems import PROBLEM_RESPONSES, answer_as_problem
 
 from .. import handlers
 from ..bootstrap import Intake
 from ..domain.assistants import Credential
 from ..domain.requests import AssistantSettings
 
-
-async def on_assistant_taken(_request: Request, error: Exception) -> JSONResponse:
-    return problem_response(
-        Problem(title="Assistant taken", status=409, code="assistant_taken", detail=str(error))
-    )
-
-
-async def on_invalid_settings(_request: Request, error: Exception) -> JSONResponse:
-    return problem_response(
-        Problem(
-            title="Invalid ticket settings", status=422, code="invalid_settings", detail=str(error)
-        )
-    )
+on_assistant_taken = answer_as_problem(409, "assistant_taken", "Assistant taken")
+on_invalid_settings = answer_as_problem(422, "invalid_settings", "Invalid ticket settings")
 
 
 def settings_out(settings: AssistantSettings, history: list[Any]) -> AssistantTicketSettingsOut:

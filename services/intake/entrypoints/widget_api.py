@@ -24,7 +24,7 @@ from shared.contracts.widget import (
     WidgetRequestAnswer,
     WidgetTicketRequest,
 )
-from shared.problems import Problem, problem_response
+from shared.problems import Problem, answer_as_problem, problem_response
 
 from .. import handlers
 from ..bootstrap import Intake
@@ -158,16 +158,8 @@ def _service(request: Request) -> Intake:
     return service
 
 
-async def on_not_found(_request: Request, error: Exception) -> JSONResponse:
-    return problem_response(
-        Problem(title="Not found", status=404, code="not_found", detail=str(error))
-    )
-
-
-async def on_not_allowed(_request: Request, error: Exception) -> JSONResponse:
-    return problem_response(
-        Problem(title="Forbidden", status=403, code="forbidden", detail=str(error))
-    )
+on_not_found = answer_as_problem(404, "not_found", "Not found")
+on_not_allowed = answer_as_problem(403, "forbidden", "Forbidden")
 
 
 def refusal_response(refusal: Refused, request_id: str | None = None) -> JSONResponse:
