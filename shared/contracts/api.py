@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .conversation_ids import CONVERSATION_ID_MAX_LENGTH
 from .envelope import Actor
 from .formats import ConversationIdText, EmailText, JsonInt, not_blank
 from .tickets import (
@@ -115,7 +116,7 @@ class ConversationLink(BaseModel):
 
     conversation_id: ConversationIdText = Field(
         min_length=1,
-        max_length=128,
+        max_length=CONVERSATION_ID_MAX_LENGTH,
         description="The chat conversation's id, as the widget knows it.",
         examples=["conv_8f2a1c"],
     )

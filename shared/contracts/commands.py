@@ -8,10 +8,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .conversation_ids import CONVERSATION_ID_MAX_LENGTH
 from .envelope import TYPE_MAX_LENGTH
 from .tickets import DESCRIPTION_MAX_LENGTH, SUBJECT_MAX_LENGTH, TicketPriority
 
-CONVERSATION_ID_MAX_LENGTH = 128
 REASON_MAX_LENGTH = 100
 DETAIL_MAX_LENGTH = 2_000
 

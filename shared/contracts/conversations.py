@@ -5,6 +5,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .conversation_ids import CONVERSATION_ID_MAX_LENGTH
+
 
 class ConversationEventType(StrEnum):
     VISITOR_REPLIED = "conversation.visitor_replied"
@@ -15,5 +17,5 @@ class VisitorReplied(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    conversation_id: str = Field(min_length=1, max_length=128)
+    conversation_id: str = Field(min_length=1, max_length=CONVERSATION_ID_MAX_LENGTH)
     sent_at: datetime

@@ -12,7 +12,11 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
-from .conversation_ids import CONVERSATION_ID_PATTERN, CONVERSATION_ID_RULE
+from .conversation_ids import (
+    CONVERSATION_ID_MAX_LENGTH,
+    CONVERSATION_ID_PATTERN,
+    CONVERSATION_ID_RULE,
+)
 from .formats import ORIGIN
 
 # The widget's text limits, for every service (intake checks them, the gateway documents them).
@@ -64,7 +68,7 @@ class WidgetConversation(BaseModel):
 
     id: str = Field(
         min_length=1,
-        max_length=128,
+        max_length=CONVERSATION_ID_MAX_LENGTH,
         pattern=CONVERSATION_ID_PATTERN,
         description=f"The conversation's id in the widget: {CONVERSATION_ID_RULE}.",
     )

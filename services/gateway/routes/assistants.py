@@ -5,9 +5,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from shared.contracts.conversation_ids import CONVERSATION_ID_PATTERN, CONVERSATION_ID_RULE
+from shared.contracts.conversation_ids import (
+    CONVERSATION_ID_MAX_LENGTH,
+    CONVERSATION_ID_PATTERN,
+    CONVERSATION_ID_RULE,
+)
 from shared.contracts.queries import RefusalQuery, TicketRequestQuery
 from shared.contracts.widget import (
+    ASSISTANT_ID_MAX_LENGTH,
     AssistantTicketSettings,
     AssistantTicketSettingsOut,
     ConversationOut,
@@ -22,7 +27,7 @@ from ..forwarding import ForwardTo, forwarding_router
 ConversationId = Annotated[
     str,
     Path(
-        max_length=128,
+        max_length=CONVERSATION_ID_MAX_LENGTH,
         pattern=CONVERSATION_ID_PATTERN,
         description=f"The conversation's id: {CONVERSATION_ID_RULE}.",
     ),
@@ -30,7 +35,7 @@ ConversationId = Annotated[
 to_intake = ForwardTo(
     "intake",
     path_params={
-        "assistant_id": Annotated[str, Path(min_length=1, max_length=100)],
+        "assistant_id": Annotated[str, Path(min_length=1, max_length=ASSISTANT_ID_MAX_LENGTH)],
         "conversation_id": ConversationId,
     },
 )

@@ -12,7 +12,9 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from shared.contracts.api import Capability
+from shared.contracts.conversation_ids import CONVERSATION_ID_MAX_LENGTH
 from shared.contracts.widget import (
+    ASSISTANT_ID_MAX_LENGTH,
     AssistantSettingsChange,
     AssistantTicketSettings,
     AssistantTicketSettingsOut,
@@ -73,7 +75,7 @@ async def _capabilities_of(caller: Caller) -> frozenset[Capability]:
 WorkspaceId = Annotated[UUID, Depends(_workspace_of)]
 MemberId = Annotated[UUID, Depends(_member_of)]
 CallerCapabilities = Annotated[frozenset[Capability], Depends(_capabilities_of)]
-AssistantId = Annotated[str, Path(min_length=1, max_length=100)]
+AssistantId = Annotated[str, Path(min_length=1, max_length=ASSISTANT_ID_MAX_LENGTH)]
 
 
 def internal_routes() -> APIRouter:
@@ -192,7 +194,7 @@ async def refusal_counts(
 
 
 async def get_conversation(
-    conversation_id: Annotated[str, Path(max_length=128)],
+    conversation_id: Annotated[str, Path(max_length=CONVERSATION_ID_MAX_LENGTH)],
     workspace_id: WorkspaceId,
     request: Request,
 ) -> ConversationOut:

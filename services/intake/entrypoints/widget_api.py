@@ -14,7 +14,11 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from shared.contracts.conversation_ids import CONVERSATION_ID_PATTERN, is_conversation_id
+from shared.contracts.conversation_ids import (
+    CONVERSATION_ID_MAX_LENGTH,
+    CONVERSATION_ID_PATTERN,
+    is_conversation_id,
+)
 from shared.contracts.widget import (
     NO_NUL,
     WIDGET_KEY_HEADER,
@@ -375,7 +379,9 @@ async def get_ticket_request(
 
 
 async def add_messages(
-    conversation_id: Annotated[str, Path(max_length=128, pattern=CONVERSATION_ID_PATTERN)],
+    conversation_id: Annotated[
+        str, Path(max_length=CONVERSATION_ID_MAX_LENGTH, pattern=CONVERSATION_ID_PATTERN)
+    ],
     assistant: Writer,
     body: ConversationMessages,
     request: Request,

@@ -16,6 +16,7 @@ from sqlalchemy import (
     table,
 )
 
+from shared.contracts.conversation_ids import CONVERSATION_ID_MAX_LENGTH
 from shared.contracts.tickets import SUBJECT_MAX_LENGTH
 from shared.db import UTCDateTime
 from shared.inbox import define_inbox_table
@@ -120,7 +121,7 @@ ticket_conversations = Table(
     "ticket_conversations",
     metadata,
     Column("workspace_id", Uuid, primary_key=True),
-    Column("conversation_id", String(128), primary_key=True),
+    Column("conversation_id", String(CONVERSATION_ID_MAX_LENGTH), primary_key=True),
     Column("ticket_id", Uuid, ForeignKey("tickets.id"), nullable=False, index=True),
 )
 
