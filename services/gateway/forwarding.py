@@ -14,6 +14,7 @@ from urllib.parse import quote, unquote
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, TypeAdapter
 
+from shared.contracts.formats import ETAG_PATTERN, etag
 from shared.problems import ProblemError, problem_response_doc, problem_responses
 
 from .auth import UNAUTHENTICATED, Caller, CurrentCaller
@@ -59,7 +60,7 @@ ETAG_HEADER = {
     "ETag": {
         "description": "The ticket's `version`, quoted; send it back as `If-Match`.",
         "required": True,
-        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+        "schema": {"type": "string", "pattern": ETAG_PATTERN},
     }
 }
 LOCATION_HEADER = {
@@ -216,7 +217,7 @@ def _endpoint(entry: Forward) -> Callable[..., Any]:
             return Response(status_code=204)
         result = answer_type.validate_python(answer)
         if entry.etag:
-            response.headers["ETag"] = f'"{result.version}"'
+            response.headers["ETag"] = etag(result.version)
         if entry.location:
             response.headers["Location"] = f"/api/v1{entry.path}/{result.id}"
         return result

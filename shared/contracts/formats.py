@@ -94,6 +94,14 @@ ConversationIdText = Annotated[
         f"a conversation id: {CONVERSATION_ID_RULE}",
     ),
 ]
+# A ticket's ETag: its version, quoted (`"12"`).
+ETAG_PATTERN = '^"[0-9]+"$'
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
 # An ETag of this API (`"12"`), weak or not; the bare number is taken too.
 IfMatchText = Annotated[
     str,
@@ -103,6 +111,13 @@ IfMatchText = Annotated[
         'an ETag of this API: send the ETag you received, e.g. "3"',
     ),
 ]
+
+
+def version_in(if_match: str) -> int:
+    """The version an `If-Match` of the `IfMatchText` form names."""
+    return int(if_match.removeprefix("W/").strip('"'))
+
+
 # A workspace member's email address: a dot-atom local part of at most 64 characters (one
 # atom, or two or three joined by dots), `@`, and a domain of two or more hostname labels. ASCII
 # only, nothing around it: every value of the pattern is an email by RFC 5321's rules too.
