@@ -8,9 +8,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .conversation_ids import CONVERSATION_ID_MAX_LENGTH
+from .conversation_ids import BoundedConversationId
 from .envelope import Actor
-from .formats import ConversationIdText, EmailText, JsonInt, not_blank
+from .formats import CONVERSATION_ID_FORMAT, EmailText, JsonInt, not_blank
 from .tickets import (
     AUTO_CLOSE_DAYS_MAX,
     AUTO_CLOSE_DAYS_MIN,
@@ -116,9 +116,8 @@ class Note(BaseModel):
 class ConversationLink(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    conversation_id: ConversationIdText = Field(
-        min_length=1,
-        max_length=CONVERSATION_ID_MAX_LENGTH,
+    # The length first, then the form: a too long id is refused for its length, as it always was.
+    conversation_id: Annotated[BoundedConversationId, CONVERSATION_ID_FORMAT] = Field(
         description="The chat conversation's id, as the widget knows it.",
         examples=["conv_8f2a1c"],
     )

@@ -3,9 +3,9 @@
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from .conversation_ids import CONVERSATION_ID_MAX_LENGTH
+from .conversation_ids import BoundedConversationId
 
 
 class ConversationEventType(StrEnum):
@@ -17,5 +17,5 @@ class VisitorReplied(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    conversation_id: str = Field(min_length=1, max_length=CONVERSATION_ID_MAX_LENGTH)
+    conversation_id: BoundedConversationId
     sent_at: datetime

@@ -86,14 +86,10 @@ TICKET_CURSOR = TextFormat(
     "a cursor this API gave out (a `next_cursor`); start again without it",
 )
 TicketCursorText = Annotated[str, TICKET_CURSOR]
-ConversationIdText = Annotated[
-    str,
-    TextFormat(
-        CONVERSATION_ID_PATTERN,
-        "invalid_conversation_id",
-        f"a conversation id: {CONVERSATION_ID_RULE}",
-    ),
-]
+CONVERSATION_ID_FORMAT = TextFormat(
+    CONVERSATION_ID_PATTERN, "invalid_conversation_id", f"a conversation id: {CONVERSATION_ID_RULE}"
+)
+ConversationIdText = Annotated[str, CONVERSATION_ID_FORMAT]
 # A ticket's ETag: its version, quoted (`"12"`).
 ETAG_PATTERN = '^"[0-9]+"$'
 

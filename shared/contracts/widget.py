@@ -13,9 +13,9 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from .conversation_ids import (
-    CONVERSATION_ID_MAX_LENGTH,
     CONVERSATION_ID_PATTERN,
     CONVERSATION_ID_RULE,
+    BoundedConversationId,
 )
 from .formats import ORIGIN
 
@@ -66,9 +66,7 @@ class ConversationMessage(BaseModel):
 class WidgetConversation(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    id: str = Field(
-        min_length=1,
-        max_length=CONVERSATION_ID_MAX_LENGTH,
+    id: BoundedConversationId = Field(
         pattern=CONVERSATION_ID_PATTERN,
         description=f"The conversation's id in the widget: {CONVERSATION_ID_RULE}.",
     )
