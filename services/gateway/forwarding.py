@@ -25,6 +25,10 @@ PUBLIC_PREFIX = "/api/v1"
 # body also for the body being malformed or too large.
 WITH_INPUT = (422,)
 WITH_BODY = (400, 413, 422)
+# A change to something of the workspace (a ticket, a member, an assistant's settings): refused
+# to a role that may not make it (403), for what the workspace does not have (404), or by its
+# current state (409).
+CHANGE_REFUSALS = (403, 404, 409)
 # Header values passed on to an internal service: what an HTTP header can carry as text.
 PRINTABLE_ASCII = r"^[ -~]*$"
 

@@ -22,7 +22,7 @@ from shared.contracts.widget import (
     WidgetKeyOut,
 )
 
-from ..forwarding import ForwardTo, forwarding_router
+from ..forwarding import CHANGE_REFUSALS, ForwardTo, forwarding_router
 
 ConversationId = Annotated[
     str,
@@ -41,8 +41,6 @@ to_intake = ForwardTo(
 )
 # Every assistant route is the workspace's configuration: intake refuses it to others.
 MANAGERS_ONLY = (403, 404)
-# A new widget key or identity secret also for an assistant another workspace configured.
-REPLACING = (403, 404, 409)
 
 ASSISTANT_ROUTES = [
     to_intake.get(
@@ -60,7 +58,7 @@ ASSISTANT_ROUTES = [
         description="The answer carries the assistant's publishable `widget_key`. An "
         "assistant id another workspace configured is refused with 409 `assistant_taken`.",
         response_model=AssistantTicketSettingsOut,
-        refusals=REPLACING,
+        refusals=CHANGE_REFUSALS,
         body=AssistantTicketSettings,
         body_dump={"exclude_none": True},
     ),
@@ -77,7 +75,7 @@ ASSISTANT_ROUTES = [
         "replace_widget_key",
         summary="Replace the assistant's widget key; the old one is refused at once (owner/admin)",
         response_model=WidgetKeyOut,
-        refusals=REPLACING,
+        refusals=CHANGE_REFUSALS,
     ),
     to_intake.post(
         "/assistants/{assistant_id}/identity-secret",
@@ -87,7 +85,7 @@ ASSISTANT_ROUTES = [
         description="With `identity_verification` on, the site's server sends "
         "`contact.signature` = lowercase hex HMAC-SHA256(identity_secret, email).",
         response_model=IdentitySecretOut,
-        refusals=REPLACING,
+        refusals=CHANGE_REFUSALS,
     ),
     to_intake.get(
         "/assistants/{assistant_id}/ticket-request-refusals",

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from shared.contracts.api import MemberCreate, MemberOut, MemberPatch, WorkspaceOut, WorkspacePatch
 
 from ..auth import Caller, MembershipCache
-from ..forwarding import ForwardTo, forwarding_router
+from ..forwarding import CHANGE_REFUSALS, ForwardTo, forwarding_router
 
 to_ticket_core = ForwardTo("ticket_core", path_params={"member_id": UUID})
 to_ticket_core_workspace = ForwardTo("ticket_core", tags=("workspace",))
@@ -59,7 +59,7 @@ MEMBER_ROUTES = [
         "change_role",
         summary="Change a role",
         response_model=MemberOut,
-        refusals=(403, 404, 409),
+        refusals=CHANGE_REFUSALS,
         body=MemberPatch,
         after=_forget_member,
     ),
@@ -68,7 +68,7 @@ MEMBER_ROUTES = [
         "remove_member",
         summary="Remove a member",
         status_code=204,
-        refusals=(403, 404, 409),
+        refusals=CHANGE_REFUSALS,
         after=_forget_member,
     ),
 ]

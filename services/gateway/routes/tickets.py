@@ -24,6 +24,7 @@ from shared.problems import problem_responses
 from ..auth import CurrentCaller
 from ..forwarding import (
     AUTHENTICATED,
+    CHANGE_REFUSALS,
     PRINTABLE_ASCII,
     ForwardTo,
     forward,
@@ -105,10 +106,6 @@ DELETED_TICKET_LINKS = {
     }
 }
 
-# A change to a ticket: refused to a role that may not make it (403), for a ticket not in the
-# workspace (404), or by the ticket's state (409).
-TICKET_CHANGE = (403, 404, 409)
-
 TICKET_ROUTES = [
     to_ticket_core.post(
         "/tickets",
@@ -153,7 +150,7 @@ TICKET_ROUTES = [
         "update_ticket",
         summary="Change subject, description, priority, status or assignee",
         response_model=Ticket,
-        refusals=(*TICKET_CHANGE, 412),
+        refusals=(*CHANGE_REFUSALS, 412),
         body=TicketPatch,
         body_dump={"mode": "json", "exclude_unset": True},
         headers={"if_match": IfMatch},
@@ -164,7 +161,7 @@ TICKET_ROUTES = [
         summary="Add an internal note",
         status_code=201,
         response_model=Note,
-        refusals=TICKET_CHANGE,
+        refusals=CHANGE_REFUSALS,
         body=NoteCreate,
     ),
     to_ticket_core.post(
@@ -172,7 +169,7 @@ TICKET_ROUTES = [
         "link_conversation",
         summary="Link a chat conversation",
         response_model=Ticket,
-        refusals=TICKET_CHANGE,
+        refusals=CHANGE_REFUSALS,
         body=ConversationLink,
         links=LINKED_CONVERSATION_LINKS,
     ),
@@ -181,7 +178,7 @@ TICKET_ROUTES = [
         "unlink_conversation",
         summary="Unlink a chat conversation",
         response_model=Ticket,
-        refusals=TICKET_CHANGE,
+        refusals=CHANGE_REFUSALS,
     ),
     to_ticket_core.delete(
         "/tickets/{ticket_id}",
@@ -189,7 +186,7 @@ TICKET_ROUTES = [
         summary="Delete (owner/admin)",
         description="Its history stays, at `/deleted-tickets/{ticket_id}/activity`.",
         status_code=204,
-        refusals=TICKET_CHANGE,
+        refusals=CHANGE_REFUSALS,
         links=DELETED_TICKET_LINKS,
     ),
     to_activity_log.get(
