@@ -49,6 +49,9 @@ class Capability(StrEnum):
     MANAGE_MEMBERS = "manage_members"
 
 
+# The `Idempotency-Key` of a create: the gateway's header, ticket-core's header and its table.
+IDEMPOTENCY_KEY_MAX_LENGTH = 200
+
 # A ticket's subject and description, and a note, as the API takes them (creating and changing).
 # The bounds come before the format: a value is refused for its length first, as it always was.
 SubjectText = Annotated[

@@ -99,6 +99,7 @@ def etag(version: int) -> str:
 
 
 # An ETag of this API (`"12"`), weak or not; the bare number is taken too.
+IF_MATCH_MAX_LENGTH = 200  # what an `If-Match` header may carry at all
 IfMatchText = Annotated[
     str,
     TextFormat(

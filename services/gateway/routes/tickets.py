@@ -7,6 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Request
 
 from shared.contracts.api import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
     ActivityPage,
     ConversationLink,
     Note,
@@ -17,7 +18,7 @@ from shared.contracts.api import (
     TicketPage,
     TicketPatch,
 )
-from shared.contracts.formats import ConversationIdText, IfMatchText
+from shared.contracts.formats import IF_MATCH_MAX_LENGTH, ConversationIdText, IfMatchText
 from shared.contracts.queries import ActivityQuery, TicketFilters, TicketQuery
 from shared.problems import problem_responses
 
@@ -43,7 +44,7 @@ to_activity_log = ForwardTo("activity_log", path_params=TICKET)
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        max_length=200,
+        max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
         pattern=PRINTABLE_ASCII,
         description="Retrying with the same key creates nothing more.",
     ),
@@ -51,7 +52,7 @@ IdempotencyKey = Annotated[
 IfMatch = Annotated[
     IfMatchText | None,
     Header(
-        max_length=200,
+        max_length=IF_MATCH_MAX_LENGTH,
         description="The ETag you read; 412 if the ticket changed since.",
     ),
 ]

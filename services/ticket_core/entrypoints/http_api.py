@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Respons
 from fastapi.responses import JSONResponse
 
 from shared.contracts.api import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
     ConversationLink,
     MemberCreate,
     MemberOut,
@@ -23,7 +24,13 @@ from shared.contracts.api import (
     WorkspaceOut,
     WorkspacePatch,
 )
-from shared.contracts.formats import ConversationIdText, IfMatchText, etag, version_in
+from shared.contracts.formats import (
+    IF_MATCH_MAX_LENGTH,
+    ConversationIdText,
+    IfMatchText,
+    etag,
+    version_in,
+)
 from shared.contracts.queries import TicketFilters, TicketQuery
 from shared.http import REQUEST_ID_HEADER, create_internal_app
 from shared.internal_auth import Caller
@@ -147,7 +154,9 @@ def _ticket_routes() -> APIRouter:
         who: Who,
         uow: Uow,
         response: Response,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        idempotency_key: Annotated[
+            str | None, Header(max_length=IDEMPOTENCY_KEY_MAX_LENGTH)
+        ] = None,
     ) -> Any:
         snapshot = await handlers.create_ticket_once(
             uow,
@@ -240,7 +249,7 @@ def _ticket_edit_routes() -> APIRouter:
         who: Who,
         uow: Uow,
         response: Response,
-        if_match: Annotated[IfMatchText | None, Header(max_length=200)] = None,
+        if_match: Annotated[IfMatchText | None, Header(max_length=IF_MATCH_MAX_LENGTH)] = None,
     ) -> Ticket:
         ticket = await handlers.update_ticket(
             uow,
