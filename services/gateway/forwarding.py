@@ -125,6 +125,7 @@ class Forward:
         return answers
 
     def input_refusals(self) -> tuple[int, ...]:
+        """What the route's input can be refused with, as FastAPI validates it."""
         if self.body is not None:
             return WITH_BODY
         if self.path_params or self.query is not None or self.headers:
