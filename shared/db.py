@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, TypeDecorator, event
+from sqlalchemy import BigInteger, Column, DateTime, Dialect, Integer, TypeDecorator, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -89,6 +89,14 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 
 def is_postgres(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def serial_id(name: str) -> Column[int]:
+    """A row id the database numbers, in insertion order (a BIGINT on PostgreSQL; SQLite numbers
+    only an INTEGER primary key itself)."""
+    return Column(
+        name, BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -35,9 +35,7 @@ from aiokafka.errors import (
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream.kafka import KafkaBroker
 from sqlalchemy import (
-    BigInteger,
     Column,
-    Integer,
     MetaData,
     String,
     Table,
@@ -51,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.broker import DEAD_LETTER_HEADROOM_BYTES, PermanentFailure, dependency_backoff_seconds
 from shared.contracts.envelope import EnvelopeHeaders, EventEnvelope
-from shared.db import UTCDateTime
+from shared.db import UTCDateTime, serial_id
 from shared.settings import SystemSettings
 
 log = structlog.get_logger(__name__)
@@ -68,12 +66,7 @@ def define_outbox_table(metadata: MetaData) -> Table:
         OUTBOX_TABLE,
         metadata,
         # Publishing in `position` order keeps one ticket's events in commit order.
-        Column(
-            "position",
-            BigInteger().with_variant(Integer, "sqlite"),
-            primary_key=True,
-            autoincrement=True,
-        ),
+        serial_id("position"),
         Column("event_id", String(36), nullable=False, unique=True),
         Column("topic", String(200), nullable=False),
         Column("message_key", String(200), nullable=False),
@@ -87,6 +80,11 @@ def define_outbox_table(metadata: MetaData) -> Table:
 
 
 FAILURE_REASON_MAX_LENGTH = 1000
+
+
+def _which_row(outbox: Table) -> tuple[Column[Any], ...]:
+    """What names an outbox row, to publish it, mark it, or show it set aside."""
+    return outbox.c.position, outbox.c.event_id, outbox.c.topic
 
 
 class MessageTooLarge(PermanentFailure):
@@ -231,13 +229,7 @@ class OutboxRelay:
         table = self._table
         rows = (
             await connection.execute(
-                select(
-                    table.c.position,
-                    table.c.event_id,
-                    table.c.topic,
-                    table.c.message_key,
-                    table.c.payload,
-                )
+                select(*_which_row(table), table.c.message_key, table.c.payload)
                 .where(table.c.published_at.is_(None), table.c.failed_at.is_(None))
                 .order_by(table.c.position)
                 .limit(self._batch_size)
@@ -417,13 +409,7 @@ class OutboxRelay:
             )
             rows = (
                 await connection.execute(
-                    select(
-                        table.c.position,
-                        table.c.event_id,
-                        table.c.topic,
-                        table.c.failed_at,
-                        table.c.failure_reason,
-                    )
+                    select(*_which_row(table), table.c.failed_at, table.c.failure_reason)
                     .where(table.c.failed_at.is_not(None))
                     .order_by(table.c.position.desc())
                     .limit(limit)

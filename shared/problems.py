@@ -5,6 +5,7 @@ problem straight through to the dashboard.
 """
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -65,6 +66,20 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
         media_type=PROBLEM_CONTENT_TYPE,
         headers=headers,
     )
+
+
+# An exception handler of FastAPI's (`app.add_exception_handler`).
+ExceptionHandler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+
+
+def answer_as_problem(status: int, code: str, title: str) -> ExceptionHandler:
+    """The handler for an error a service answers as one fixed problem, the error's message
+    being its `detail`."""
+
+    async def on_error(_request: Request, error: Exception) -> JSONResponse:
+        return problem_response(Problem(title=title, status=status, code=code, detail=str(error)))
+
+    return on_error
 
 
 PROBLEM_DESCRIPTIONS: dict[int, str] = {

@@ -7,20 +7,28 @@ import inspect
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from string import Formatter
 from typing import Annotated, Any
 from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, TypeAdapter
 
+from shared.contracts.formats import ETAG_PATTERN, etag
 from shared.problems import ProblemError, problem_response_doc, problem_responses
 
 from .auth import UNAUTHENTICATED, Caller, CurrentCaller
 from .upstream import Upstream, UpstreamProblem
 
 PUBLIC_PREFIX = "/api/v1"
-# A route with a JSON body can also be refused for the body itself.
+# A route that takes input (path, query, header or body) can be refused for it; one with a JSON
+# body also for the body being malformed or too large.
+WITH_INPUT = (422,)
 WITH_BODY = (400, 413, 422)
+# A change to something of the workspace (a ticket, a member, an assistant's settings): refused
+# to a role that may not make it (403), for what the workspace does not have (404), or by its
+# current state (409).
+CHANGE_REFUSALS = (403, 404, 409)
 # Header values passed on to an internal service: what an HTTP header can carry as text.
 PRINTABLE_ASCII = r"^[ -~]*$"
 
@@ -58,7 +66,7 @@ ETAG_HEADER = {
     "ETag": {
         "description": "The ticket's `version`, quoted; send it back as `If-Match`.",
         "required": True,
-        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+        "schema": {"type": "string", "pattern": ETAG_PATTERN},
     }
 }
 LOCATION_HEADER = {
@@ -84,6 +92,8 @@ class Forward:
     upstream: str
     summary: str
     response_model: Any = None  # None: 204 without a body
+    # What the workspace's state or the caller's role refuses (403, 404, 409, 412); the refusals
+    # of the input itself follow from what the route takes (`input_refusals`).
     refusals: tuple[int, ...] = ()
     description: str | None = None
     tags: tuple[str, ...] = ()
@@ -102,7 +112,7 @@ class Forward:
 
     def answers(self) -> dict[int | str, dict[str, Any]]:
         """The route's answers for the OpenAPI document."""
-        answers = {**AUTHENTICATED, **problem_responses(*self.refusals)}
+        answers = {**AUTHENTICATED, **problem_responses(*self.refusals, *self.input_refusals())}
         headers = {
             **(ETAG_HEADER if self.etag else {}),
             **(LOCATION_HEADER if self.location else {}),
@@ -115,6 +125,55 @@ class Forward:
         if success:
             answers[self.status_code] = success
         return answers
+
+    def input_refusals(self) -> tuple[int, ...]:
+        """What the route's input can be refused with, as FastAPI validates it."""
+        if self.body is not None:
+            return WITH_BODY
+        if self.path_params or self.query is not None or self.headers:
+            return WITH_INPUT
+        return ()
+
+
+@dataclass(frozen=True)
+class ForwardTo:
+    """Builds the `Forward` entries of the routes one service owns: the service, the tags and
+    the types of the path's parameters are said here once, each entry says only its own
+    method, path, name and answers."""
+
+    upstream: str
+    path_params: dict[str, Any] = field(default_factory=dict)  # by name, as `{name}` in paths
+    tags: tuple[str, ...] = ()
+    # The model whose answers carry their version in `ETag` (a ticket), wherever it is answered.
+    versioned: Any = None
+
+    def get(self, path: str, name: str, **details: Any) -> Forward:
+        return self.route("GET", path, name, **details)
+
+    def post(self, path: str, name: str, **details: Any) -> Forward:
+        return self.route("POST", path, name, **details)
+
+    def put(self, path: str, name: str, **details: Any) -> Forward:
+        return self.route("PUT", path, name, **details)
+
+    def patch(self, path: str, name: str, **details: Any) -> Forward:
+        return self.route("PATCH", path, name, **details)
+
+    def delete(self, path: str, name: str, **details: Any) -> Forward:
+        return self.route("DELETE", path, name, **details)
+
+    def route(self, method: str, path: str, name: str, **details: Any) -> Forward:
+        in_path = [param for _, param, _, _ in Formatter().parse(path) if param]
+        versioned = self.versioned is not None and details.get("response_model") is self.versioned
+        return Forward(
+            name=name,
+            method=method,
+            path=path,
+            upstream=self.upstream,
+            path_params={param: self.path_params[param] for param in in_path},
+            etag=versioned,
+            **{"tags": self.tags, **details},  # an entry may name tags of its own
+        )
 
 
 def operation_id(name: str, method: str, path: str) -> str:
@@ -165,7 +224,7 @@ def _endpoint(entry: Forward) -> Callable[..., Any]:
             return Response(status_code=204)
         result = answer_type.validate_python(answer)
         if entry.etag:
-            response.headers["ETag"] = f'"{result.version}"'
+            response.headers["ETag"] = etag(result.version)
         if entry.location:
             response.headers["Location"] = f"/api/v1{entry.path}/{result.id}"
         return result

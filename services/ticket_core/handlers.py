@@ -3,10 +3,11 @@ needs, lets the domain decide, and commits the result with its events (unit of w
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
@@ -31,8 +32,6 @@ from .domain.permissions import Action
 from .domain.tickets import Ticket
 from .store.ticket_list import StatusCounts, TicketFilter, TicketListPage
 from .store.unit_of_work import UnitOfWork
-
-Result = TypeVar("Result")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +109,7 @@ async def get_member(
     async with uow:
         if actor_id is not None and actor_id != member_id:
             await _acting_member(uow, workspace_id, actor_id)
-        member = await uow.members.get(workspace_id, member_id)
-        if member is None:
-            raise NotFound(f"No member {member_id} in this workspace.")
-        return member
+        return await _member(uow, workspace_id, member_id)
 
 
 async def list_members(uow: UnitOfWork, workspace_id: UUID, actor_id: UUID) -> list[Member]:
@@ -280,81 +276,63 @@ async def _viewers_filter(uow: UnitOfWork, actor_id: UUID, spec: TicketFilter) -
 
 
 async def update_ticket(uow: UnitOfWork, command: UpdateTicket) -> Ticket:
-    async with uow:
-        actor = await _acting_member(uow, command.workspace_id, command.actor_id)
-        ticket = await _ticket(uow, command.workspace_id, command.ticket_id)
+    async with _changing_ticket(uow, command.workspace_id, command.actor_id, command.ticket_id) as (
+        actor,
+        ticket,
+    ):
         ticket.ensure_version(command.expected_version)
         assignee_id = command.changes.get("assignee_id")
         assignee = await _member_named(
             uow, command.workspace_id, UUID(str(assignee_id)) if assignee_id else None
         )
         ticket.patch(actor, _now(), command.changes, assignee)
-        await uow.tickets.update(ticket)
-        await uow.commit()
     return ticket
 
 
 async def add_note(
     uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID, body: str
 ) -> tuple[Ticket, UUID]:
-    return await _change_ticket(
-        uow,
-        workspace_id,
-        actor_id,
-        ticket_id,
-        lambda actor, ticket, now: ticket.add_note(actor, now, body),
-    )
+    async with _changing_ticket(uow, workspace_id, actor_id, ticket_id) as (actor, ticket):
+        note_id = ticket.add_note(actor, _now(), body)
+    return ticket, note_id
 
 
 async def link_conversation(
     uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID, conversation_id: str
 ) -> Ticket:
-    async with uow:
-        actor = await _acting_member(uow, workspace_id, actor_id)
-        ticket = await _ticket(uow, workspace_id, ticket_id)
+    async with _changing_ticket(uow, workspace_id, actor_id, ticket_id) as (actor, ticket):
         linked_to = await uow.tickets.ticket_linked_to(workspace_id, conversation_id)
         ticket.link_conversation(actor, _now(), conversation_id, linked_to)
-        await uow.tickets.update(ticket)
-        await uow.commit()
     return ticket
 
 
 async def unlink_conversation(
     uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID, conversation_id: str
 ) -> Ticket:
-    ticket, _ = await _change_ticket(
-        uow,
-        workspace_id,
-        actor_id,
-        ticket_id,
-        lambda actor, ticket, now: ticket.unlink_conversation(actor, now, conversation_id),
-    )
+    async with _changing_ticket(uow, workspace_id, actor_id, ticket_id) as (actor, ticket):
+        ticket.unlink_conversation(actor, _now(), conversation_id)
     return ticket
 
 
 async def delete_ticket(
     uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID
 ) -> None:
-    await _change_ticket(
-        uow, workspace_id, actor_id, ticket_id, lambda actor, ticket, now: ticket.delete(actor, now)
-    )
+    async with _changing_ticket(uow, workspace_id, actor_id, ticket_id) as (actor, ticket):
+        ticket.delete(actor, _now())
 
 
-async def _change_ticket(
-    uow: UnitOfWork,
-    workspace_id: UUID,
-    actor_id: UUID,
-    ticket_id: UUID,
-    change: Callable[[Member, Ticket, datetime], Result],
-) -> tuple[Ticket, Result]:
-    """Load the actor and the ticket, let the ticket make `change`, and save it."""
+@asynccontextmanager
+async def _changing_ticket(
+    uow: UnitOfWork, workspace_id: UUID, actor_id: UUID, ticket_id: UUID
+) -> AsyncIterator[tuple[Member, Ticket]]:
+    """Load the actor and the ticket for the change made in the block, then save the ticket
+    (with the events the change recorded) in the same transaction. A refusal saves nothing."""
     async with uow:
         actor = await _acting_member(uow, workspace_id, actor_id)
         ticket = await _ticket(uow, workspace_id, ticket_id)
-        result = change(actor, ticket, _now())
+        yield actor, ticket
         await uow.tickets.update(ticket)
         await uow.commit()
-    return ticket, result
 
 
 # -- workspace settings -------------------------------------------------------------------------

@@ -8,8 +8,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .conversation_ids import BoundedConversationId
 from .envelope import Actor
-from .formats import ConversationIdText, EmailText, JsonInt, not_blank
+from .formats import CONVERSATION_ID_FORMAT, EmailText, JsonInt, not_blank
 from .tickets import (
     AUTO_CLOSE_DAYS_MAX,
     AUTO_CLOSE_DAYS_MIN,
@@ -48,22 +49,31 @@ class Capability(StrEnum):
     MANAGE_MEMBERS = "manage_members"
 
 
-SubjectText = Annotated[str, not_blank("subject_required", "a subject")]
-NoteText = Annotated[str, not_blank("note_required", "a note")]
+# The `Idempotency-Key` of a create: the gateway's header, ticket-core's header and its table.
+IDEMPOTENCY_KEY_MAX_LENGTH = 200
+
+# A ticket's subject and description, and a note, as the API takes them (creating and changing).
+# The bounds come before the format: a value is refused for its length first, as it always was.
+SubjectText = Annotated[
+    str,
+    Field(min_length=1, max_length=SUBJECT_MAX_LENGTH),
+    not_blank("subject_required", "a subject"),
+]
+DescriptionText = Annotated[str, Field(max_length=DESCRIPTION_MAX_LENGTH)]
+NoteText = Annotated[
+    str, Field(min_length=1, max_length=NOTE_MAX_LENGTH), not_blank("note_required", "a note")
+]
 
 
 class TicketCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     subject: SubjectText = Field(
-        min_length=1,
-        max_length=SUBJECT_MAX_LENGTH,
         description="What the ticket is about; not blank.",
         examples=["Checkout fails with a 500"],
     )
-    description: str = Field(
+    description: DescriptionText = Field(
         default="",
-        max_length=DESCRIPTION_MAX_LENGTH,
         examples=["Since 9:00 every card payment fails at the last step."],
     )
     priority: TicketPriority | None = Field(default=None, description="Defaults to `normal`.")
@@ -81,10 +91,8 @@ class TicketPatch(BaseModel):
     # Optional but never null (ticket-core refuses a null there): pydantic keeps an unset
     # field's default without validating it, so a field left out stays None and is not sent
     # on (`exclude_unset`), while a null sent is refused and the schema says so.
-    subject: SubjectText = Field(  # type: ignore[assignment]
-        default=None, min_length=1, max_length=SUBJECT_MAX_LENGTH
-    )
-    description: str = Field(default=None, max_length=DESCRIPTION_MAX_LENGTH)  # type: ignore[assignment]
+    subject: SubjectText = None  # type: ignore[assignment]
+    description: DescriptionText = None  # type: ignore[assignment]
     priority: TicketPriority = Field(default=None)  # type: ignore[assignment]
     status: TicketStatus = Field(  # type: ignore[assignment]
         default=None, description="Moves allowed by the transition table (README)."
@@ -96,8 +104,6 @@ class NoteCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     body: NoteText = Field(
-        min_length=1,
-        max_length=NOTE_MAX_LENGTH,
         description="Internal note: seen by the team, never by the visitor.",
     )
 
@@ -113,9 +119,8 @@ class Note(BaseModel):
 class ConversationLink(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    conversation_id: ConversationIdText = Field(
-        min_length=1,
-        max_length=128,
+    # The length first, then the form: a too long id is refused for its length, as it always was.
+    conversation_id: Annotated[BoundedConversationId, CONVERSATION_ID_FORMAT] = Field(
         description="The chat conversation's id, as the widget knows it.",
         examples=["conv_8f2a1c"],
     )

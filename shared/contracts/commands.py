@@ -8,10 +8,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .conversation_ids import BoundedConversationId
 from .envelope import TYPE_MAX_LENGTH
 from .tickets import DESCRIPTION_MAX_LENGTH, SUBJECT_MAX_LENGTH, TicketPriority
 
-CONVERSATION_ID_MAX_LENGTH = 128
 REASON_MAX_LENGTH = 100
 DETAIL_MAX_LENGTH = 2_000
 
@@ -29,9 +29,7 @@ class CreateFromConversation(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    conversation_id: str = Field(
-        min_length=1, max_length=CONVERSATION_ID_MAX_LENGTH, examples=["conv_8f2a1c"]
-    )
+    conversation_id: BoundedConversationId = Field(examples=["conv_8f2a1c"])
     subject: str = Field(min_length=1, max_length=SUBJECT_MAX_LENGTH)
     description: str = Field(default="", max_length=DESCRIPTION_MAX_LENGTH)
     priority: TicketPriority | None = None

@@ -3,7 +3,9 @@
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
+
+from .conversation_ids import BoundedConversationId
 
 
 class ConversationEventType(StrEnum):
@@ -15,5 +17,5 @@ class VisitorReplied(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    conversation_id: str = Field(min_length=1, max_length=128)
+    conversation_id: BoundedConversationId
     sent_at: datetime

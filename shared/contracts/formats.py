@@ -86,15 +86,20 @@ TICKET_CURSOR = TextFormat(
     "a cursor this API gave out (a `next_cursor`); start again without it",
 )
 TicketCursorText = Annotated[str, TICKET_CURSOR]
-ConversationIdText = Annotated[
-    str,
-    TextFormat(
-        CONVERSATION_ID_PATTERN,
-        "invalid_conversation_id",
-        f"a conversation id: {CONVERSATION_ID_RULE}",
-    ),
-]
+CONVERSATION_ID_FORMAT = TextFormat(
+    CONVERSATION_ID_PATTERN, "invalid_conversation_id", f"a conversation id: {CONVERSATION_ID_RULE}"
+)
+ConversationIdText = Annotated[str, CONVERSATION_ID_FORMAT]
+# A ticket's ETag: its version, quoted (`"12"`).
+ETAG_PATTERN = '^"[0-9]+"$'
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
 # An ETag of this API (`"12"`), weak or not; the bare number is taken too.
+IF_MATCH_MAX_LENGTH = 200  # what an `If-Match` header may carry at all
 IfMatchText = Annotated[
     str,
     TextFormat(
@@ -103,6 +108,13 @@ IfMatchText = Annotated[
         'an ETag of this API: send the ETag you received, e.g. "3"',
     ),
 ]
+
+
+def version_in(if_match: str) -> int:
+    """The version an `If-Match` of the `IfMatchText` form names."""
+    return int(if_match.removeprefix("W/").strip('"'))
+
+
 # A workspace member's email address: a dot-atom local part of at most 64 characters (one
 # atom, or two or three joined by dots), `@`, and a domain of two or more hostname labels. ASCII
 # only, nothing around it: every value of the pattern is an email by RFC 5321's rules too.

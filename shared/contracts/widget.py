@@ -12,7 +12,11 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
-from .conversation_ids import CONVERSATION_ID_PATTERN, CONVERSATION_ID_RULE
+from .conversation_ids import (
+    CONVERSATION_ID_PATTERN,
+    CONVERSATION_ID_RULE,
+    BoundedConversationId,
+)
 from .formats import ORIGIN
 
 # The widget's text limits, for every service (intake checks them, the gateway documents them).
@@ -62,9 +66,7 @@ class ConversationMessage(BaseModel):
 class WidgetConversation(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    id: str = Field(
-        min_length=1,
-        max_length=128,
+    id: BoundedConversationId = Field(
         pattern=CONVERSATION_ID_PATTERN,
         description=f"The conversation's id in the widget: {CONVERSATION_ID_RULE}.",
     )

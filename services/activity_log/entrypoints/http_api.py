@@ -4,13 +4,12 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
 
 from shared.contracts.api import ActivityEntry, ActivityPage
 from shared.contracts.queries import ActivityQuery
 from shared.http import create_internal_app
 from shared.internal_auth import Caller
-from shared.problems import PROBLEM_RESPONSES, Problem, problem_response
+from shared.problems import PROBLEM_RESPONSES, answer_as_problem
 
 from .. import handlers
 from ..bootstrap import ActivityLog, bootstrap
@@ -26,8 +25,8 @@ def create_app(settings: ActivityLogSettings | None = None) -> FastAPI:
         description="Immutable ticket history, fed by ticket.events.v1. Called by the gateway "
         "only, with an internal credential (`Authorization: Bearer`, audience `activity-log`).",
         exception_handlers={
-            handlers.HistoryNotFound: _on_not_found,
-            handlers.HistoryForbidden: _on_forbidden,
+            handlers.HistoryNotFound: answer_as_problem(404, "not_found", "Not found"),
+            handlers.HistoryForbidden: answer_as_problem(403, "forbidden", "Forbidden"),
         },
         routers=[_routes()],
     )
@@ -85,16 +84,4 @@ async def _history_page(
     return ActivityPage(
         items=[ActivityEntry.model_validate(entry, from_attributes=True) for entry in page],
         next_cursor=str(page[-1].sequence) if len(entries) > query.limit else None,
-    )
-
-
-async def _on_not_found(_request: Request, error: Exception) -> JSONResponse:
-    return problem_response(
-        Problem(title="Not found", status=404, code="not_found", detail=str(error))
-    )
-
-
-async def _on_forbidden(_request: Request, error: Exception) -> JSONResponse:
-    return problem_response(
-        Problem(title="Forbidden", status=403, code="forbidden", detail=str(error))
     )

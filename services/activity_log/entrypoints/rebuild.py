@@ -7,7 +7,6 @@ the live consumer, so the rebuilt history equals the live one entry for entry.
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -20,10 +19,9 @@ from shared.db import create_engine, create_session_factory
 from shared.migrations import upgrade_to_head
 
 from .. import handlers
+from ..bootstrap import MIGRATIONS_DIR
 from ..store import tables
 from ..store.unit_of_work import UnitOfWork
-
-MIGRATIONS_DIR = Path(__file__).parents[1] / "store" / "migrations"
 
 
 class NotEmpty(Exception):

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Request
 from shared.contracts.api import MemberCreate, MemberOut, MemberPatch, WorkspaceOut, WorkspacePatch
 
 from ..auth import Caller, MembershipCache
-from ..forwarding import WITH_BODY, Forward, forwarding_router
+from ..forwarding import CHANGE_REFUSALS, ForwardTo, forwarding_router
 
-MEMBER = {"member_id": UUID}
+to_ticket_core = ForwardTo("ticket_core", path_params={"member_id": UUID})
+to_ticket_core_workspace = ForwardTo("ticket_core", tags=("workspace",))
 
 
 def _forget_member(request: Request, caller: Caller, values: dict[str, Any]) -> None:
@@ -20,76 +21,54 @@ def _forget_member(request: Request, caller: Caller, values: dict[str, Any]) -> 
 
 
 MEMBER_ROUTES = [
-    Forward(
-        name="get_workspace",
-        method="GET",
-        path="/workspace",
-        upstream="ticket_core",
-        summary="Settings",
-        tags=("workspace",),
-        response_model=WorkspaceOut,
+    to_ticket_core_workspace.get(
+        "/workspace", "get_workspace", summary="Settings", response_model=WorkspaceOut
     ),
-    Forward(
-        name="change_workspace",
-        method="PATCH",
-        path="/workspace",
-        upstream="ticket_core",
+    to_ticket_core_workspace.patch(
+        "/workspace",
+        "change_workspace",
         summary="Change settings (owner/admin)",
-        tags=("workspace",),
         response_model=WorkspaceOut,
-        refusals=(403, *WITH_BODY),
+        refusals=(403,),
         body=WorkspacePatch,
     ),
-    Forward(
-        name="list_members",
-        method="GET",
-        path="/members",
-        upstream="ticket_core",
+    to_ticket_core.get(
+        "/members",
+        "list_members",
         summary="The workspace's members",
         response_model=list[MemberOut],
     ),
-    Forward(
-        name="add_member",
-        method="POST",
-        path="/members",
-        upstream="ticket_core",
+    to_ticket_core.post(
+        "/members",
+        "add_member",
         summary="Add a member",
         status_code=201,
         response_model=MemberOut,
-        refusals=(403, 409, *WITH_BODY),
+        refusals=(403, 409),
         body=MemberCreate,
     ),
-    Forward(
-        name="get_member",
-        method="GET",
-        path="/members/{member_id}",
-        upstream="ticket_core",
+    to_ticket_core.get(
+        "/members/{member_id}",
+        "get_member",
         summary="One member",
         response_model=MemberOut,
-        refusals=(404, 422),
-        path_params=MEMBER,
+        refusals=(404,),
     ),
-    Forward(
-        name="change_role",
-        method="PATCH",
-        path="/members/{member_id}",
-        upstream="ticket_core",
+    to_ticket_core.patch(
+        "/members/{member_id}",
+        "change_role",
         summary="Change a role",
         response_model=MemberOut,
-        refusals=(403, 404, 409, *WITH_BODY),
-        path_params=MEMBER,
+        refusals=CHANGE_REFUSALS,
         body=MemberPatch,
         after=_forget_member,
     ),
-    Forward(
-        name="remove_member",
-        method="DELETE",
-        path="/members/{member_id}",
-        upstream="ticket_core",
+    to_ticket_core.delete(
+        "/members/{member_id}",
+        "remove_member",
         summary="Remove a member",
         status_code=204,
-        refusals=(403, 404, 409, 422),
-        path_params=MEMBER,
+        refusals=CHANGE_REFUSALS,
         after=_forget_member,
     ),
 ]

@@ -7,6 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Request
 
 from shared.contracts.api import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
     ActivityPage,
     ConversationLink,
     Note,
@@ -17,27 +18,33 @@ from shared.contracts.api import (
     TicketPage,
     TicketPatch,
 )
-from shared.contracts.formats import ConversationIdText, IfMatchText
+from shared.contracts.formats import IF_MATCH_MAX_LENGTH, ConversationIdText, IfMatchText
 from shared.contracts.queries import ActivityQuery, TicketFilters, TicketQuery
 from shared.problems import problem_responses
 
 from ..auth import CurrentCaller
 from ..forwarding import (
     AUTHENTICATED,
+    CHANGE_REFUSALS,
     PRINTABLE_ASCII,
-    WITH_BODY,
-    Forward,
+    ForwardTo,
     forward,
     forwarding_router,
     operation_id,
 )
 
 TICKET = {"ticket_id": UUID}
+to_ticket_core = ForwardTo(
+    "ticket_core",
+    path_params={**TICKET, "conversation_id": ConversationIdText},
+    versioned=Ticket,
+)
+to_activity_log = ForwardTo("activity_log", path_params=TICKET)
 
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        max_length=200,
+        max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
         pattern=PRINTABLE_ASCII,
         description="Retrying with the same key creates nothing more.",
     ),
@@ -45,7 +52,7 @@ IdempotencyKey = Annotated[
 IfMatch = Annotated[
     IfMatchText | None,
     Header(
-        max_length=200,
+        max_length=IF_MATCH_MAX_LENGTH,
         description="The ETag you read; 412 if the ticket changed since.",
     ),
 ]
@@ -101,130 +108,96 @@ DELETED_TICKET_LINKS = {
 }
 
 TICKET_ROUTES = [
-    Forward(
-        name="create_ticket",
-        method="POST",
-        path="/tickets",
-        upstream="ticket_core",
+    to_ticket_core.post(
+        "/tickets",
+        "create_ticket",
         summary="Create a ticket",
         status_code=201,
         response_model=Ticket,
-        refusals=(403, 409, *WITH_BODY),
+        refusals=(403, 409),
         body=TicketCreate,
         body_dump={"mode": "json", "exclude_none": True},
         headers={"idempotency_key": IdempotencyKey},
-        etag=True,
         location=True,
         links=CREATED_TICKET_LINKS,
     ),
-    Forward(
-        name="list_tickets",
-        method="GET",
-        path="/tickets",
-        upstream="ticket_core",
+    to_ticket_core.get(
+        "/tickets",
+        "list_tickets",
         summary="List and search tickets",
         description="Without `status`, closed and spam tickets are hidden; `hidden_matches` "
         "says how many tickets matching the other filters the status filter hid.",
         response_model=TicketPage,
-        refusals=(422,),
         query=TicketQuery,
     ),
-    Forward(
-        name="count_tickets",
-        method="GET",
-        path="/ticket-counts",
-        upstream="ticket_core",
+    to_ticket_core.get(
+        "/ticket-counts",
+        "count_tickets",
         summary="Tickets per status, for the dashboard's tabs",
         description="Counts every status, closed and spam included, of the tickets matching "
         "the other filters.",
         response_model=TicketCounts,
-        refusals=(422,),
         query=TicketFilters,
     ),
-    Forward(
-        name="get_ticket",
-        method="GET",
-        path="/tickets/{ticket_id}",
-        upstream="ticket_core",
+    to_ticket_core.get(
+        "/tickets/{ticket_id}",
+        "get_ticket",
         summary="One ticket",
         response_model=Ticket,
-        refusals=(404, 422),
-        path_params=TICKET,
-        etag=True,
+        refusals=(404,),
     ),
-    Forward(
-        name="update_ticket",
-        method="PATCH",
-        path="/tickets/{ticket_id}",
-        upstream="ticket_core",
+    to_ticket_core.patch(
+        "/tickets/{ticket_id}",
+        "update_ticket",
         summary="Change subject, description, priority, status or assignee",
         response_model=Ticket,
-        refusals=(403, 404, 409, 412, *WITH_BODY),
-        path_params=TICKET,
+        refusals=(*CHANGE_REFUSALS, 412),
         body=TicketPatch,
         body_dump={"mode": "json", "exclude_unset": True},
         headers={"if_match": IfMatch},
-        etag=True,
     ),
-    Forward(
-        name="add_note",
-        method="POST",
-        path="/tickets/{ticket_id}/notes",
-        upstream="ticket_core",
+    to_ticket_core.post(
+        "/tickets/{ticket_id}/notes",
+        "add_note",
         summary="Add an internal note",
         status_code=201,
         response_model=Note,
-        refusals=(403, 404, 409, *WITH_BODY),
-        path_params=TICKET,
+        refusals=CHANGE_REFUSALS,
         body=NoteCreate,
     ),
-    Forward(
-        name="link_conversation",
-        method="POST",
-        path="/tickets/{ticket_id}/conversations",
-        upstream="ticket_core",
+    to_ticket_core.post(
+        "/tickets/{ticket_id}/conversations",
+        "link_conversation",
         summary="Link a chat conversation",
         response_model=Ticket,
-        refusals=(403, 404, 409, *WITH_BODY),
-        path_params=TICKET,
+        refusals=CHANGE_REFUSALS,
         body=ConversationLink,
-        etag=True,
         links=LINKED_CONVERSATION_LINKS,
     ),
-    Forward(
-        name="unlink_conversation",
-        method="DELETE",
-        path="/tickets/{ticket_id}/conversations/{conversation_id}",
-        upstream="ticket_core",
+    to_ticket_core.delete(
+        "/tickets/{ticket_id}/conversations/{conversation_id}",
+        "unlink_conversation",
         summary="Unlink a chat conversation",
         response_model=Ticket,
-        refusals=(403, 404, 409, 422),
-        path_params={**TICKET, "conversation_id": ConversationIdText},
-        etag=True,
+        refusals=CHANGE_REFUSALS,
     ),
-    Forward(
-        name="delete_ticket",
-        method="DELETE",
-        path="/tickets/{ticket_id}",
-        upstream="ticket_core",
+    to_ticket_core.delete(
+        "/tickets/{ticket_id}",
+        "delete_ticket",
         summary="Delete (owner/admin)",
         description="Its history stays, at `/deleted-tickets/{ticket_id}/activity`.",
         status_code=204,
-        refusals=(403, 404, 409, 422),
-        path_params=TICKET,
+        refusals=CHANGE_REFUSALS,
         links=DELETED_TICKET_LINKS,
     ),
-    Forward(
-        name="deleted_ticket_activity",
-        method="GET",
-        path="/deleted-tickets/{ticket_id}/activity",
-        upstream="activity_log",
+    to_activity_log.get(
+        "/deleted-tickets/{ticket_id}/activity",
+        "deleted_ticket_activity",
         summary="A deleted ticket's history, oldest first",
         description="For roles that may read deleted history (owners and admins); 404 while "
         "the ticket is not deleted.",
         response_model=ActivityPage,
-        refusals=(403, 404, 422),
-        path_params=TICKET,
+        refusals=(403, 404),
         query=ActivityQuery,
     ),
 ]

@@ -10,10 +10,11 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse
 
 from shared.contracts.api import Capability
+from shared.contracts.conversation_ids import CONVERSATION_ID_MAX_LENGTH
 from shared.contracts.widget import (
+    ASSISTANT_ID_MAX_LENGTH,
     AssistantSettingsChange,
     AssistantTicketSettings,
     AssistantTicketSettingsOut,
@@ -25,26 +26,15 @@ from shared.contracts.widget import (
     WidgetKeyOut,
 )
 from shared.internal_auth import Caller
-from shared.problems import PROBLEM_RESPONSES, Problem, problem_response
+from shared.problems import PROBLEM_RESPONSES, answer_as_problem
 
 from .. import handlers
 from ..bootstrap import Intake
 from ..domain.assistants import Credential
 from ..domain.requests import AssistantSettings
 
-
-async def on_assistant_taken(_request: Request, error: Exception) -> JSONResponse:
-    return problem_response(
-        Problem(title="Assistant taken", status=409, code="assistant_taken", detail=str(error))
-    )
-
-
-async def on_invalid_settings(_request: Request, error: Exception) -> JSONResponse:
-    return problem_response(
-        Problem(
-            title="Invalid ticket settings", status=422, code="invalid_settings", detail=str(error)
-        )
-    )
+on_assistant_taken = answer_as_problem(409, "assistant_taken", "Assistant taken")
+on_invalid_settings = answer_as_problem(422, "invalid_settings", "Invalid ticket settings")
 
 
 def settings_out(settings: AssistantSettings, history: list[Any]) -> AssistantTicketSettingsOut:
@@ -85,7 +75,7 @@ async def _capabilities_of(caller: Caller) -> frozenset[Capability]:
 WorkspaceId = Annotated[UUID, Depends(_workspace_of)]
 MemberId = Annotated[UUID, Depends(_member_of)]
 CallerCapabilities = Annotated[frozenset[Capability], Depends(_capabilities_of)]
-AssistantId = Annotated[str, Path(min_length=1, max_length=100)]
+AssistantId = Annotated[str, Path(min_length=1, max_length=ASSISTANT_ID_MAX_LENGTH)]
 
 
 def internal_routes() -> APIRouter:
@@ -204,7 +194,7 @@ async def refusal_counts(
 
 
 async def get_conversation(
-    conversation_id: Annotated[str, Path(max_length=128)],
+    conversation_id: Annotated[str, Path(max_length=CONVERSATION_ID_MAX_LENGTH)],
     workspace_id: WorkspaceId,
     request: Request,
 ) -> ConversationOut:

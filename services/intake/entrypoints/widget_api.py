@@ -14,7 +14,11 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from shared.contracts.conversation_ids import CONVERSATION_ID_PATTERN, is_conversation_id
+from shared.contracts.conversation_ids import (
+    CONVERSATION_ID_MAX_LENGTH,
+    CONVERSATION_ID_PATTERN,
+    is_conversation_id,
+)
 from shared.contracts.widget import (
     NO_NUL,
     WIDGET_KEY_HEADER,
@@ -25,7 +29,7 @@ from shared.contracts.widget import (
     WidgetRequestAnswer,
     WidgetTicketRequest,
 )
-from shared.problems import Problem, problem_response
+from shared.problems import Problem, answer_as_problem, problem_response
 
 from .. import handlers
 from ..bootstrap import Intake
@@ -159,16 +163,8 @@ def _service(request: Request) -> Intake:
     return service
 
 
-async def on_not_found(_request: Request, error: Exception) -> JSONResponse:
-    return problem_response(
-        Problem(title="Not found", status=404, code="not_found", detail=str(error))
-    )
-
-
-async def on_not_allowed(_request: Request, error: Exception) -> JSONResponse:
-    return problem_response(
-        Problem(title="Forbidden", status=403, code="forbidden", detail=str(error))
-    )
+on_not_found = answer_as_problem(404, "not_found", "Not found")
+on_not_allowed = answer_as_problem(403, "forbidden", "Forbidden")
 
 
 def refusal_response(refusal: Refused, request_id: str | None = None) -> JSONResponse:
@@ -403,7 +399,9 @@ async def get_ticket_request(
 
 
 async def add_messages(
-    conversation_id: Annotated[str, Path(max_length=128, pattern=CONVERSATION_ID_PATTERN)],
+    conversation_id: Annotated[
+        str, Path(max_length=CONVERSATION_ID_MAX_LENGTH, pattern=CONVERSATION_ID_PATTERN)
+    ],
     assistant: Writer,
     body: ConversationMessages,
     request: Request,

@@ -1,9 +1,10 @@
 """intake's tables: assistants' ticket settings (and their history), widget requests and
 their outcome, conversation snapshots, plus the outbox and inbox every service has."""
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Boolean,
     Column,
     Index,
@@ -16,24 +17,29 @@ from sqlalchemy import (
     false,
 )
 
-from shared.db import UTCDateTime
+from shared.contracts.conversation_ids import CONVERSATION_ID_MAX_LENGTH
+from shared.contracts.widget import ASSISTANT_ID_MAX_LENGTH
+from shared.db import UTCDateTime, serial_id
 from shared.inbox import define_inbox_table
 from shared.outbox import define_outbox_table
 
 metadata = MetaData()
 
 
-def _serial_id() -> Column[int]:
-    """A row id the database numbers (SQLite numbers only an INTEGER primary key itself)."""
-    return Column(
-        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+def _assistant_id(**options: Any) -> Column[str]:
+    """An assistant's id, as the widget and the dashboard name it."""
+    return Column("assistant_id", String(ASSISTANT_ID_MAX_LENGTH), **options)
+
+
+def _conversation_id(**options: Any) -> Column[str]:
+    """A conversation's id, as the widget sent it (and its checks took it)."""
+    return Column("conversation_id", String(CONVERSATION_ID_MAX_LENGTH), **options)
 
 
 assistants = Table(
     "assistants",
     metadata,
-    Column("assistant_id", String(100), primary_key=True),
+    _assistant_id(primary_key=True),
     # The workspace that first saved the assistant's settings owns it.
     Column("workspace_id", Uuid, nullable=False, index=True),
     Column("ticket_creation_enabled", Boolean, nullable=False),
@@ -54,7 +60,7 @@ assistants = Table(
 assistant_origins = Table(
     "assistant_origins",
     metadata,
-    Column("assistant_id", String(100), primary_key=True),
+    _assistant_id(primary_key=True),
     Column("origin", String(300), primary_key=True),
     Index("ix_assistant_origins_origin", "origin"),
 )
@@ -64,7 +70,7 @@ assistant_origins = Table(
 refusal_counts = Table(
     "refusal_counts",
     metadata,
-    Column("assistant_id", String(100), primary_key=True),
+    _assistant_id(primary_key=True),
     Column("reason", String(40), primary_key=True),
     Column("minute", UTCDateTime(), primary_key=True),
     Column("count", Integer, nullable=False),
@@ -75,10 +81,10 @@ refusal_counts = Table(
 refusal_samples = Table(
     "refusal_samples",
     metadata,
-    _serial_id(),
-    Column("assistant_id", String(100), nullable=False),
+    serial_id("id"),
+    _assistant_id(nullable=False),
     Column("request_id", String(100), nullable=True),
-    Column("conversation_id", String(128), nullable=True),
+    _conversation_id(nullable=True),
     Column("reason", String(40), nullable=False),
     Column("detail", String(400), nullable=False),
     Column("received_at", UTCDateTime(), nullable=False),
@@ -89,8 +95,8 @@ refusal_samples = Table(
 assistant_settings_changes = Table(
     "assistant_settings_changes",
     metadata,
-    _serial_id(),
-    Column("assistant_id", String(100), nullable=False, index=True),
+    serial_id("id"),
+    _assistant_id(nullable=False, index=True),
     Column("changed_at", UTCDateTime(), nullable=False),
     Column("changed_by", String(100), nullable=False),
     Column("changes", JSON, nullable=False),
@@ -100,7 +106,7 @@ ticket_requests = Table(
     "ticket_requests",
     metadata,
     Column("request_id", String(100), primary_key=True),
-    Column("assistant_id", String(100), nullable=False),
+    _assistant_id(nullable=False),
     Column("workspace_id", Uuid, nullable=True),  # None: the assistant is unknown
     Column("conversation_id", String(200), nullable=True),
     Column("fingerprint", String(64), nullable=False),
@@ -121,8 +127,8 @@ ticket_requests = Table(
 conversations = Table(
     "conversations",
     metadata,
-    Column("assistant_id", String(100), primary_key=True),
-    Column("conversation_id", String(128), primary_key=True),
+    _assistant_id(primary_key=True),
+    _conversation_id(primary_key=True),
     Column("workspace_id", Uuid, nullable=False, index=True),
     Column("ticket_id", Uuid, nullable=True),
     Column("last_sequence", Integer, nullable=False, server_default="0"),
@@ -131,9 +137,9 @@ conversations = Table(
 conversation_messages = Table(
     "conversation_messages",
     metadata,
-    _serial_id(),
-    Column("assistant_id", String(100), nullable=False),
-    Column("conversation_id", String(128), nullable=False),
+    serial_id("id"),
+    _assistant_id(nullable=False),
+    _conversation_id(nullable=False),
     Column("role", String(16), nullable=False),
     Column("text", Text, nullable=False),
     Column("sent_at", UTCDateTime(), nullable=False),

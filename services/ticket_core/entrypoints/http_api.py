@@ -1,7 +1,7 @@
 """ticket-core's internal HTTP API: the gateway's way in. Each route parses, calls one handler
 and shapes the answer; domain refusals become problem+json here and nowhere else."""
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Respons
 from fastapi.responses import JSONResponse
 
 from shared.contracts.api import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
     ConversationLink,
     MemberCreate,
     MemberOut,
@@ -23,7 +24,13 @@ from shared.contracts.api import (
     WorkspaceOut,
     WorkspacePatch,
 )
-from shared.contracts.formats import ConversationIdText, IfMatchText
+from shared.contracts.formats import (
+    IF_MATCH_MAX_LENGTH,
+    ConversationIdText,
+    IfMatchText,
+    etag,
+    version_in,
+)
 from shared.contracts.queries import TicketFilters, TicketQuery
 from shared.http import REQUEST_ID_HEADER, create_internal_app
 from shared.internal_auth import Caller
@@ -111,32 +118,30 @@ def _reader(request: Request) -> UnitOfWork:
     return core.reader()
 
 
-async def _workspace_of(caller: Caller) -> UUID:
-    return caller.workspace_id
+@dataclass(frozen=True, slots=True)
+class Acting:
+    """Who calls: a member, in their workspace."""
+
+    workspace_id: UUID
+    member_id: UUID
 
 
-async def _member_of(caller: Caller) -> UUID:
+async def _acting(caller: Caller) -> Acting:
     # Only the member: what they may do is decided by the membership stored here, never by
     # the role the credential also names.
-    return caller.require_member_id()
+    return Acting(caller.workspace_id, caller.require_member_id())
 
 
-# Both come from the one verified credential of the call (FastAPI verifies it once).
-WorkspaceId = Annotated[UUID, Depends(_workspace_of)]
-MemberId = Annotated[UUID, Depends(_member_of)]
+# From the one verified credential of the call (FastAPI verifies it once).
+Who = Annotated[Acting, Depends(_acting)]
 Uow = Annotated[UnitOfWork, Depends(_uow)]
 ReadUow = Annotated[UnitOfWork, Depends(_reader)]  # for queries
 
 
 def _ticket_out(ticket: ticket_model.Ticket, response: Response | None = None) -> Ticket:
     if response is not None:
-        response.headers["ETag"] = f'"{ticket.version}"'
+        response.headers["ETag"] = etag(ticket.version)
     return Ticket.model_validate(ticket.snapshot())
-
-
-def _version_in(if_match: str | None) -> int | None:
-    """The version an `If-Match` names; its form was checked (IfMatchText)."""
-    return None if if_match is None else int(if_match.removeprefix("W/").strip('"'))
 
 
 def _ticket_routes() -> APIRouter:
@@ -146,17 +151,18 @@ def _ticket_routes() -> APIRouter:
     @router.post("/tickets", status_code=201, response_model=Ticket)
     async def create_ticket(
         body: TicketCreate,
-        workspace_id: WorkspaceId,
-        member_id: MemberId,
+        who: Who,
         uow: Uow,
         response: Response,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        idempotency_key: Annotated[
+            str | None, Header(max_length=IDEMPOTENCY_KEY_MAX_LENGTH)
+        ] = None,
     ) -> Any:
         snapshot = await handlers.create_ticket_once(
             uow,
             handlers.CreateTicket(
-                workspace_id=workspace_id,
-                actor_id=member_id,
+                workspace_id=who.workspace_id,
+                actor_id=who.member_id,
                 subject=body.subject,
                 description=body.description,
                 priority=body.priority.value if body.priority else None,
@@ -164,25 +170,17 @@ def _ticket_routes() -> APIRouter:
                 idempotency_key=idempotency_key,
             ),
         )
-        response.headers["ETag"] = f'"{snapshot["version"]}"'
+        response.headers["ETag"] = etag(snapshot["version"])
         return snapshot
 
     @router.get("/tickets/{ticket_id}", response_model=Ticket)
-    async def get_ticket(
-        ticket_id: UUID,
-        workspace_id: WorkspaceId,
-        member_id: MemberId,
-        uow: ReadUow,
-        response: Response,
-    ) -> Ticket:
-        ticket = await handlers.get_ticket(uow, workspace_id, member_id, ticket_id)
+    async def get_ticket(ticket_id: UUID, who: Who, uow: ReadUow, response: Response) -> Ticket:
+        ticket = await handlers.get_ticket(uow, who.workspace_id, who.member_id, ticket_id)
         return _ticket_out(ticket, response)
 
     @router.delete("/tickets/{ticket_id}", status_code=204)
-    async def delete_ticket(
-        ticket_id: UUID, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
-    ) -> Response:
-        await handlers.delete_ticket(uow, workspace_id, member_id, ticket_id)
+    async def delete_ticket(ticket_id: UUID, who: Who, uow: Uow) -> Response:
+        await handlers.delete_ticket(uow, who.workspace_id, who.member_id, ticket_id)
         return Response(status_code=204)
 
     return router
@@ -194,16 +192,13 @@ def _ticket_list_routes() -> APIRouter:
 
     @router.get("/tickets", response_model=TicketPage)
     async def list_tickets(
-        workspace_id: WorkspaceId,
-        member_id: MemberId,
-        uow: ReadUow,
-        query: Annotated[TicketQuery, Query()],
+        who: Who, uow: ReadUow, query: Annotated[TicketQuery, Query()]
     ) -> TicketPage:
         page = await handlers.list_tickets(
             uow,
-            member_id,
+            who.member_id,
             replace(
-                _filter_of(workspace_id, query),
+                _filter_of(who.workspace_id, query),
                 statuses=frozenset(query.status) if query.status else None,
                 sort=query.sort,
                 cursor=query.cursor or None,  # `cursor=` (empty) is the first page
@@ -219,12 +214,11 @@ def _ticket_list_routes() -> APIRouter:
 
     @router.get("/ticket-counts", response_model=TicketCounts)
     async def count_tickets(
-        workspace_id: WorkspaceId,
-        member_id: MemberId,
-        uow: ReadUow,
-        filters: Annotated[TicketFilters, Query()],
+        who: Who, uow: ReadUow, filters: Annotated[TicketFilters, Query()]
     ) -> TicketCounts:
-        counts = await handlers.count_tickets(uow, member_id, _filter_of(workspace_id, filters))
+        counts = await handlers.count_tickets(
+            uow, who.member_id, _filter_of(who.workspace_id, filters)
+        )
         return TicketCounts(
             counts=counts.counts,
             total=sum(counts.counts.values()),
@@ -252,36 +246,33 @@ def _ticket_edit_routes() -> APIRouter:
     async def update_ticket(
         ticket_id: UUID,
         body: TicketPatch,
-        workspace_id: WorkspaceId,
-        member_id: MemberId,
+        who: Who,
         uow: Uow,
         response: Response,
-        if_match: Annotated[IfMatchText | None, Header(max_length=200)] = None,
+        if_match: Annotated[IfMatchText | None, Header(max_length=IF_MATCH_MAX_LENGTH)] = None,
     ) -> Ticket:
         ticket = await handlers.update_ticket(
             uow,
             handlers.UpdateTicket(
-                workspace_id=workspace_id,
-                actor_id=member_id,
+                workspace_id=who.workspace_id,
+                actor_id=who.member_id,
                 ticket_id=ticket_id,
                 changes=body.model_dump(exclude_unset=True),
-                expected_version=_version_in(if_match),
+                expected_version=None if if_match is None else version_in(if_match),
             ),
         )
         return _ticket_out(ticket, response)
 
     @router.post("/tickets/{ticket_id}/notes", status_code=201, response_model=Note)
-    async def add_note(
-        ticket_id: UUID, body: NoteCreate, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
-    ) -> Note:
+    async def add_note(ticket_id: UUID, body: NoteCreate, who: Who, uow: Uow) -> Note:
         ticket, note_id = await handlers.add_note(
-            uow, workspace_id, member_id, ticket_id, body.body
+            uow, who.workspace_id, who.member_id, ticket_id, body.body
         )
         return Note(
             id=note_id,
             ticket_id=ticket.id,
             body=body.body.strip(),
-            author_id=member_id,
+            author_id=who.member_id,
             ticket_version=ticket.version,
         )
 
@@ -294,29 +285,19 @@ def _conversation_link_routes() -> APIRouter:
 
     @router.post("/tickets/{ticket_id}/conversations", response_model=Ticket)
     async def link_conversation(
-        ticket_id: UUID,
-        body: ConversationLink,
-        workspace_id: WorkspaceId,
-        member_id: MemberId,
-        uow: Uow,
-        response: Response,
+        ticket_id: UUID, body: ConversationLink, who: Who, uow: Uow, response: Response
     ) -> Ticket:
         ticket = await handlers.link_conversation(
-            uow, workspace_id, member_id, ticket_id, body.conversation_id
+            uow, who.workspace_id, who.member_id, ticket_id, body.conversation_id
         )
         return _ticket_out(ticket, response)
 
     @router.delete("/tickets/{ticket_id}/conversations/{conversation_id}", response_model=Ticket)
     async def unlink_conversation(
-        ticket_id: UUID,
-        conversation_id: ConversationIdText,
-        workspace_id: WorkspaceId,
-        member_id: MemberId,
-        uow: Uow,
-        response: Response,
+        ticket_id: UUID, conversation_id: ConversationIdText, who: Who, uow: Uow, response: Response
     ) -> Ticket:
         ticket = await handlers.unlink_conversation(
-            uow, workspace_id, member_id, ticket_id, conversation_id
+            uow, who.workspace_id, who.member_id, ticket_id, conversation_id
         )
         return _ticket_out(ticket, response)
 
@@ -342,59 +323,48 @@ def _member_routes() -> APIRouter:
     router = APIRouter(tags=["members"], responses=PROBLEM_RESPONSES)
 
     @router.get("/workspace", response_model=WorkspaceOut, tags=["workspace"])
-    async def get_workspace(
-        workspace_id: WorkspaceId, member_id: MemberId, uow: ReadUow
-    ) -> WorkspaceOut:
-        return _workspace_out(await handlers.get_workspace(uow, workspace_id, member_id))
+    async def get_workspace(who: Who, uow: ReadUow) -> WorkspaceOut:
+        return _workspace_out(await handlers.get_workspace(uow, who.workspace_id, who.member_id))
 
     @router.patch("/workspace", response_model=WorkspaceOut, tags=["workspace"])
-    async def change_workspace(
-        body: WorkspacePatch, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
-    ) -> WorkspaceOut:
+    async def change_workspace(body: WorkspacePatch, who: Who, uow: Uow) -> WorkspaceOut:
         workspace = await handlers.set_auto_close(
-            uow, workspace_id, member_id, body.auto_close_after_days
+            uow, who.workspace_id, who.member_id, body.auto_close_after_days
         )
         return _workspace_out(workspace)
 
     @router.get("/members", response_model=list[MemberOut])
-    async def list_members(
-        workspace_id: WorkspaceId, member_id: MemberId, uow: ReadUow
-    ) -> list[MemberOut]:
-        return [_member_out(m) for m in await handlers.list_members(uow, workspace_id, member_id)]
+    async def list_members(who: Who, uow: ReadUow) -> list[MemberOut]:
+        return [
+            _member_out(m)
+            for m in await handlers.list_members(uow, who.workspace_id, who.member_id)
+        ]
 
     @router.post("/members", status_code=201, response_model=MemberOut)
-    async def add_member(
-        body: MemberCreate, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
-    ) -> MemberOut:
+    async def add_member(body: MemberCreate, who: Who, uow: Uow) -> MemberOut:
         member = await handlers.add_member(
-            uow, workspace_id, member_id, body.email, body.role.value
+            uow, who.workspace_id, who.member_id, body.email, body.role.value
         )
         return _member_out(member)
 
     @router.get("/members/{target_id}", response_model=MemberOut)
-    async def get_member(
-        target_id: UUID, workspace_id: WorkspaceId, member_id: MemberId, uow: ReadUow
-    ) -> MemberOut:
+    async def get_member(target_id: UUID, who: Who, uow: ReadUow) -> MemberOut:
         """Also the gateway's membership check, made before it knows the role: a credential
         naming the member asks for themself."""
         return _member_out(
-            await handlers.get_member(uow, workspace_id, target_id, actor_id=member_id)
+            await handlers.get_member(uow, who.workspace_id, target_id, actor_id=who.member_id)
         )
 
     @router.patch("/members/{target_id}", response_model=MemberOut)
-    async def change_role(
-        target_id: UUID, body: MemberPatch, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
-    ) -> MemberOut:
+    async def change_role(target_id: UUID, body: MemberPatch, who: Who, uow: Uow) -> MemberOut:
         member = await handlers.change_member_role(
-            uow, workspace_id, member_id, target_id, body.role.value
+            uow, who.workspace_id, who.member_id, target_id, body.role.value
         )
         return _member_out(member)
 
     @router.delete("/members/{target_id}", status_code=204)
-    async def remove_member(
-        target_id: UUID, workspace_id: WorkspaceId, member_id: MemberId, uow: Uow
-    ) -> Response:
-        await handlers.remove_member(uow, workspace_id, member_id, target_id)
+    async def remove_member(target_id: UUID, who: Who, uow: Uow) -> Response:
+        await handlers.remove_member(uow, who.workspace_id, who.member_id, target_id)
         return Response(status_code=204)
 
     return router

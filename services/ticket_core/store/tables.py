@@ -16,6 +16,8 @@ from sqlalchemy import (
     table,
 )
 
+from shared.contracts.api import IDEMPOTENCY_KEY_MAX_LENGTH
+from shared.contracts.conversation_ids import CONVERSATION_ID_MAX_LENGTH
 from shared.contracts.tickets import SUBJECT_MAX_LENGTH
 from shared.db import UTCDateTime
 from shared.inbox import define_inbox_table
@@ -57,7 +59,7 @@ tickets = Table(
     Column("id", Uuid, primary_key=True),
     Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
     Column("number", Integer, nullable=False),
-    Column("subject", String(200), nullable=False),
+    Column("subject", String(SUBJECT_MAX_LENGTH), nullable=False),
     # The subject case-folded in Python, so search ignores case for every alphabet, whatever
     # the database's own lower() and locale do. Folding makes up to three characters of one
     # ('ﬃ' -> 'ffi'), hence three times the subject's limit (migration 0006).
@@ -120,7 +122,7 @@ ticket_conversations = Table(
     "ticket_conversations",
     metadata,
     Column("workspace_id", Uuid, primary_key=True),
-    Column("conversation_id", String(128), primary_key=True),
+    Column("conversation_id", String(CONVERSATION_ID_MAX_LENGTH), primary_key=True),
     Column("ticket_id", Uuid, ForeignKey("tickets.id"), nullable=False, index=True),
 )
 
@@ -130,7 +132,7 @@ idempotency_keys = Table(
     metadata,
     Column("workspace_id", Uuid, primary_key=True),
     Column("member_id", Uuid, primary_key=True),
-    Column("key", String(200), primary_key=True),
+    Column("key", String(IDEMPOTENCY_KEY_MAX_LENGTH), primary_key=True),
     Column("request_fingerprint", String(64), nullable=False),
     Column("response", JSON, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
