@@ -44,6 +44,9 @@ MAX_EXAMPLES = 30
 # The stateful phase: how many scenarios that follow the document's links (a created ticket to
 # its reads and changes), per operation it starts from.
 STATEFUL_SCENARIOS = 15
+# What shows it explored at all. Not STATEFUL_SCENARIOS: schemathesis ends a run early when its
+# randomly seeded search finds no new path to follow (13 of 15 was seen on an unchanged API).
+EXPLORED_AT_LEAST = 5
 # schemathesis' own list for a schema-valid request, and 412 (see load_gateway_schema).
 POSITIVE_DATA_ANSWERS = ["2xx", "3xx", "401", "403", "404", "409", "412", "429", "5xx"]
 # Anyone may call these without a token.
@@ -212,7 +215,7 @@ def test_following_the_links_every_answer_is_what_the_document_promises(
     assert run.returncode == 0, report[-8000:]
     scenarios = re.search(r"Scenarios:\s+(\d+)", report)
     assert scenarios is not None, report[-8000:]
-    assert int(scenarios.group(1)) >= STATEFUL_SCENARIOS, report[-8000:]  # it did explore
+    assert int(scenarios.group(1)) >= EXPLORED_AT_LEAST, report[-8000:]
 
 
 def _point_at_real_resources(case: schemathesis.Case[Any], targets: FuzzTargets) -> None:
