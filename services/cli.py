@@ -53,6 +53,8 @@ MIGRATIONS: dict[str, tuple[Path, type[ServiceSettings]]] = {
 }
 
 TokenTtlHours = Annotated[float, typer.Option(help="How long the token is valid, in hours.")]
+WorkspaceId = Annotated[UUID, typer.Option("--workspace", help="Workspace id.")]
+MemberId = Annotated[UUID, typer.Option("--member", help="Member id.")]
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -169,21 +171,13 @@ def _member_token(workspace: UUID, member: UUID, ttl_hours: float) -> str:
 
 
 @app.command()
-def token(
-    workspace: Annotated[UUID, typer.Option("--workspace", help="Workspace id.")],
-    member: Annotated[UUID, typer.Option("--member", help="Member id.")],
-    ttl_hours: TokenTtlHours = 12.0,
-) -> None:
+def token(workspace: WorkspaceId, member: MemberId, ttl_hours: TokenTtlHours = 12.0) -> None:
     """Print a dashboard token for an existing member."""
     typer.echo(_member_token(workspace, member, ttl_hours))
 
 
 @app.command()
-def login(
-    workspace: Annotated[UUID, typer.Option("--workspace", help="Workspace id.")],
-    member: Annotated[UUID, typer.Option("--member", help="Member id.")],
-    ttl_hours: TokenTtlHours = 12.0,
-) -> None:
+def login(workspace: WorkspaceId, member: MemberId, ttl_hours: TokenTtlHours = 12.0) -> None:
     """Print `login_url=<url>`: a link that opens the dashboard signed in as that member."""
     typer.echo(f"login_url={login_url(_member_token(workspace, member, ttl_hours))}")
 
