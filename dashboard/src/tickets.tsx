@@ -45,19 +45,24 @@ export function TicketList({ session }: { session: Session }) {
   const [error, setError] = useState<string | null>(null);
   const [creating, setCreating] = useState(false);
 
+  // Loads overlap (a live event, a new search); only the newest may fill the page, or a slow
+  // answer for the old filters would replace the search's results.
+  const newestLoad = useRef(0);
   const load = useCallback(async () => {
+    const thisLoad = ++newestLoad.current;
     try {
       const params = query(filters, true);
       params.set("sort", filters.sort);
       params.set("limit", "25");
       const listed = (await call<TicketPage>("GET", `/api/v1/tickets?${params.toString()}`)).data;
       const counted = (await call<TicketCounts>("GET", `/api/v1/ticket-counts?${query(filters, false).toString()}`)).data;
+      if (thisLoad !== newestLoad.current) return;
       setPage(listed);
       setItems(listed.items);
       setCounts(counted);
       setError(null);
     } catch (failure) {
-      setError(errorText(failure));
+      if (thisLoad === newestLoad.current) setError(errorText(failure));
     }
   }, [filters]);
 
