@@ -39,6 +39,9 @@ class Upstream:
         self._client = client
         self._signer = signer
 
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
     async def ping(self) -> None:
         """For readiness: the service answers its health check."""
         response = await self._client.get("/healthz", timeout=2.0)

@@ -34,19 +34,28 @@ from ..upstream import Upstream
 UPSTREAM_NAMES = {"ticket_core": "ticket-core", "activity_log": "activity-log", "intake": "intake"}
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
-    settings = settings or GatewaySettings()
+def _upstreams(settings: GatewaySettings) -> dict[str, Upstream]:
+    """The three services behind the gateway, each with its own client and the one signer of
+    internal credentials."""
     signer = InternalTokenSigner(settings.internal_secret_list, issuer="gateway")
     urls = {
         "ticket_core": settings.ticket_core_url,
         "activity_log": settings.activity_log_url,
         "intake": settings.intake_url,
     }
-    clients = {
-        name: httpx.AsyncClient(base_url=url, timeout=settings.upstream_timeout_seconds)
+    return {
+        name: Upstream(
+            UPSTREAM_NAMES[name],
+            httpx.AsyncClient(base_url=url, timeout=settings.upstream_timeout_seconds),
+            signer,
+        )
         for name, url in urls.items()
     }
-    upstreams = {name: Upstream(UPSTREAM_NAMES[name], clients[name], signer) for name in urls}
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    upstreams = _upstreams(settings)
     broker = create_watching_broker(settings, client_id="gateway")
     feed = EventFeed(
         settings.kafka_bootstrap_servers,
@@ -73,8 +82,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             yield
         finally:
             await connection.stop()
-            for client in clients.values():
-                await client.aclose()
+            for upstream in upstreams.values():
+                await upstream.aclose()
 
     app = create_service_app(
         title="Help desk dashboard API",
