@@ -63,10 +63,21 @@ class TextFormat:
 UUID_TEXT = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 
 
+# Whitespace as Python's str.isspace and str.strip know it, written out: `\s` means this in
+# Python's `re` but not in the ECMAScript regexes of an OpenAPI document (which leaves out
+# U+001C to U+001F and U+0085, and adds U+FEFF), so the document would promise what the API
+# refuses.
+PYTHON_WHITESPACE = (
+    r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
 def not_blank(code: str, what: str) -> TextFormat:
-    """Some text besides whitespace (Python's: str.isspace, str.strip, which `\\s` of its `re`
-    matches exactly), and no NUL, which no text of this API may hold."""
-    return TextFormat(r"^[^\x00]*[^\s\x00][^\x00]*$", code, f"{what} with some text in it")
+    """Some text besides whitespace (PYTHON_WHITESPACE), and no NUL, which no text of this API
+    may hold."""
+    return TextFormat(
+        rf"^[^\x00]*[^\x00{PYTHON_WHITESPACE}][^\x00]*$", code, f"{what} with some text in it"
+    )
 
 
 AssigneeFilterText = Annotated[

@@ -6,6 +6,7 @@ import re
 from datetime import timedelta
 from uuid import UUID, uuid4
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -200,6 +201,46 @@ def test_a_change_made_through_the_api_appears_without_a_reload(
     api.patch_ticket(ticket, priority="low")
     expect(page.get_by_label("Priority", exact=True)).to_have_value("low")
     expect(page.locator(".timeline")).to_contain_text("priority: Normal → Low")
+
+
+def test_after_a_dropped_connection_the_list_catches_up_and_says_it_was_offline(
+    page: Page, system: System, owner: Workspace, api: Api
+) -> None:
+    """The gateway goes away under the page; meanwhile a visitor files a ticket through the
+    widget (intake, not the gateway). The page says it is offline, reconnects by itself when
+    the gateway is back, and shows the ticket without a reload, once."""
+    assistant_id = f"asst-{uuid4().hex[:10]}"
+    key = api.put(
+        f"/api/v1/assistants/{assistant_id}/ticket-settings",
+        {"ticket_creation_enabled": True, "require_contact_info": False},
+    )["widget_key"]
+    sign_in(page, system, owner)
+    badge = page.get_by_role("status").filter(has_text=re.compile("Live|Offline"))
+    expect(badge).to_have_text("Live")
+    words = f"Filed while the dashboard was away {uuid4().hex[:6]}"
+    system.running.stop("gateway")
+    try:
+        expect(badge).to_contain_text("Offline")
+        filed = httpx.post(
+            f"{system.widget}/widget/v1/ticket-requests",
+            headers={"X-Widget-Key": key},
+            json={
+                "request_id": f"req-{uuid4().hex}",
+                "assistant_id": assistant_id,
+                "conversation": {
+                    "id": f"conv-{uuid4().hex[:12]}",
+                    "messages": [
+                        {"role": "visitor", "text": words, "sent_at": "2026-12-06T01:00:00Z"}
+                    ],
+                },
+            },
+            timeout=15.0,
+        )
+        assert filed.status_code == 202, filed.text
+    finally:
+        system.running.start_service("gateway")
+    expect(badge).to_have_text("Live", timeout=30_000)
+    expect(page.get_by_role("link", name=words)).to_have_count(1, timeout=30_000)
 
 
 def test_a_guest_sees_no_control_that_changes_anything(

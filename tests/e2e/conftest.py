@@ -51,6 +51,12 @@ class Workspace:
     member_id: str
     token: str
 
+    @classmethod
+    def printed(cls, output: str) -> Workspace:
+        """From what `helpdesk create-workspace --json` prints (more than these fields)."""
+        fields = json.loads(output)
+        return cls(fields["workspace_id"], fields["member_id"], fields["token"])
+
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
@@ -122,8 +128,7 @@ class System:
             "create-workspace", name, "--owner-email", f"owner-{uuid4().hex[:8]}@acme.io", "--json"
         )
         assert created.returncode == 0, created.stderr
-        printed = json.loads(created.stdout)
-        return Workspace(printed["workspace_id"], printed["member_id"], printed["token"])
+        return Workspace.printed(created.stdout)
 
     async def ticket_core_counts(self) -> tuple[int, int]:
         """(tickets, outbox rows) in ticket-core's database: what a refusal must not change."""

@@ -6,7 +6,6 @@ process `helpdesk run` started."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import queue
 import signal
@@ -98,7 +97,7 @@ def create_workspace(env: dict[str, str]) -> Workspace:
         text=True,
     )
     assert created.returncode == 0, created.stderr
-    return Workspace(**json.loads(created.stdout))
+    return Workspace.printed(created.stdout)
 
 
 @pytest.fixture

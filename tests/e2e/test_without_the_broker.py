@@ -8,7 +8,6 @@ cleanly."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -118,7 +117,7 @@ async def test_services_start_without_the_broker_and_catch_up_when_it_comes(
                 "--json",
             )
             assert created.returncode == 0, created.stderr
-            team = Workspace(**json.loads(created.stdout))
+            team = Workspace.printed(created.stdout)
             gateway = f"http://127.0.0.1:{plan.gateway_port}"
             answer = await client.post(
                 f"{gateway}/api/v1/tickets",

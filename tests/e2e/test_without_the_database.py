@@ -7,7 +7,6 @@ ready, and a ticket created then reaches the activity log."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -136,7 +135,7 @@ async def test_services_start_without_their_databases_and_recover_when_they_come
                 helpdesk, env, "create-workspace", "Acme", "--owner-email", "o@acme.io", "--json"
             )
             assert created.returncode == 0, created.stderr
-            team = Workspace(**json.loads(created.stdout))
+            team = Workspace.printed(created.stdout)
             answer = await client.post(
                 f"{gateway}/api/v1/tickets", json={"subject": "After the outage"}, headers=team.auth
             )

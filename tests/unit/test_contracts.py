@@ -1,3 +1,4 @@
+import re
 from uuid import uuid4
 
 import pytest
@@ -6,6 +7,7 @@ from pydantic import BaseModel, ValidationError
 from services.activity_log.domain.entries import ActivityEntry
 from services.activity_log.domain.ordering import place
 from shared.broker import _describe
+from shared.contracts.api import NoteCreate
 from shared.contracts.envelope import Actor, EventEnvelope
 from shared.contracts.topics import ALL_TOPICS, topic_names_with_dead_letters
 
@@ -105,3 +107,24 @@ def test_an_event_is_applied_only_right_after_the_last_one(
     last: int, sequence: int, verdict: str
 ) -> None:
     assert place(last, sequence).value == verdict
+
+
+# Every character Python's str.isspace (and so str.strip) calls whitespace, U+001C to U+001F
+# and U+0085 among them, which the ECMAScript `\s` of an OpenAPI document's pattern leaves out.
+PYTHON_SPACES = [chr(code) for code in range(0x3001) if chr(code).isspace()]
+
+
+@pytest.mark.parametrize("space", PYTHON_SPACES, ids=lambda space: f"U+{ord(space):04X}")
+def test_a_note_of_whitespace_alone_is_refused_by_the_pattern_the_document_states(
+    space: str,
+) -> None:
+    """The document's pattern (without `\\s`, so ECMAScript and Python read it alike) refuses
+    what the model refuses: fuzzing found `\\x1c` allowed by the document's `\\s` and refused
+    by the API."""
+    pattern = NoteCreate.model_json_schema()["properties"]["body"]["pattern"]
+
+    assert "\\s" not in pattern
+    assert re.search(pattern, space * 3) is None
+    assert re.search(pattern, f"{space}ok{space}") is not None
+    with pytest.raises(ValidationError, match="note_required"):
+        NoteCreate(body=space * 3)
