@@ -296,6 +296,10 @@ async def server_sent_events(
                 if event.envelope.workspace_id == subscription.workspace_id:
                     yield _frame(event, position)
             position = {p: max(offset, start.get(p, 0)) for p, offset in position.items()}
+        # Where this stream stands before any event: an `id` without data sets the browser's
+        # last event id and dispatches nothing, so a page that has seen no event yet still
+        # resumes from here (not from "now") after a dropped connection.
+        yield f"id: {encode_position(position)}\n\n"
         while True:
             try:
                 item = await asyncio.wait_for(subscription.queue.get(), heartbeat_seconds)
