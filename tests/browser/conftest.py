@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from services.local_run import RunningSystem, SystemPlan
+from services.local_run import RunningSystem
 from shared.contracts.topics import TICKET_EVENTS
-from tests.e2e.conftest import System, Workspace, free_port
+from tests.e2e.conftest import System, Workspace, free_port, migrate, plan_on_free_ports
 from tests.support.credentials import strong_secrets
 from tests.support.infrastructure import REPO_ROOT
 from tests.support.kafka_reader import start_group_at_end, start_service_groups_at_end
@@ -73,23 +72,8 @@ def system(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sys
         "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{gateway_port}",
         **{f"{name}_DATABASE_URL": url for name, url in urls.items()},
     }
-    plan = SystemPlan(
-        gateway_port=gateway_port,
-        ticket_core_port=free_port(),
-        activity_log_port=free_port(),
-        intake_port=free_port(),
-        intake_internal_port=free_port(),
-        database_urls=urls,
-        extra_env=env,
-    )
-    migrated = subprocess.run(
-        [sys.executable, "-m", "services", "migrate"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert migrated.returncode == 0, migrated.stderr
+    plan = plan_on_free_ports(urls, env, gateway_port=gateway_port)
+    migrate(env)
     with RunningSystem(plan, tmp / "logs").start() as running:
         yield System(kind="sqlite", running=running, env=env, kafka=kafka)
 

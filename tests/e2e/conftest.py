@@ -42,6 +42,34 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def plan_on_free_ports(
+    urls: dict[str, str], env: dict[str, str], *, gateway_port: int | None = None
+) -> SystemPlan:
+    """A system whose every listener is on a port of its own: the defaults (8000, 8113, ...)
+    would clash with `make run` or another test's system on the machine."""
+    return SystemPlan(
+        gateway_port=gateway_port or free_port(),
+        ticket_core_port=free_port(),
+        activity_log_port=free_port(),
+        intake_port=free_port(),
+        intake_internal_port=free_port(),
+        database_urls=urls,
+        extra_env=env,
+    )
+
+
+def migrate(env: dict[str, str]) -> None:
+    """`helpdesk migrate`, as an operator runs it before starting the services."""
+    migrated = subprocess.run(
+        [sys.executable, "-m", "services", "migrate"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+
+
 @dataclass(frozen=True)
 class Workspace:
     """A member of a workspace as the dashboard knows them: ids and a bearer token (for a
@@ -259,24 +287,8 @@ def system(
         "GATEWAY_JWKS_URL": identity_provider.jwks_url,
         **{f"{name}_DATABASE_URL": url for name, url in urls.items()},
     }
-    plan = SystemPlan(
-        gateway_port=free_port(),
-        ticket_core_port=free_port(),
-        activity_log_port=free_port(),
-        intake_port=free_port(),
-        # Its own port too: the default 8113 would clash with another system on the machine.
-        intake_internal_port=free_port(),
-        database_urls=urls,
-        extra_env=env,
-    )
-    migrated = subprocess.run(
-        [sys.executable, "-m", "services", "migrate"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert migrated.returncode == 0, migrated.stderr
+    plan = plan_on_free_ports(urls, env)
+    migrate(env)
     with RunningSystem(plan, tmp / "logs").start() as running:
         yield System(kind=kind, running=running, env=env, kafka=kafka)
 

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from services.local_run import RunningSystem, SystemPlan
+from services.local_run import RunningSystem
 from shared.kafka_admin import ensure_topics
-from tests.e2e.conftest import SERVICES_WITH_DATABASES, Workspace, free_port
+from tests.e2e.conftest import SERVICES_WITH_DATABASES, Workspace, plan_on_free_ports
 from tests.support.credentials import strong_secrets
 from tests.support.infrastructure import KAFKA_SCRIPT, free_port_pair
 from tests.support.waiting import eventually
@@ -85,15 +85,7 @@ async def test_services_start_without_the_broker_and_catch_up_when_it_comes(
     }
     migrated = helpdesk({**os.environ, **env}, "migrate")
     assert migrated.returncode == 0, migrated.stderr
-    plan = SystemPlan(
-        gateway_port=free_port(),
-        ticket_core_port=free_port(),
-        activity_log_port=free_port(),
-        intake_port=free_port(),
-        intake_internal_port=free_port(),
-        database_urls=urls,
-        extra_env=env,
-    )
+    plan = plan_on_free_ports(urls, env)
     system = RunningSystem(plan, tmp_path / "logs")
     # Alive (`/healthz`) is all a service can be without its broker.
     await asyncio.to_thread(system.start, until="/healthz")

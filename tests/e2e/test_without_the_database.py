@@ -19,10 +19,10 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from services.local_run import RunningSystem, SystemPlan
+from services.local_run import RunningSystem
 from shared.auth import issue_token
 from shared.contracts.topics import TICKET_EVENTS
-from tests.e2e.conftest import SERVICES_WITH_DATABASES, Workspace, free_port
+from tests.e2e.conftest import SERVICES_WITH_DATABASES, Workspace, free_port, plan_on_free_ports
 from tests.support.credentials import strong_secrets
 from tests.support.infrastructure import POSTGRES_SCRIPT
 from tests.support.kafka_reader import start_group_at_end, start_service_groups_at_end
@@ -84,15 +84,7 @@ async def test_services_start_without_their_databases_and_recover_when_they_come
         **{f"{name}_CONSUMER_GROUP": group for name in SERVICES_WITH_DATABASES},
         **{f"{name}_DATABASE_URL": url for name, url in urls.items()},
     }
-    plan = SystemPlan(
-        gateway_port=free_port(),
-        ticket_core_port=free_port(),
-        activity_log_port=free_port(),
-        intake_port=free_port(),
-        intake_internal_port=free_port(),
-        database_urls=urls,
-        extra_env=env,
-    )
+    plan = plan_on_free_ports(urls, env)
     system = RunningSystem(plan, tmp_path / "logs")
     await asyncio.to_thread(system.start, until="/healthz")
     gateway = f"http://127.0.0.1:{plan.gateway_port}"
