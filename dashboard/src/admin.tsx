@@ -1,6 +1,6 @@
 // Admin pages: members and roles; an assistant's widget settings, key and refusals.
-import { useState } from "preact/hooks";
-import { call, errorText, ROLES, type Role, type TicketSettings } from "./api";
+import { useCallback, useEffect, useState } from "preact/hooks";
+import { call, errorText, ROLES, type AssistantSummary, type Role, type TicketSettings } from "./api";
 import type { Session } from "./app";
 
 export function MembersPage({ session }: { session: Session }) {
@@ -117,6 +117,18 @@ export function AssistantsPage({ session }: { session: Session }) {
   const [rejected, setRejected] = useState<RequestRecord[]>([]);
   const [message, setMessage] = useState<{ text: string; error: boolean } | null>(null);
   const configure = session.can("configure_settings");
+  const [assistants, setAssistants] = useState<AssistantSummary[] | null>(null);
+
+  const listAssistants = useCallback(async (): Promise<void> => {
+    try {
+      setAssistants((await call<AssistantSummary[]>("GET", "/api/v1/assistants")).data);
+    } catch (failure) {
+      setMessage({ text: errorText(failure), error: true });
+    }
+  }, []);
+  useEffect(() => {
+    if (configure) void listAssistants();
+  }, [configure, listAssistants]);
 
   const open = async (id: string): Promise<void> => {
     try {
@@ -158,6 +170,7 @@ export function AssistantsPage({ session }: { session: Session }) {
       const answer = (await call<TicketSettings>("PUT", `/api/v1/assistants/${encodeURIComponent(loaded)}/ticket-settings`, { body })).data;
       setSettings(answer);
       setMessage({ text: "Settings saved.", error: false });
+      void listAssistants();
     } catch (failure) {
       setMessage({ text: errorText(failure), error: true });
     }
@@ -182,6 +195,32 @@ export function AssistantsPage({ session }: { session: Session }) {
   return (
     <section aria-labelledby="assistants-title">
       <h1 id="assistants-title">Assistants' widget settings</h1>
+      <h2 id="your-assistants">Your assistants</h2>
+      {assistants === null ? (
+        <p>{configure ? "Loading…" : "Only owners and admins see and change assistants' settings."}</p>
+      ) : assistants.length === 0 ? (
+        <p>No assistant has ticket settings yet: enter your assistant's id below to set it up.</p>
+      ) : (
+        <ul aria-labelledby="your-assistants">
+          {assistants.map((assistant) => (
+            <li key={assistant.assistant_id}>
+              <button
+                type="button"
+                class="link"
+                onClick={() => {
+                  setAssistantId(assistant.assistant_id);
+                  void open(assistant.assistant_id);
+                }}
+              >
+                {assistant.assistant_id}
+              </button>{" "}
+              — {assistant.ticket_creation_enabled ? "tickets on" : "tickets off"}
+              {assistant.require_contact_info ? ", contact details required" : ""}
+              {assistant.identity_verification ? ", visitors verified" : ""}
+            </li>
+          ))}
+        </ul>
+      )}
       <form
         class="filters"
         onSubmit={(e) => {

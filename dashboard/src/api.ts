@@ -94,6 +94,15 @@ export interface ConversationMessage {
   sent_at?: string;
 }
 
+/** One line of `GET /api/v1/assistants`: an assistant the workspace configured. */
+export interface AssistantSummary {
+  assistant_id: string;
+  ticket_creation_enabled: boolean;
+  require_contact_info: boolean;
+  identity_verification: boolean;
+  allowed_origins: string[];
+}
+
 export interface TicketSettings {
   ticket_creation_enabled: boolean;
   require_contact_info: boolean;

@@ -18,6 +18,7 @@ from shared.contracts.api import Capability
 from shared.contracts.commands import CommandOutcome, CommandResult
 from shared.contracts.envelope import EventEnvelope
 from shared.contracts.widget import (
+    ASSISTANTS_LISTED_MAX,
     WIDGET_KEY_MAX_LENGTH,
     AssistantTicketSettings,
     ConversationMessage,
@@ -333,6 +334,15 @@ async def _configured(uow: UnitOfWork, workspace_id: UUID, assistant_id: str) ->
     if (settings := await _owned_settings(uow, workspace_id, assistant_id)) is None:
         raise _not_configured(assistant_id)
     return settings
+
+
+async def list_assistants(
+    uow: UnitOfWork, workspace_id: UUID, capabilities: Capabilities
+) -> list[AssistantSettings]:
+    """The assistants this workspace saved ticket settings for, by id."""
+    ensure_manages_settings(capabilities)
+    async with uow:
+        return await uow.assistants.of_workspace(workspace_id, ASSISTANTS_LISTED_MAX)
 
 
 async def get_settings(

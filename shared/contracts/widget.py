@@ -215,6 +215,22 @@ class AssistantTicketSettingsOut(BaseModel):
     history: list[AssistantSettingsChange] = Field(description="Every change, newest first.")
 
 
+# The assistants list is one page: a workspace configures a handful, never thousands.
+ASSISTANTS_LISTED_MAX = 500
+
+
+class AssistantSummary(BaseModel):
+    """One line of the workspace's assistants list; `GET .../ticket-settings` has the rest."""
+
+    assistant_id: str
+    ticket_creation_enabled: bool
+    require_contact_info: bool
+    identity_verification: bool
+    allowed_origins: list[str] = Field(
+        description="The origins allowed to call the widget API; empty: any origin."
+    )
+
+
 class WidgetKeyOut(BaseModel):
     assistant_id: str
     widget_key: str = Field(description="The new key; the previous one is refused from now on.")

@@ -348,5 +348,12 @@ def test_the_admin_pages_change_roles_and_widget_settings(
     page.get_by_role("button", name="Rotate widget key").click()
     expect(page.get_by_role("status").filter(has_text="A new widget key")).to_be_visible()
     expect(page.get_by_label("Embed snippet")).not_to_have_value(re.compile(old_key))
+    # The saved assistant is in the workspace's list; coming back, one click opens it.
+    yours = page.get_by_role("list", name="Your assistants")
+    expect(yours).to_contain_text(f"{assistant} — tickets on, contact details required")
     check_accessibility(page, "assistants page")
     screenshot(page, "assistant-settings")
+    page.get_by_role("link", name="Tickets").click()
+    page.get_by_role("link", name="Assistants").click()
+    yours.get_by_role("button", name=assistant).click()
+    expect(page.get_by_role("heading", name=f"Settings of {assistant}")).to_be_visible()

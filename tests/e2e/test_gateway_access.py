@@ -459,6 +459,17 @@ MATRIX = [
         "workspace",
         ("/api/v1/workspace",),
     ),
+    # The assistants the workspace configured: part of "configure ticket settings".
+    Call(
+        "list-assistants",
+        "GET",
+        "/api/v1/assistants",
+        None,
+        (OK, OK, NO, NO),
+        "assistant",
+        ("/api/v1/assistants",),
+        writes=False,
+    ),
     # "manage members and roles": owner/admin (only an owner grants or removes owner). Seeing
     # who is in the workspace is not managing it: everyone may (the dashboard's assignee list).
     Call(
@@ -696,6 +707,28 @@ ANOTHER_WORKSPACES = [
 # An assistant id is one workspace's: another's writes to it are told it is taken (409), so
 # that it can pick another id; its reads find nothing (404).
 ASSISTANT_TAKEN_ON = ("/ticket-settings", "/widget-key", "/identity-secret")
+
+
+async def test_the_assistants_list_names_the_workspaces_own_and_no_other(
+    system: System, gateway: httpx.AsyncClient, crew: Crew, rival: Person
+) -> None:
+    theirs = await their_things(system, gateway, rival)
+    mine = await configure_assistant(gateway, crew.owner, contact=True)
+
+    listed = await gateway.get("/api/v1/assistants", headers=crew.owner.auth)
+
+    assert listed.status_code == 200, listed.text
+    ids = [assistant["assistant_id"] for assistant in listed.json()]
+    assert mine.id in ids
+    assert theirs.assistant not in ids
+    assert ids == sorted(ids)
+    assert next(a for a in listed.json() if a["assistant_id"] == mine.id) == {
+        "assistant_id": mine.id,
+        "ticket_creation_enabled": True,
+        "require_contact_info": True,
+        "identity_verification": False,
+        "allowed_origins": [],
+    }
 
 
 @pytest.mark.parametrize(("method", "path", "json"), ANOTHER_WORKSPACES)

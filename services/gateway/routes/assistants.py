@@ -13,6 +13,8 @@ from shared.contracts.conversation_ids import (
 from shared.contracts.queries import RefusalQuery, TicketRequestQuery
 from shared.contracts.widget import (
     ASSISTANT_ID_MAX_LENGTH,
+    ASSISTANTS_LISTED_MAX,
+    AssistantSummary,
     AssistantTicketSettings,
     AssistantTicketSettingsOut,
     ConversationOut,
@@ -43,6 +45,15 @@ to_intake = ForwardTo(
 MANAGERS_ONLY = (403, 404)
 
 ASSISTANT_ROUTES = [
+    to_intake.get(
+        "/assistants",
+        "list_assistants",
+        summary="The workspace's assistants with ticket settings, by id (owner/admin)",
+        description=f"At most {ASSISTANTS_LISTED_MAX}; an assistant is listed once its "
+        "ticket settings are saved.",
+        response_model=list[AssistantSummary],
+        refusals=(403,),
+    ),
     to_intake.get(
         "/assistants/{assistant_id}/ticket-settings",
         "get_ticket_settings",

@@ -16,6 +16,7 @@ from shared.contracts.conversation_ids import CONVERSATION_ID_MAX_LENGTH
 from shared.contracts.widget import (
     ASSISTANT_ID_MAX_LENGTH,
     AssistantSettingsChange,
+    AssistantSummary,
     AssistantTicketSettings,
     AssistantTicketSettingsOut,
     ConversationOut,
@@ -80,6 +81,7 @@ AssistantId = Annotated[str, Path(min_length=1, max_length=ASSISTANT_ID_MAX_LENG
 
 def internal_routes() -> APIRouter:
     router = APIRouter(tags=["assistants"], responses=PROBLEM_RESPONSES)
+    router.add_api_route("/assistants", list_assistants, response_model=list[AssistantSummary])
     settings = "/assistants/{assistant_id}/ticket-settings"
     router.add_api_route(settings, get_settings, response_model=AssistantTicketSettingsOut)
     router.add_api_route(
@@ -114,6 +116,22 @@ def internal_routes() -> APIRouter:
         tags=["conversations"],
     )
     return router
+
+
+async def list_assistants(
+    workspace_id: WorkspaceId, capabilities: CallerCapabilities, request: Request
+) -> list[AssistantSummary]:
+    listed = await handlers.list_assistants(_service(request).reader(), workspace_id, capabilities)
+    return [
+        AssistantSummary(
+            assistant_id=settings.assistant_id,
+            ticket_creation_enabled=settings.ticket_creation_enabled,
+            require_contact_info=settings.require_contact_info,
+            identity_verification=settings.identity_verification,
+            allowed_origins=list(settings.allowed_origins),
+        )
+        for settings in listed
+    ]
 
 
 async def get_settings(

@@ -89,6 +89,17 @@ class AssistantRepository(_Repository):
         row = await self._first(select(a).where(a.c.assistant_id == assistant_id))
         return None if row is None else _settings(row)
 
+    async def of_workspace(self, workspace_id: UUID, limit: int) -> list[AssistantSettings]:
+        """The workspace's assistants (those it saved ticket settings for), by id."""
+        a = tables.assistants
+        rows = await self._session.execute(
+            select(a)
+            .where(a.c.workspace_id == workspace_id)
+            .order_by(a.c.assistant_id)
+            .limit(limit)
+        )
+        return [_settings(row) for row in rows.mappings()]
+
     async def by_widget_key(self, widget_key: str) -> AssistantSettings | None:
         """The assistant whose current or replaced key this is (the caller compares)."""
         a = tables.assistants
