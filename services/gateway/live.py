@@ -136,6 +136,11 @@ class EventFeed:
         reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap_servers, **self.kafka_security)
         await reader.start()
         try:
+            # A broker that answers before its topics exist (just started, topics being made)
+            # fails this attempt, to be tried again shortly: the live reader, which reads
+            # without a group, would otherwise wait minutes to see the topic appear.
+            if TICKET_EVENTS.name not in await reader.topics():
+                raise RuntimeError(f"the topic {TICKET_EVENTS.name} does not exist yet")
             partitions = _partitions()
             ends = await reader.end_offsets(partitions)
             self._position = {tp.partition: offset for tp, offset in ends.items()}
