@@ -14,6 +14,7 @@ import html
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from starlette.responses import FileResponse, HTMLResponse, Response
@@ -25,6 +26,9 @@ NOT_BUILT = (
     "built</h1><p>Run <code>make run</code> (it builds it), or <code>cd dashboard &amp;&amp; "
     "npm ci &amp;&amp; npm run build</code>, then reload.</p></main></html>"
 )
+# No file the build makes has a longer path; a longer one, or one with NUL (which no file
+# name can hold), is not looked up at all.
+PATH_MAX_LENGTH = 512
 # A widget key or an assistant id as the demo page accepts them in its query.
 _TOKEN = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 
@@ -56,6 +60,8 @@ class DashboardFiles:
             scope["type"] != "http"
             or scope["method"] not in ("GET", "HEAD")
             or path.startswith(RESERVED_PREFIXES)
+            or len(path) > PATH_MAX_LENGTH
+            or "\x00" in path
         ):
             await self.not_found(scope, receive, send)
             return
@@ -129,8 +135,6 @@ class DashboardFiles:
 
 
 def _query(scope: Scope) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
     raw: bytes = scope.get("query_string", b"")
     return parse_qsl(raw.decode("latin-1"))[:20]
 

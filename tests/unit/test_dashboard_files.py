@@ -99,3 +99,14 @@ def test_the_dashboards_transition_table_is_ticket_cores() -> None:
         for source, targets in TRANSITIONS.items()
     }
     assert copied == expected
+
+
+@pytest.mark.parametrize("path", ["/a%00b", "/assets/%00", "/" + "a" * 600])
+def test_a_path_no_file_can_have_is_not_found_rather_than_an_error(
+    client: TestClient, path: str
+) -> None:
+    """NUL cannot be in a file name, and no built file has so long a path: such a request is
+    answered 404 like any unknown path of the API, never 500."""
+    answer = client.get(path)
+    assert answer.status_code == 404
+    assert answer.headers["content-type"].startswith("application/problem+json")
