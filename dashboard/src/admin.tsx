@@ -2,6 +2,7 @@
 import { useCallback, useEffect, useState } from "preact/hooks";
 import { call, errorText, ROLES, type AssistantSummary, type Role, type TicketSettings } from "./api";
 import type { Session } from "./app";
+import { Outcome } from "./notices";
 
 export function MembersPage({ session }: { session: Session }) {
   const [email, setEmail] = useState("");
@@ -20,11 +21,7 @@ export function MembersPage({ session }: { session: Session }) {
   return (
     <section aria-labelledby="members-title">
       <h1 id="members-title">Members and roles</h1>
-      {message !== null && (
-        <p class={message.error ? "error" : "ok"} role={message.error ? "alert" : "status"}>
-          {message.text}
-        </p>
-      )}
+      <Outcome message={message} />
       <table>
         <caption class="visually-hidden">Members</caption>
         <thead>
@@ -234,11 +231,7 @@ export function AssistantsPage({ session }: { session: Session }) {
         </label>
         <button type="submit">Open settings</button>
       </form>
-      {message !== null && (
-        <p class={message.error ? "error" : "ok"} role={message.error ? "alert" : "status"}>
-          {message.text}
-        </p>
-      )}
+      <Outcome message={message} />
       {settings !== null && loaded !== null && (
         <>
           <form class="card" aria-label={`Settings of ${loaded}`} onSubmit={(e) => void save(e)}>

@@ -11,6 +11,7 @@ import {
   type Member,
 } from "./api";
 import { closeStream, useOnline } from "./live";
+import { ErrorAlert } from "./notices";
 import { onLinkClick, usePath } from "./router";
 import { TicketList } from "./tickets";
 import { TicketView } from "./ticket";
@@ -94,11 +95,7 @@ function SignIn({ reason }: { reason: string | null }) {
   return (
     <main id="main" class="sign-in">
       <h1>Sign in to the help desk</h1>
-      {reason !== null && (
-        <p class="error" role="alert">
-          {reason}
-        </p>
-      )}
+      <ErrorAlert text={reason} />
       <p>
         Open the sign-in link an operator made for you. On the help desk's machine, run{" "}
         <code>helpdesk login --workspace WORKSPACE_ID --member MEMBER_ID</code> and open the{" "}

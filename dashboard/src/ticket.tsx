@@ -17,6 +17,7 @@ import {
 } from "./api";
 import type { Session } from "./app";
 import { useLive } from "./live";
+import { ErrorAlert } from "./notices";
 import { onLinkClick } from "./router";
 import transitions from "./transitions.json";
 
@@ -91,7 +92,7 @@ export function TicketView({ session, ticketId }: { session: Session; ticketId: 
   );
 
   if (ticket === null || draft === null || base === null) {
-    return error !== null ? <p class="error" role="alert">{error}</p> : <p role="status">Loading the ticket…</p>;
+    return error !== null ? <ErrorAlert text={error} /> : <p role="status">Loading the ticket…</p>;
   }
 
   const mine = ticket.assignee_id === session.me.id;
@@ -168,11 +169,7 @@ export function TicketView({ session, ticketId }: { session: Session; ticketId: 
           </button>
         </div>
       )}
-      {error !== null && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorAlert text={error} />
       <form class="card ticket-fields" onSubmit={(e) => void save(e)} aria-label="Ticket fields">
         <label for="ticket-subject">Subject</label>
         <input {...input("subject")} readOnly={!canWork} />
@@ -338,11 +335,7 @@ function Conversations({ ticket, canLink, onChanged }: { ticket: Ticket; canLink
           <button type="submit">Link conversation</button>
         </form>
       )}
-      {error !== null && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorAlert text={error} />
       {open !== null && (
         <div aria-label={`Transcript of ${open.id}`} role="region" class="transcript">
           <h3>Transcript of {open.id}</h3>

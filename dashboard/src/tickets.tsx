@@ -17,6 +17,7 @@ import {
 } from "./api";
 import type { Session } from "./app";
 import { useLive } from "./live";
+import { ErrorAlert } from "./notices";
 import { navigate, onLinkClick } from "./router";
 
 interface Filters {
@@ -174,11 +175,7 @@ export function TicketList({ session }: { session: Session }) {
           </select>
         </label>
       </form>
-      {error !== null && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorAlert text={error} />
       {hidden.length > 0 && (
         <p class="hint" role="status">
           {hidden.map(([status, n], index) => (
@@ -296,11 +293,7 @@ function NewTicketForm({ session, onCancel, onCreated }: { session: Session; onC
         ))}
       </select>
       {fieldError("assignee_id") !== null && <p id="new-assignee_id-error" class="field-error">{fieldError("assignee_id")}</p>}
-      {other !== null && (
-        <p class="error" role="alert">
-          {other}
-        </p>
-      )}
+      <ErrorAlert text={other} />
       <div class="actions">
         <button type="submit" class="primary" disabled={busy}>
           Create ticket
