@@ -73,6 +73,10 @@ class ServicePlan:
     port: int
     env: dict[str, str]
 
+    def url(self, path: str) -> str:
+        """`path` on the service's (first) listener."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
 
 @dataclass(frozen=True, slots=True)
 class SystemPlan:
@@ -225,14 +229,13 @@ class RunningSystem:
     @staticmethod
     def _answers_ready(service: ServicePlan) -> bool:
         try:
-            url = f"http://127.0.0.1:{service.port}/readyz"
-            return httpx.get(url, timeout=0.5).status_code == 200
+            return httpx.get(service.url("/readyz"), timeout=0.5).status_code == 200
         except httpx.HTTPError:
             return False
 
     def _wait_ready(self, service: ServicePlan, timeout: float, path: str = "/readyz") -> None:
         deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{service.port}{path}"
+        url = service.url(path)
         while time.monotonic() < deadline:
             process = self.processes[service.name]
             if process.poll() is not None:
@@ -259,7 +262,7 @@ class RunningSystem:
             waiting: dict[str, str] = {}
             for name, service in self._plans.items():
                 try:
-                    answer = httpx.get(f"http://127.0.0.1:{service.port}/readyz", timeout=2.0)
+                    answer = httpx.get(service.url("/readyz"), timeout=2.0)
                     if answer.status_code != 200:
                         checks = answer.json().get("checks", {})
                         waiting[name] = "; ".join(
