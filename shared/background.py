@@ -18,7 +18,7 @@ import structlog
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.broker import dependency_backoff_seconds, probe_broker, stop_broker, stop_consuming
+from shared.broker import dependency_backoff_seconds, probe_broker, stop_consuming
 from shared.settings import SystemSettings
 
 log = structlog.get_logger(__name__)
@@ -144,7 +144,7 @@ class BrokerConnection:
             await work.stop()
         self._started.clear()
         if self.connected.is_set():
-            await stop_broker(self.broker)
+            await self.broker.stop()  # the producer: the consumers stopped above
             self.connected.clear()
         else:  # stopped while an attempt was under way: undo what it had started
             with contextlib.suppress(Exception):

@@ -295,10 +295,7 @@ async def stop_broker(broker: KafkaBroker) -> None:
     CONSUMER_DRAIN_SECONDS), each committed as it finishes; then stop. A message still
     unfinished then is redelivered to the next consumer (and dropped by its inbox if it had
     been stored)."""
-    committer = _committers.get(broker)
-    if committer is not None:
-        committer.stopping = True
-        await committer.flush()
+    await stop_consuming(broker)
     await broker.stop()
 
 
