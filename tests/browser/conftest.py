@@ -128,6 +128,17 @@ class Api:
         return dict(answer.json())
 
 
+@pytest.fixture(scope="module")
+def owner(system: System, request: pytest.FixtureRequest) -> Workspace:
+    """A workspace of each test module's own, and its founding owner."""
+    return system.create_workspace(f"Team of {request.module.__name__.rsplit('.', 1)[-1]}")
+
+
+@pytest.fixture(scope="module")
+def api(system: System, owner: Workspace) -> Api:
+    return Api(system, owner)
+
+
 def login_url(system: System, member: Workspace) -> str:
     """What `helpdesk login` prints for this member."""
     printed = system.helpdesk(

@@ -18,16 +18,6 @@ from .conftest import Api, check_accessibility, hire, login_url, screenshot, sig
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def owner(system: System) -> Workspace:
-    return system.create_workspace("Browser team")
-
-
-@pytest.fixture(scope="module")
-def api(system: System, owner: Workspace) -> Api:
-    return Api(system, owner)
-
-
 def test_the_sign_in_link_signs_in_and_leaves_no_token_in_the_address_bar(
     page: Page, system: System, owner: Workspace
 ) -> None:

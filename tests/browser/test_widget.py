@@ -18,16 +18,6 @@ from .conftest import Api, check_accessibility, screenshot, sign_in
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def owner(system: System) -> Workspace:
-    return system.create_workspace("Widget team")
-
-
-@pytest.fixture(scope="module")
-def api(system: System, owner: Workspace) -> Api:
-    return Api(system, owner)
-
-
 def assistant(api: Api, **settings: Any) -> tuple[str, str]:
     """A new assistant with these ticket settings; its id and widget key."""
     assistant_id = f"asst-{uuid4().hex[:10]}"

@@ -30,6 +30,7 @@ from tests.support.credentials import strong_secrets
 from tests.support.infrastructure import REPO_ROOT
 from tests.support.jwks import IdentityProvider
 from tests.support.kafka_reader import start_group_at_end, start_service_groups_at_end
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +41,26 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+async def history(
+    gateway: httpx.AsyncClient,
+    ticket_id: str,
+    headers: dict[str, str],
+    count: int,
+    *,
+    of: str = "tickets",
+) -> list[dict[str, Any]]:
+    """The first `count` entries, once there; `of="deleted-tickets"` for a deleted ticket."""
+
+    async def complete() -> list[dict[str, Any]] | None:
+        answer = await gateway.get(f"/api/v1/{of}/{ticket_id}/activity", headers=headers)
+        if answer.status_code != 200:  # not deleted yet, as activity-log has heard
+            return None
+        items: list[dict[str, Any]] = answer.json()["items"]
+        return items if len(items) >= count else None
+
+    return await eventually(complete, what=f"{count} history entries")
 
 
 def plan_on_free_ports(

@@ -1,13 +1,11 @@
 """Reading a ticket's history through the gateway: pages, type filter, notes for every role,
 and the history of a deleted ticket for owners and admins only."""
 
-from typing import Any
 from uuid import uuid4
 
 import httpx
 
-from tests.e2e.conftest import System, Workspace
-from tests.support.waiting import eventually
+from tests.e2e.conftest import System, Workspace, history
 
 
 async def member_of(
@@ -23,26 +21,6 @@ async def member_of(
         "token", "--workspace", team.workspace_id, "--member", added.json()["id"]
     )
     return {"Authorization": f"Bearer {token.stdout.strip()}"}
-
-
-async def history(
-    gateway: httpx.AsyncClient,
-    ticket_id: str,
-    headers: dict[str, str],
-    count: int,
-    *,
-    of: str = "tickets",
-) -> list[dict[str, Any]]:
-    """The first `count` entries, once there; `of="deleted-tickets"` for a deleted ticket."""
-
-    async def complete() -> list[dict[str, Any]] | None:
-        answer = await gateway.get(f"/api/v1/{of}/{ticket_id}/activity", headers=headers)
-        if answer.status_code != 200:  # not deleted yet, as activity-log has heard
-            return None
-        items: list[dict[str, Any]] = answer.json()["items"]
-        return items if len(items) >= count else None
-
-    return await eventually(complete, what=f"{count} history entries")
 
 
 async def test_the_history_pages_and_filters_by_type_and_every_role_sees_notes(

@@ -15,17 +15,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
 import httpx
 import pytest
 
 from shared.contracts.topics import TICKET_EVENTS
-from tests.e2e.conftest import SERVICES_WITH_DATABASES, Workspace, free_port
+from tests.e2e.conftest import SERVICES_WITH_DATABASES, Workspace, free_port, history
 from tests.support.credentials import strong_secrets
 from tests.support.kafka_reader import start_group_at_end, start_service_groups_at_end
-from tests.support.waiting import eventually
 
 
 class Console:
@@ -182,15 +180,7 @@ async def test_a_killed_service_is_restarted_and_ctrl_c_leaves_nothing_running(
             name: pid for name, pid in started.items() if "activity" not in name
         }
 
-        async def activity() -> list[dict[str, Any]] | None:
-            entries = await gateway.get(
-                f"/api/v1/tickets/{ticket['id']}/activity", headers=team.auth
-            )
-            assert entries.status_code == 200, entries.text
-            items: list[dict[str, Any]] = entries.json()["items"]
-            return items or None
-
-        [entry] = await eventually(activity, what="the ticket's entry after the restart")
+        [entry] = await history(gateway, ticket["id"], team.auth, 1)
         assert entry["type"] == "ticket.created"
 
     process.send_signal(signal.SIGINT)

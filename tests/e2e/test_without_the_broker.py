@@ -21,7 +21,7 @@ import pytest
 
 from services.local_run import RunningSystem
 from shared.kafka_admin import ensure_topics
-from tests.e2e.conftest import SERVICES_WITH_DATABASES, Workspace, plan_on_free_ports
+from tests.e2e.conftest import SERVICES_WITH_DATABASES, Workspace, history, plan_on_free_ports
 from tests.support.credentials import strong_secrets
 from tests.support.infrastructure import KAFKA_SCRIPT, free_port_pair
 from tests.support.waiting import eventually
@@ -133,15 +133,8 @@ async def test_services_start_without_the_broker_and_catch_up_when_it_comes(
 
             await eventually(all_ready, timeout=60, what="every service ready")
 
-            async def activity() -> list[dict[str, Any]] | None:
-                entries = await client.get(
-                    f"{gateway}/api/v1/tickets/{ticket['id']}/activity", headers=team.auth
-                )
-                assert entries.status_code == 200, entries.text
-                items: list[dict[str, Any]] = entries.json()["items"]
-                return items or None
-
-            [entry] = await eventually(activity, what="the ticket's entry once the broker came")
+            async with httpx.AsyncClient(base_url=gateway, timeout=15.0) as dashboard:
+                [entry] = await history(dashboard, ticket["id"], team.auth, 1)
             assert entry["type"] == "ticket.created"
             _, core = await readiness(client, plan.ticket_core_port)
             assert core["details"]["outbox"]["pending"] == 0

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -22,7 +21,13 @@ import pytest
 from services.local_run import RunningSystem
 from shared.auth import issue_token
 from shared.contracts.topics import TICKET_EVENTS
-from tests.e2e.conftest import SERVICES_WITH_DATABASES, Workspace, free_port, plan_on_free_ports
+from tests.e2e.conftest import (
+    SERVICES_WITH_DATABASES,
+    Workspace,
+    free_port,
+    history,
+    plan_on_free_ports,
+)
 from tests.support.credentials import strong_secrets
 from tests.support.infrastructure import POSTGRES_SCRIPT
 from tests.support.kafka_reader import start_group_at_end, start_service_groups_at_end
@@ -134,15 +139,8 @@ async def test_services_start_without_their_databases_and_recover_when_they_come
             assert answer.status_code == 201, answer.text
             ticket = answer.json()
 
-            async def activity() -> list[dict[str, Any]] | None:
-                entries = await client.get(
-                    f"{gateway}/api/v1/tickets/{ticket['id']}/activity", headers=team.auth
-                )
-                assert entries.status_code == 200, entries.text
-                items: list[dict[str, Any]] = entries.json()["items"]
-                return items or None
-
-            [entry] = await eventually(activity, what="the ticket's activity entry")
+            async with httpx.AsyncClient(base_url=gateway, timeout=15.0) as dashboard:
+                [entry] = await history(dashboard, ticket["id"], team.auth, 1)
             assert entry["type"] == "ticket.created"
     finally:
         await asyncio.to_thread(system.stop)
