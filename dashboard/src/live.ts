@@ -3,7 +3,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { storedToken } from "./api";
 
-type Listener = (envelope: { subject?: string; type?: string }) => void;
+type Listener = (envelope: { subject?: string; type?: string; sequence?: number }) => void;
 
 const listeners = new Set<Listener>();
 const stateListeners = new Set<(online: boolean) => void>();
@@ -23,7 +23,7 @@ function ensureStream(): void {
   source.onopen = () => setOnline(true);
   source.onerror = () => setOnline(false);
   const deliver = (event: MessageEvent<string>): void => {
-    let envelope: { id?: string; subject?: string; type?: string };
+    let envelope: { id?: string; subject?: string; type?: string; sequence?: number };
     try {
       envelope = JSON.parse(event.data) as typeof envelope;
     } catch {

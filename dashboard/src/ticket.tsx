@@ -1,7 +1,9 @@
 // One ticket: the fields the caller may change (and only those), notes, conversation links,
 // the linked conversation's transcript, and the activity timeline. A save that meets a
-// newer version (412) says what changed and keeps what the user typed.
-import { useCallback, useEffect, useState } from "preact/hooks";
+// newer version (412) says what changed and keeps what the user typed. The live stream says
+// an event happened before the activity log (a separate consumer) has stored it, so the
+// timeline is fetched again, with backoff, until it holds the newest sequence announced.
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import {
   ApiError,
   call,
@@ -52,14 +54,44 @@ export function TicketView({ session, ticketId }: { session: Session; ticketId: 
   const [error, setError] = useState<string | null>(null);
   const [saved, setSaved] = useState<string | null>(null);
   const [conflict, setConflict] = useState<{ fresh: Ticket; changed: Field[] } | null>(null);
+  // The newest sequence the live stream announced for this ticket, and the pending re-fetch.
+  const announced = useRef(0);
+  const catchUp = useRef<{ timer: number; attempt: number } | null>(null);
+
+  const fetchActivity = useCallback(async (): Promise<ActivityEntry[]> => {
+    return (await call<{ items: ActivityEntry[] }>("GET", `/api/v1/tickets/${ticketId}/activity?limit=200`)).data.items;
+  }, [ticketId]);
+
+  const showActivity = useCallback(
+    (entries: ActivityEntry[]) => {
+      setActivity(entries);
+      const newest = entries.at(-1)?.sequence ?? 0;
+      const attempt = catchUp.current?.attempt ?? 0;
+      if (catchUp.current !== null) window.clearTimeout(catchUp.current.timer);
+      catchUp.current = null;
+      // About 30 s in all; after that the next event or reload shows it.
+      if (newest >= announced.current || attempt >= 8) return;
+      const timer = window.setTimeout(() => {
+        fetchActivity().then(showActivity, () => undefined);
+      }, Math.min(4000, 250 * 2 ** attempt));
+      catchUp.current = { timer, attempt: attempt + 1 };
+    },
+    [fetchActivity],
+  );
+  useEffect(
+    () => () => {
+      if (catchUp.current !== null) window.clearTimeout(catchUp.current.timer);
+    },
+    [],
+  );
 
   const load = useCallback(
     async (keepDraft: boolean) => {
       try {
         const fresh = (await call<Ticket>("GET", `/api/v1/tickets/${ticketId}`)).data;
-        const entries = (await call<{ items: ActivityEntry[] }>("GET", `/api/v1/tickets/${ticketId}/activity?limit=200`)).data.items;
+        const entries = await fetchActivity();
         setTicket(fresh);
-        setActivity(entries);
+        showActivity(entries);
         const freshDraft = draftOf(fresh);
         setBase((oldBase) => {
           setDraft((oldDraft) => {
@@ -76,7 +108,7 @@ export function TicketView({ session, ticketId }: { session: Session; ticketId: 
         setError(errorText(failure));
       }
     },
-    [ticketId],
+    [ticketId, fetchActivity, showActivity],
   );
 
   useEffect(() => {
@@ -85,7 +117,9 @@ export function TicketView({ session, ticketId }: { session: Session; ticketId: 
   useLive(
     useCallback(
       (envelope) => {
-        if (envelope.subject === ticketId) void load(true);
+        if (envelope.subject !== ticketId) return;
+        if (typeof envelope.sequence === "number") announced.current = Math.max(announced.current, envelope.sequence);
+        void load(true);
       },
       [ticketId, load],
     ),

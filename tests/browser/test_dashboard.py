@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from datetime import timedelta
 from uuid import UUID, uuid4
 
@@ -173,6 +175,29 @@ def test_status_priority_and_a_note_are_saved_and_shown_in_the_timeline(
     expect(timeline).to_contain_text(f"by {email}")
     check_accessibility(page, "ticket page")
     screenshot(page, "ticket")
+
+
+def test_the_timeline_shows_an_event_the_activity_log_stores_late(
+    page: Page, system: System, owner: Workspace, api: Api
+) -> None:
+    """The live stream announces an event as soon as ticket-core publishes it; the activity log
+    stores it on its own time. Here activity-log is frozen (SIGSTOP) while a note is added,
+    so the page's first fetch of the timeline cannot hold it: the page fetches again until
+    it does, without a reload."""
+    ticket = api.post("/api/v1/tickets", {"subject": f"Late {uuid4().hex[:6]}"})
+    sign_in(page, system, owner)
+    page.goto(f"{system.gateway}/tickets/{ticket['id']}")
+    timeline = page.locator(".timeline")
+    expect(timeline).to_contain_text("Created")
+    activity_log = system.running.processes["activity-log"]
+    os.kill(activity_log.pid, signal.SIGSTOP)
+    try:
+        api.post(f"/api/v1/tickets/{ticket['id']}/notes", {"body": "Stored late."})
+        page.wait_for_timeout(1500)
+        expect(timeline).not_to_contain_text("Note added")
+    finally:
+        os.kill(activity_log.pid, signal.SIGCONT)
+    expect(timeline).to_contain_text("Note added", timeout=15_000)
 
 
 def owner_email(api: Api, owner: Workspace) -> str:
