@@ -108,8 +108,11 @@ class BrokerConnection:
                     retry_in_seconds=round(delay, 2),
                     error=self.last_error,
                 )
+                # Bounded too: undoing an attempt cut short mid-handshake must not hang the
+                # loop (a consumer leaving a group whose coordinator is not there yet).
                 with contextlib.suppress(Exception):
-                    await self.broker.stop()
+                    async with asyncio.timeout(CONNECT_ATTEMPT_SECONDS):
+                        await self.broker.stop()
                 await asyncio.sleep(delay)
         self.connected.set()
         self.last_error = None

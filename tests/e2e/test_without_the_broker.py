@@ -24,7 +24,6 @@ from shared.kafka_admin import ensure_topics
 from tests.e2e.conftest import SERVICES_WITH_DATABASES, Workspace, history, plan_on_free_ports
 from tests.support.credentials import strong_secrets
 from tests.support.infrastructure import KAFKA_SCRIPT, free_port_pair
-from tests.support.waiting import eventually
 
 
 class LaterBroker:
@@ -127,11 +126,9 @@ async def test_services_start_without_the_broker_and_catch_up_when_it_comes(
             await asyncio.to_thread(later_broker.run, "start")
             await ensure_topics(later_broker.bootstrap)
 
-            async def all_ready() -> bool:
-                answers = [await readiness(client, port) for port in ports.values()]
-                return all(status == 200 for status, _ in answers)
-
-            await eventually(all_ready, timeout=60, what="every service ready")
+            # The bound only limits a failure, which then says what each service waits for.
+            waiting = await asyncio.to_thread(system.not_ready_after, 90.0)
+            assert waiting == {}, waiting
 
             async with httpx.AsyncClient(base_url=gateway, timeout=15.0) as dashboard:
                 [entry] = await history(dashboard, ticket["id"], team.auth, 1)

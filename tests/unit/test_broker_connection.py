@@ -1,0 +1,47 @@
+"""BrokerConnection keeps trying until the broker answers, whatever a failed attempt leaves
+behind: here an attempt cut short whose undo (`broker.stop()`) never returns, which once held
+a service not ready for good after its broker had come back."""
+
+import asyncio
+from typing import cast
+
+import pytest
+from faststream.kafka import KafkaBroker
+
+import shared.background as background
+from shared.background import BrokerConnection
+from shared.settings import SystemSettings
+
+
+class BrokerWhoseStopHangs:
+    def __init__(self) -> None:
+        self.stops = 0
+
+    async def stop(self) -> None:
+        self.stops += 1
+        await asyncio.Event().wait()  # never set: the undo hangs
+
+
+async def test_a_hanging_undo_does_not_stop_the_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broker_answers(_settings: SystemSettings) -> None:
+        return None
+
+    monkeypatch.setattr(background, "probe_broker", broker_answers)
+    monkeypatch.setattr(background, "CONNECT_ATTEMPT_SECONDS", 0.05)
+    monkeypatch.setattr(background, "dependency_backoff_seconds", lambda _attempt: 0.0)
+    attempts = 0
+
+    async def connect() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            await asyncio.Event().wait()  # the first handshake never finishes
+
+    broker = BrokerWhoseStopHangs()
+    connection = BrokerConnection(cast(KafkaBroker, broker), SystemSettings(), connect=connect)
+    connection.start()
+    # The bound only limits a failure.
+    await asyncio.wait_for(connection.connected.wait(), timeout=5.0)
+    assert attempts == 2
+    assert broker.stops == 1
+    assert connection.last_error is None
