@@ -37,6 +37,9 @@ function query(filters: Filters, withStatus: boolean): URLSearchParams {
   return params;
 }
 
+const PAGE_SIZE = 25;
+const MAX_LIMIT = 200; // the API's largest `limit`
+
 export function TicketList({ session }: { session: Session }) {
   const [filters, setFilters] = useState<Filters>({ status: "active", priority: "", assignee: "", q: "", sort: "updated" });
   const [searchText, setSearchText] = useState("");
@@ -49,12 +52,15 @@ export function TicketList({ session }: { session: Session }) {
   // Loads overlap (a live event, a new search); only the newest may fill the page, or a slow
   // answer for the old filters would replace the search's results.
   const newestLoad = useRef(0);
+  // How many rows "Show more" has put on the page: a live reload keeps them all (up to the
+  // API's 200), so an update never takes the user back to the first 25.
+  const shown = useRef(PAGE_SIZE);
   const load = useCallback(async () => {
     const thisLoad = ++newestLoad.current;
     try {
       const params = query(filters, true);
       params.set("sort", filters.sort);
-      params.set("limit", "25");
+      params.set("limit", String(Math.min(MAX_LIMIT, shown.current)));
       const listed = (await call<TicketPage>("GET", `/api/v1/tickets?${params.toString()}`)).data;
       const counted = (await call<TicketCounts>("GET", `/api/v1/ticket-counts?${query(filters, false).toString()}`)).data;
       if (thisLoad !== newestLoad.current) return;
@@ -68,6 +74,7 @@ export function TicketList({ session }: { session: Session }) {
   }, [filters]);
 
   useEffect(() => {
+    shown.current = PAGE_SIZE; // new filters start at the top
     void load();
   }, [load]);
   useLive(useCallback(() => void load(), [load]));
@@ -76,12 +83,13 @@ export function TicketList({ session }: { session: Session }) {
     if (page?.next_cursor == null) return;
     const params = query(filters, true);
     params.set("sort", filters.sort);
-    params.set("limit", "25");
+    params.set("limit", String(PAGE_SIZE));
     params.set("cursor", page.next_cursor);
     try {
       const next = (await call<TicketPage>("GET", `/api/v1/tickets?${params.toString()}`)).data;
       setPage(next);
-      setItems((shown) => [...shown, ...next.items.filter((t) => !shown.some((s) => s.id === t.id))]);
+      shown.current += PAGE_SIZE;
+      setItems((before) => [...before, ...next.items.filter((t) => !before.some((s) => s.id === t.id))]);
     } catch (failure) {
       setError(errorText(failure));
     }

@@ -128,8 +128,7 @@ def test_more_tickets_come_page_by_page(
     page: Page, system: System, owner: Workspace, api: Api
 ) -> None:
     word = f"batch{uuid4().hex[:6]}"
-    for n in range(26):
-        api.post("/api/v1/tickets", {"subject": f"{word} {n}"})
+    tickets = [api.post("/api/v1/tickets", {"subject": f"{word} {n}"}) for n in range(26)]
     sign_in(page, system, owner)
     page.get_by_label("Search subjects").fill(word)
     page.keyboard.press("Enter")
@@ -139,6 +138,10 @@ def test_more_tickets_come_page_by_page(
     page.get_by_role("button", name="Show more tickets").click()
     expect(rows).to_have_count(26)
     expect(page.get_by_role("button", name="Show more tickets")).to_have_count(0)
+    # A live update keeps every row shown, not just the first page's.
+    api.patch_ticket(tickets[0], priority="critical")
+    expect(rows.filter(has_text="Critical")).to_have_count(1)
+    expect(rows).to_have_count(26)
 
 
 def test_status_priority_and_a_note_are_saved_and_shown_in_the_timeline(
