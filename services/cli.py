@@ -252,15 +252,21 @@ def _services_on_sqlite() -> dict[str, str]:
 
 
 def _replicas_need_postgresql(replicas: int, on_sqlite: dict[str, str]) -> str:
-    variables = ", ".join(f"{name.upper().replace('-', '_')}_DATABASE_URL" for name in on_sqlite)
+    variables = _listed([f"{name.upper().replace('-', '_')}_DATABASE_URL" for name in on_sqlite])
+    verb = "uses" if len(on_sqlite) == 1 else "use"
     return (
-        f"--replicas {replicas} needs PostgreSQL, and {', '.join(on_sqlite)} use(s) SQLite "
+        f"--replicas {replicas} needs PostgreSQL, and {_listed(list(on_sqlite))} {verb} SQLite "
         f"({', '.join(_redact(url) for url in on_sqlite.values())}). A SQLite file takes one "
         "writer process: a second process of the same service would queue on the file's write "
         "lock, and only PostgreSQL has the lock that lets one outbox relay publish at a time. "
         f"Set {variables} to postgresql+asyncpg://USER:PASSWORD@HOST/DATABASE (a database per "
         "service) and run `helpdesk migrate`, or run one replica (--replicas 1)."
     )
+
+
+def _listed(names: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
 
 
 def _processes(plan: SystemPlan) -> str:

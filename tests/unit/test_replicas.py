@@ -2,13 +2,14 @@
 addresses each gateway tries), its refusal on SQLite, and the gateway's failover to another
 replica when one refuses the connection."""
 
+from pathlib import Path
 from uuid import uuid4
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
-from services.cli import app
+from services.cli import _running_banner, app
 from services.gateway.settings import replica_addresses
 from services.gateway.upstream import Upstream
 from services.local_run import ReplicaPorts, SystemPlan
@@ -47,6 +48,13 @@ def test_replica_k_of_every_service_listens_on_the_first_ports_plus_100_per_repl
     assert processes["gateway-2"].env["GATEWAY_WIDGET_API_URL"] == "http://127.0.0.1:8203"
 
 
+def test_the_banner_lists_every_gateway_and_widget_address() -> None:
+    banner = _running_banner(SystemPlan().with_replicas(2), "development", Path("var/log"))
+
+    assert "dashboard API on http://127.0.0.1:8000, http://127.0.0.1:8100" in banner
+    assert "widget API on http://127.0.0.1:8103, http://127.0.0.1:8203" in banner
+
+
 def test_one_replica_keeps_the_service_names_and_single_addresses() -> None:
     plan = SystemPlan()
 
@@ -73,9 +81,9 @@ def test_replicas_on_sqlite_are_refused_with_what_to_set(monkeypatch: pytest.Mon
 
     assert result.exit_code == 2
     said = " ".join(result.output.split())
-    assert "--replicas 2 needs PostgreSQL, and activity-log, intake use(s) SQLite" in said
+    assert "--replicas 2 needs PostgreSQL, and activity-log and intake use SQLite" in said
     assert "A SQLite file takes one writer process" in said
-    assert "Set ACTIVITY_LOG_DATABASE_URL, INTAKE_DATABASE_URL to postgresql+asyncpg://" in said
+    assert "Set ACTIVITY_LOG_DATABASE_URL and INTAKE_DATABASE_URL to postgresql+asyncpg://" in said
     assert "TICKET_CORE_DATABASE_URL" not in said
 
 
