@@ -266,7 +266,12 @@ class RunningSystem:
 
     def start_service(self, name: str, *, ready_timeout: float = 60.0) -> None:
         """Start one process again (after `stop(name)`, or after it was killed) and wait until
-        it is ready; `name` as in `names_of`."""
+        it is ready; `name` as in `names_of`. Refused while that process still runs: a second
+        one would fail on its port, and the first would be left running with no one to stop
+        it."""
+        running = self.processes.get(name)
+        if running is not None and running.poll() is None:
+            raise RuntimeError(f"{name} is still running (pid {running.pid}); stop it first")
         self._stopped_on_purpose.discard(name)
         self._spawn(self._plans[name])
         self._wait_ready(self._plans[name], ready_timeout)

@@ -2,6 +2,8 @@
 addresses each gateway tries), its refusal on SQLite, and the gateway's failover to another
 replica when one refuses the connection."""
 
+import subprocess
+import sys
 from pathlib import Path
 from uuid import uuid4
 
@@ -12,7 +14,7 @@ from typer.testing import CliRunner
 from services.cli import _running_banner, app
 from services.gateway.settings import replica_addresses
 from services.gateway.upstream import Upstream
-from services.local_run import ReplicaPorts, SystemPlan
+from services.local_run import ReplicaPorts, RunningSystem, SystemPlan
 from shared.internal_auth import InternalTokenSigner
 from shared.problems import ProblemError
 
@@ -146,3 +148,16 @@ async def test_every_replica_refusing_is_upstream_unavailable() -> None:
     assert refused.value.problem.code == "upstream_unavailable"
     assert len(seen) == 2
     assert refused.value.problem.status == 503
+
+
+def test_a_process_still_running_is_not_started_twice(tmp_path: Path) -> None:
+    """A second process would fail on the first one's port and leave the first unstopped."""
+    system = RunningSystem(SystemPlan(), tmp_path)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    system.processes["ticket-core"] = sleeper
+    try:
+        with pytest.raises(RuntimeError, match="ticket-core is still running"):
+            system.start_service("ticket-core")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
