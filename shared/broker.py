@@ -27,6 +27,13 @@ What a failure means is decided by `classify_failure`:
   (`helpdesk dlq replay`, `shared.dead_letters`). Blocking a partition forever on a bug
   would stop every later event of the partition's subjects, most of them fine.
 
+A batch subscriber (`Subscriptions.on_batch`, FastStream's `batch=True`) applies what one poll
+returned in one transaction under the same rules, per message (`BatchConsumer`): a record that
+does not validate is dead-lettered alone; a dependency that is down is waited for and the whole
+batch retried; any other failure makes it apply the batch one message at a time, so that only
+the failing one is retried and dead-lettered; the offsets are marked processed only once every
+record of the batch is stored or dead-lettered.
+
 A wait for a dependency happens inside the handler, so the subscriber reads nothing meanwhile.
 aiokafka heartbeats in the background, so the group keeps the member; a member that has not
 polled for `max_poll_interval_ms` leaves the group, though, and it rejoins at its next poll.

@@ -15,10 +15,13 @@ knows; set the setting above the topics' retention if that is raised.
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import structlog
-from sqlalchemy import Column, MetaData, String, Table, delete, func, insert, select
+from sqlalchemy import Column, MetaData, String, Table, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.background import PeriodicTask
@@ -61,18 +64,25 @@ async def first_deliveries(
     session: AsyncSession, table: Table, consumer: str, message_ids: Iterable[UUID | str]
 ) -> set[str]:
     """Of `message_ids`, those `consumer` has never applied, now recorded as applied (each
-    once, however often it is given): one SELECT ... IN and one bulk INSERT per batch.
+    once, however often it is given): one bulk `INSERT ... ON CONFLICT DO NOTHING RETURNING`,
+    whose returned ids are the new ones.
 
-    The same guarantees as `first_delivery`, for a whole batch in one transaction.
+    The same guarantees as `first_delivery`, for a whole batch in one transaction; a replica
+    recording the same id concurrently waits for the other's commit (the primary key), and
+    then finds the id taken.
     """
     wanted = list(dict.fromkeys(str(message_id) for message_id in message_ids))
-    seen = await delivered(session, table, consumer, wanted)
-    fresh = [message_id for message_id in wanted if message_id not in seen]
-    if fresh:
-        await session.execute(
-            insert(table), [{"consumer": consumer, "message_id": m} for m in fresh]
-        )
-    return set(fresh)
+    if not wanted:
+        return set()
+    rows = [{"consumer": consumer, "message_id": message_id} for message_id in wanted]
+    statement = _insert_new_only(session, table).returning(table.c.message_id)
+    return set((await session.scalars(statement, rows)).all())
+
+
+def _insert_new_only(session: AsyncSession, table: Table) -> Any:
+    dialect = session.bind.dialect.name if session.bind is not None else ""
+    insert_of = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return insert_of(table).on_conflict_do_nothing(index_elements=["consumer", "message_id"])
 
 
 async def delivered(
