@@ -9,14 +9,17 @@ entry rows (prepared beforehand, so only the driver and the database are measure
 transactions of `BATCH_MAX_RECORDS` rows with the driver's executemany, the values already
 converted to what the driver takes. The rebuild replays a
 dedicated copy topic (same partitions) into a fresh database through the rebuild command's
-code. RSS is this process's (it holds the backlog too), sampled while each run goes.
+code. Each activity-log replica runs in a process of its own, as deployed, and reports its
+peak RSS; the rebuild's RSS is this process's (which holds the backlog too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -26,10 +29,12 @@ from uuid import uuid4
 
 import aiosqlite
 import asyncpg  # type: ignore[import-untyped]
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.activity_log.bootstrap import MIGRATIONS_DIR
 from services.activity_log.bootstrap import bootstrap as bootstrap_activity_log
@@ -40,6 +45,7 @@ from services.activity_log.store import tables
 from shared.broker import BATCH_MAX_RECORDS, stop_broker
 from shared.contracts.envelope import Actor, EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS, Topic
+from shared.db import create_engine
 from shared.kafka_admin import ensure_topics
 from shared.migrations import upgrade_to_head
 from tests.benchmarks.pipeline import postgres_database
@@ -156,16 +162,16 @@ async def run(*, events: int, rebuild_events: int) -> None:
             )
         for kind, replicas in runs:
             url = await fresh_database(kind, f"al{replicas}")
-            async with RssPeak() as rss:
-                rate = await _replicas(
-                    bootstrap, url, groups[(kind, replicas)], replicas, len(entry_rows)
-                )
+            rate, peaks = await _replicas(
+                bootstrap, url, groups[(kind, replicas)], replicas, len(entry_rows)
+            )
             baseline = raw_insert[kind]
             meets = rate >= CONSUME_TARGET_PER_SECOND and rate >= baseline / 2
             rows.append(
-                f"| activity-log, {replicas} replica(s), {kind} | {rate:,.0f}/s "
+                f"| activity-log, {replicas} replica process(es), {kind} | {rate:,.0f}/s "
                 f"| raw insert {baseline:,.0f}/s: x{rate / baseline:.2f}; raw consume "
-                f"x{rate / raw:.3f} | {'yes' if meets else '**no**'} | {rss.peak:.0f} MB |"
+                f"x{rate / raw:.3f} | {'yes' if meets else '**no**'} "
+                f"| {', '.join(f'{peak:.0f}' for peak in peaks)} MB (each process) |"
             )
         del entry_rows
         print(f"rebuild: publishing {rebuild_events} events to a copy topic", flush=True)
@@ -302,37 +308,81 @@ async def _raw(bootstrap: str, group: str, count: int) -> float:
     return count / (time.perf_counter() - began)
 
 
-async def _replicas(bootstrap: str, url: str, group: str, replicas: int, count: int) -> float:
+async def _replicas(
+    bootstrap: str, url: str, group: str, replicas: int, count: int
+) -> tuple[float, list[float]]:
     """Events stored per second, from the first stored entry (the group has joined) to the
-    last."""
+    last, by `replicas` activity-log processes (as deployed: each its own process); and each
+    process's peak RSS in MB."""
     await upgrade_to_head(MIGRATIONS_DIR, url)
-    services = [
-        bootstrap_activity_log(
-            ActivityLogSettings(
-                database_url=url, kafka_bootstrap_servers=bootstrap, consumer_group=group
-            )
+    print(f"  {replicas} replica process(es) on {url.split(':')[0]} ...", flush=True)
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import sys; from tests.benchmarks.activity import replica_process; "
+            "replica_process(*sys.argv[1:])",
+            url,
+            bootstrap,
+            group,
+            str(count),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         for _ in range(replicas)
     ]
-    print(f"  {replicas} replica(s) on {url.split(':')[0]} ...", flush=True)
-    for service in services:
-        await service.broker.start()
-
-    async def stored() -> int:
-        async with services[0].engine.connect() as connection:
-            return int(
-                await connection.scalar(select(func.count()).select_from(tables.activity_entries))
-                or 0
-            )
-
+    engine = create_engine(url, read_only=True)
     try:
-        first, began = await _when(stored, lambda n: n > 0)
-        last, ended = await _when(stored, lambda n: n >= count)
+        first, began = await _when(lambda: _stored(engine), lambda n: n > 0)
+        last, ended = await _when(lambda: _stored(engine), lambda n: n >= count)
     finally:
-        for service in services:
-            await stop_broker(service.broker)
-            await service.engine.dispose()
-    return (last - first) / (ended - began)
+        await engine.dispose()
+        outputs = [(await process.communicate())[0].decode() for process in processes]
+    peaks = [
+        float(line.split("=", 1)[1])
+        for output in outputs
+        for line in output.splitlines()
+        if line.startswith(RSS_LINE)
+    ]
+    return (last - first) / (ended - began), peaks
+
+
+RSS_LINE = "replica_peak_rss_mb="
+
+
+def replica_process(url: str, bootstrap: str, group: str, count: str) -> None:
+    """One activity-log replica (a child process of the benchmark): consumes until the
+    database holds `count` entries, then stops and prints its peak RSS."""
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("faststream").setLevel(logging.WARNING)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    asyncio.run(_serve_until(url, bootstrap, group, int(count)))
+
+
+async def _serve_until(url: str, bootstrap: str, group: str, count: int) -> None:
+    service = bootstrap_activity_log(
+        ActivityLogSettings(
+            database_url=url, kafka_bootstrap_servers=bootstrap, consumer_group=group
+        )
+    )
+    await service.broker.start()
+    peak = rss_mb()
+    try:
+        while await _stored(service.read_engine) < count:
+            peak = max(peak, rss_mb())
+            await asyncio.sleep(0.05)
+    finally:
+        await stop_broker(service.broker)
+        await service.engine.dispose()
+        await service.read_engine.dispose()
+    print(f"{RSS_LINE}{peak:.1f}", flush=True)
+
+
+async def _stored(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int(
+            await connection.scalar(select(func.count()).select_from(tables.activity_entries)) or 0
+        )
 
 
 async def _when(
@@ -342,4 +392,4 @@ async def _when(
         value = await read()
         if done(value):
             return value, time.perf_counter()
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)

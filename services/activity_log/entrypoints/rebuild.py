@@ -6,6 +6,8 @@ the live consumer, so the rebuilt history equals the live one entry for entry: i
 up to `REBUILD_BATCH_EVENTS` events, one transaction each.
 """
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -91,26 +93,42 @@ async def _replay(
         ends = await consumer.end_offsets(partitions)
         total = sum(ends[tp] - starts[tp] for tp in partitions)
         remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
-        while remaining:
-            fetched = await consumer.getmany(
-                *remaining, timeout_ms=1000, max_records=REBUILD_BATCH_EVENTS
-            )
-            events = []
-            for tp, records in fetched.items():
-                for record in records:
-                    if record.offset >= ends[tp]:
-                        continue
-                    report.read += 1
-                    try:
-                        events.append(EventEnvelope.model_validate_json(record.value))
-                    except ValidationError:
-                        report.skipped_invalid += 1  # the live consumer dead-lettered it too
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-            # One transaction per fetch: a partition holds whole tickets and its records
-            # come in order, so each ticket's events still go in order.
-            report.applied += await handlers.record_events(new_uow(), events)
-            progress(report, total)
+        # The store writes one batch while the next is read and validated (the database
+        # works in its own process or thread meanwhile); a batch starts only once the one
+        # before it is committed, so the order holds.
+        storing: asyncio.Task[int] | None = None
+        try:
+            while remaining:
+                fetched = await consumer.getmany(
+                    *remaining, timeout_ms=1000, max_records=REBUILD_BATCH_EVENTS
+                )
+                events = []
+                for tp, records in fetched.items():
+                    for record in records:
+                        if record.offset >= ends[tp]:
+                            continue
+                        report.read += 1
+                        try:
+                            events.append(EventEnvelope.model_validate_json(record.value))
+                        except ValidationError:
+                            report.skipped_invalid += 1  # the live consumer dead-lettered it
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+                if storing is not None:
+                    report.applied += await storing
+                    progress(report, total)
+                # One transaction per fetch: a partition holds whole tickets and its records
+                # come in order, so each ticket's events still go in order.
+                storing = asyncio.create_task(handlers.record_events(new_uow(), events))
+            if storing is not None:
+                report.applied += await storing
+                storing = None
+                progress(report, total)
+        finally:
+            if storing is not None and not storing.done():
+                storing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await storing
     finally:
         await consumer.stop()
     return report
