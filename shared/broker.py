@@ -27,6 +27,13 @@ What a failure means is decided by `classify_failure`:
   (`helpdesk dlq replay`, `shared.dead_letters`). Blocking a partition forever on a bug
   would stop every later event of the partition's subjects, most of them fine.
 
+A batch subscriber (`Subscriptions.on_batch`, FastStream's `batch=True`) applies what one poll
+returned in one transaction under the same rules, per message (`BatchConsumer`): a record that
+does not validate is dead-lettered alone; a dependency that is down is waited for and the whole
+batch retried; any other failure makes it apply the batch one message at a time, so that only
+the failing one is retried and dead-lettered; the offsets are marked processed only once every
+record of the batch is stored or dead-lettered.
+
 A wait for a dependency happens inside the handler, so the subscriber reads nothing meanwhile.
 aiokafka heartbeats in the background, so the group keeps the member; a member that has not
 polled for `max_poll_interval_ms` leaves the group, though, and it rejoins at its next poll.
@@ -42,11 +49,12 @@ import asyncio
 import logging
 import random
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
 import asyncpg  # type: ignore[import-untyped]
@@ -61,9 +69,10 @@ from aiokafka.errors import (
 )
 from faststream import AckPolicy, BaseMiddleware, ContextRepo
 from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 from faststream.types import AsyncFuncAny
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import exc as sql_errors
 
 from shared.contracts.topics import Topic
@@ -208,9 +217,14 @@ class OffsetCommitter:
         closes, instead of a moment later when the consumer may be gone."""
 
     async def mark_processed(self, consumer: Any, record: Any) -> None:
+        await self.mark_all_processed(consumer, (record,))
+
+    async def mark_all_processed(self, consumer: Any, records: Iterable[Any]) -> None:
         _, offsets = self._pending.setdefault(id(consumer), (consumer, {}))
-        # Kafka's committed offset is the next one to read.
-        offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        for record in records:
+            # Kafka's committed offset is the next one to read.
+            partition = TopicPartition(record.topic, record.partition)
+            offsets[partition] = max(offsets.get(partition, 0), record.offset + 1)
         if self.stopping:
             await self.flush()
         elif self._flush_task is None or self._flush_task.done():
@@ -302,6 +316,14 @@ async def stop_broker(broker: KafkaBroker) -> None:
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[None]])
 
 
+# A batch subscriber takes at most this many records per poll, applied in one transaction (on
+# SQLite, the write lock is held that long: ~1,000 entries take a few tens of milliseconds).
+BATCH_MAX_RECORDS = 1000
+# When nothing is waiting, how long a batch subscriber's poll waits for a first record (it
+# returns as soon as one arrives), and then pauses before the next poll (FastStream's).
+BATCH_POLL_TIMEOUT_MS = 50
+
+
 @dataclass(frozen=True, slots=True)
 class Subscriptions:
     """How every service declares its subscribers: each a consumer group that commits only
@@ -331,6 +353,48 @@ class Subscriptions:
 
         return declare
 
+    def on_batch(
+        self,
+        topic: Topic,
+        description: str,
+        model: type[Model],
+        *,
+        max_records: int = BATCH_MAX_RECORDS,
+    ) -> Callable[[BatchHandler[Model]], BatchHandler[Model]]:
+        """Like `on`, for a handler that stores a whole batch of `model` messages (up to
+        `max_records`, what one poll returned) in one transaction; see `BatchConsumer`."""
+        group_id = f"{self.group_id}.{topic.name}" if self.group_per_topic else self.group_id
+        committer = _committers[self.broker]
+
+        def declare(handler: BatchHandler[Model]) -> BatchHandler[Model]:
+            consume = BatchConsumer(model, handler, FailurePolicy(self.broker), committer)
+
+            async def on_batch(message: KafkaMessage) -> None:
+                await consume(message.consumer, message.raw_message)
+
+            self.broker.subscriber(
+                topic.name,
+                batch=True,
+                max_records=max_records,
+                batch_timeout_ms=BATCH_POLL_TIMEOUT_MS,
+                # The batch consumer validates each message itself (a bad one must not fail
+                # the others); FastStream's own JSON decoding would only be thrown away.
+                decoder=_undecoded,
+                group_id=group_id,
+                ack_policy=AckPolicy.MANUAL,
+                auto_offset_reset="earliest",
+                max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+                title=f"{self.service}:{handler.__name__}",
+                description=description,
+            )(on_batch)
+            return handler
+
+        return declare
+
+
+async def _undecoded(msg: StreamMessage[Any]) -> Any:
+    return None
+
 
 def _reliable_consume_middleware_for(
     broker: KafkaBroker, committer: OffsetCommitter
@@ -341,50 +405,31 @@ def _reliable_consume_middleware_for(
     return build
 
 
-class ReliableConsumeMiddleware(BaseMiddleware):
-    """Runs the handler; waits out a dependency that is down, parks a message that can never
-    be processed on `<topic>.dlq`, and marks the offset processed only after one of the two."""
+class FailurePolicy:
+    """What every consumer does when applying a message fails (`classify_failure`): wait out a
+    dependency that is down with its partitions paused, retry an unexpected failure a few
+    times, dead-letter what can never be processed. One for single messages and batches."""
 
-    def __init__(
-        self,
-        msg: Any,
-        /,
-        *,
-        context: ContextRepo,
-        broker: KafkaBroker,
-        committer: OffsetCommitter,
-    ) -> None:
-        super().__init__(msg, context=context)
+    def __init__(self, broker: KafkaBroker) -> None:
         self._broker = broker
-        self._committer = committer
 
-    async def consume_scope(self, call_next: AsyncFuncAny, msg: StreamMessage[Any]) -> Any:
-        try:
-            result = await self._process_or_dead_letter(call_next, msg)
-        except Exception:
-            # Neither processed nor dead-lettered (only a failure of the dead-letter topic
-            # that is not a broker outage gets here): read it again rather than skip it.
-            await msg.nack()
-            raise
-        await self._committer.mark_processed(msg.consumer, msg.raw_message)  # type: ignore[attr-defined]
-        return result
-
-    async def _process_or_dead_letter(
-        self, call_next: AsyncFuncAny, msg: StreamMessage[Any]
+    async def process_or_dead_letter(
+        self, attempt: Callable[[], Awaitable[Any]], consumer: Any, record: Any
     ) -> Any:
+        """`attempt()`'s result once it succeeds, or None once `record` is dead-lettered."""
         waits = 0
         unexpected = 0
-        paused: TopicPartition | None = None
+        paused: list[TopicPartition] = []
         try:
             while True:
                 try:
-                    return await call_next(msg)
+                    return await attempt()
                 except Exception as error:
                     kind, dependency = classify_failure(error)
                     if kind is FailureKind.DEPENDENCY_DOWN:
                         waits += 1
-                        paused = paused or self._pause(msg)
-                        await self._wait_for(dependency or "dependency", error, waits, msg)
+                        paused = paused or _pause(consumer, [record])
+                        await self.wait_for(dependency or "dependency", error, waits, record)
                         continue
                     if kind is FailureKind.UNEXPECTED and unexpected < len(RETRY_DELAYS_SECONDS):
                         delay = RETRY_DELAYS_SECONDS[unexpected]
@@ -394,18 +439,40 @@ class ReliableConsumeMiddleware(BaseMiddleware):
                             attempt=unexpected,
                             retry_in_seconds=delay,
                             error=_describe(error),
-                            **_position(msg),
+                            **_position(record),
                         )
                         await asyncio.sleep(delay)
                         continue
-                    await self._dead_letter_until_stored(msg, error, kind)
+                    await self.dead_letter_until_stored(record, error, kind)
                     return None
         finally:
-            if paused is not None:
-                self._resume(msg, paused)
+            _resume(consumer, paused)
 
-    async def _wait_for(
-        self, dependency: str, error: BaseException, attempt: int, msg: StreamMessage[Any]
+    async def apply_whole(
+        self, attempt: Callable[[], Awaitable[Any]], consumer: Any, records: Sequence[Any]
+    ) -> BaseException | None:
+        """Run `attempt()` (a whole batch, all or nothing) until it succeeds, waiting out a
+        dependency that is down; None then. Any other failure is returned at once: the caller
+        takes the batch one message at a time, so that only the bad one is dead-lettered."""
+        waits = 0
+        paused: list[TopicPartition] = []
+        try:
+            while True:
+                try:
+                    await attempt()
+                    return None
+                except Exception as error:
+                    kind, dependency = classify_failure(error)
+                    if kind is not FailureKind.DEPENDENCY_DOWN:
+                        return error
+                    waits += 1
+                    paused = paused or _pause(consumer, records)
+                    await self.wait_for(dependency or "dependency", error, waits, records[0])
+        finally:
+            _resume(consumer, paused)
+
+    async def wait_for(
+        self, dependency: str, error: BaseException, attempt: int, record: Any
     ) -> None:
         delay = dependency_backoff_seconds(attempt)
         log.warning(
@@ -414,32 +481,29 @@ class ReliableConsumeMiddleware(BaseMiddleware):
             attempt=attempt,
             retry_in_seconds=round(delay, 2),
             error=_describe(error, limit=300),
-            **_position(msg),
+            **_position(record),
         )
         await asyncio.sleep(delay)
 
-    async def _dead_letter_until_stored(
-        self, msg: StreamMessage[Any], error: BaseException, kind: FailureKind
+    async def dead_letter_until_stored(
+        self, record: Any, error: BaseException, kind: FailureKind
     ) -> None:
         """Publish the dead letter, waiting for the broker for as long as it is away."""
         attempt = 0
         while True:
             try:
-                await self._dead_letter(msg, error, kind)
+                await self._dead_letter(record, error, kind)
                 return
             except Exception as publish_error:
                 failure, dependency = classify_failure(publish_error)
                 if failure is not FailureKind.DEPENDENCY_DOWN:
                     raise
                 attempt += 1
-                await self._wait_for(dependency or "broker", publish_error, attempt, msg)
+                await self.wait_for(dependency or "broker", publish_error, attempt, record)
 
-    async def _dead_letter(
-        self, msg: StreamMessage[Any], error: BaseException, kind: FailureKind
-    ) -> None:
-        record = msg.raw_message
+    async def _dead_letter(self, record: Any, error: BaseException, kind: FailureKind) -> None:
         reason = _describe(error)
-        log.error("message_dead_lettered", kind=kind.value, reason=reason, **_position(msg))
+        log.error("message_dead_lettered", kind=kind.value, reason=reason, **_position(record))
         headers = {key: value.decode(errors="replace") for key, value in record.headers or ()}
         headers.update(
             {
@@ -461,26 +525,127 @@ class ReliableConsumeMiddleware(BaseMiddleware):
             headers[VALUE_DROPPED_HEADER] = "too large with the dead-letter headers"
             await self._broker.publish(b"", target, key=record.key, headers=headers)
 
-    def _pause(self, msg: StreamMessage[Any]) -> TopicPartition | None:
-        # Nothing more is fetched for the partition while its message waits; the position
-        # stays, so the fetch resumes right after this message.
-        record = msg.raw_message
-        partition = TopicPartition(record.topic, record.partition)
+
+def _pause(consumer: Any, records: Iterable[Any]) -> list[TopicPartition]:
+    # Nothing more is fetched for the partitions while their messages wait; the positions
+    # stay, so the fetch resumes right after them.
+    partitions = list(dict.fromkeys(TopicPartition(r.topic, r.partition) for r in records))
+    try:
+        consumer.pause(*partitions)
+    except Exception:  # no longer assigned to this member: nothing to pause
+        return []
+    return partitions
+
+
+def _resume(consumer: Any, partitions: list[TopicPartition]) -> None:
+    if not partitions:
+        return
+    try:
+        consumer.resume(*partitions)
+    except Exception as error:  # revoked meanwhile: its new owner reads it
+        log.debug("partition_resume_skipped", error=repr(error))
+
+
+class ReliableConsumeMiddleware(BaseMiddleware):
+    """Runs the handler; waits out a dependency that is down, parks a message that can never
+    be processed on `<topic>.dlq`, and marks the offset processed only after one of the two.
+    A batch (`Subscriptions.on_batch`) does the same per batch in `BatchConsumer`."""
+
+    def __init__(
+        self,
+        msg: Any,
+        /,
+        *,
+        context: ContextRepo,
+        broker: KafkaBroker,
+        committer: OffsetCommitter,
+    ) -> None:
+        super().__init__(msg, context=context)
+        self._policy = FailurePolicy(broker)
+        self._committer = committer
+
+    async def consume_scope(self, call_next: AsyncFuncAny, msg: StreamMessage[Any]) -> Any:
+        batch = isinstance(msg.raw_message, tuple)
         try:
-            msg.consumer.pause(partition)  # type: ignore[attr-defined]
-        except Exception:  # no longer assigned to this member: nothing to pause
-            return None
-        return partition
+            if batch:
+                return await call_next(msg)  # BatchConsumer: stores, then marks processed
+            result = await self._policy.process_or_dead_letter(
+                lambda: call_next(msg),
+                msg.consumer,  # type: ignore[attr-defined]
+                msg.raw_message,
+            )
+        except Exception:
+            # Neither processed nor dead-lettered (only a failure of the dead-letter topic
+            # that is not a broker outage gets here): read it again rather than skip it. For
+            # a batch, each partition goes back to its first record of the batch; what the
+            # batch stored already is dropped by the inbox when it comes again.
+            await msg.nack()
+            raise
+        # The effect is stored (or the message dead-lettered): only now may it be committed.
+        await self._committer.mark_processed(msg.consumer, msg.raw_message)  # type: ignore[attr-defined]
+        return result
 
-    def _resume(self, msg: StreamMessage[Any], partition: TopicPartition) -> None:
-        try:
-            msg.consumer.resume(partition)  # type: ignore[attr-defined]
-        except Exception as error:  # revoked meanwhile: its new owner reads it
-            log.debug("partition_resume_skipped", error=repr(error))
+
+Model = TypeVar("Model", bound=BaseModel)
+BatchHandler = Callable[[list[Model]], Awaitable[None]]
 
 
-def _position(msg: StreamMessage[Any]) -> dict[str, Any]:
-    record = msg.raw_message
+class BatchConsumer(Generic[Model]):
+    """Applies what one poll returned as one batch: `handler` gets every valid message of it
+    (each partition's in offset order) and stores them all in one transaction, or raises
+    having stored none.
+
+    The guarantees of the single-message path, per message: a message that does not validate
+    is dead-lettered at once; a dependency that is down is waited for, the whole batch retried;
+    any other failure of the batch makes it go through `handler` one message at a time with the
+    single-message policy, so that only the message that fails is retried and dead-lettered
+    and the others are stored. Offsets are marked processed only after all of that.
+    """
+
+    def __init__(
+        self,
+        model: type[Model],
+        handler: BatchHandler[Model],
+        policy: FailurePolicy,
+        committer: OffsetCommitter,
+    ) -> None:
+        self._model = model
+        self._handler = handler
+        self._policy = policy
+        self._committer = committer
+
+    async def __call__(self, consumer: Any, records: Sequence[Any]) -> None:
+        valid: list[tuple[Model, Any]] = []
+        for record in records:
+            try:
+                valid.append((self._model.model_validate_json(record.value or b""), record))
+            except ValueError as error:  # ValidationError; never retried
+                await self._policy.dead_letter_until_stored(record, error, FailureKind.POISON)
+        if valid:
+            await self._apply(consumer, valid)
+        # Every record is stored or dead-lettered: only now may the offsets be committed.
+        await self._committer.mark_all_processed(consumer, records)
+
+    async def _apply(self, consumer: Any, valid: list[tuple[Model, Any]]) -> None:
+        messages = [message for message, _ in valid]
+        failure = await self._policy.apply_whole(
+            lambda: self._handler(messages), consumer, [record for _, record in valid]
+        )
+        if failure is None:
+            return
+        log.warning(
+            "batch_failed_applying_one_at_a_time",
+            messages=len(valid),
+            error=_describe(failure),
+            **_position(valid[0][1]),
+        )
+        for message, record in valid:
+            await self._policy.process_or_dead_letter(
+                partial(self._handler, [message]), consumer, record
+            )
+
+
+def _position(record: Any) -> dict[str, Any]:
     return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
 
 

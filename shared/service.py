@@ -6,15 +6,17 @@ A service's bootstrap subclasses `ServiceParts`, names itself, and adds only wha
 """
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import ClassVar, Generic, Self, TypeVar
 
 from faststream.kafka import KafkaBroker
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.background import BrokerConnection
+from shared.background import BrokerConnection, PeriodicTask
 from shared.broker import create_broker
 from shared.db import create_engine, create_read_engine, create_session_factory
+from shared.inbox import inbox_pruner
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 
@@ -49,6 +51,12 @@ class ServiceParts(Generic[SettingsT]):
             read_session_factory=create_session_factory(read_engine),
             broker=broker,
             broker_connection=BrokerConnection(broker, settings),
+        )
+
+    def inbox_pruner_for(self, inbox: Table) -> PeriodicTask:
+        """Forgets the ids in `inbox` older than the de-duplication horizon, hourly."""
+        return inbox_pruner(
+            self.session_factory, inbox, timedelta(hours=self.settings.inbox_retention_hours)
         )
 
     def outbox_relay(self, outbox: Table) -> OutboxRelay:

@@ -145,6 +145,13 @@ class ServiceSettings(SystemSettings):
         "them (`<PREFIX>_MAX_BODY_BYTES`).",
     )
     outbox_poll_interval_seconds: float = 0.2
+    inbox_retention_hours: float = Field(
+        default=14 * 24,
+        gt=0,
+        description="How long the inbox remembers a consumed message's id, and so drops a "
+        "redelivery of it (`<PREFIX>_INBOX_RETENTION_HOURS`); keep it above the topics' "
+        "retention (Kafka's `log.retention.hours`, 7 days by default). See shared/inbox.py.",
+    )
 
 
 def secret_problems(settings: SystemSettings) -> list[str]:

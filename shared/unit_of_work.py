@@ -7,7 +7,7 @@ A service subclasses it, names its outbox and inbox tables, and builds its repos
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import ClassVar, Self
@@ -17,7 +17,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts.envelope import EventEnvelope
-from shared.inbox import first_delivery, was_delivered
+from shared.inbox import delivered, first_deliveries, first_delivery, was_delivered
 from shared.outbox import outbox_row
 
 
@@ -67,6 +67,16 @@ class SqlUnitOfWork:
         """Record a consumed message; False when this consumer already applied it."""
         assert self.inbox_table is not None, "this service keeps no inbox"
         return await first_delivery(self._session, self.inbox_table, consumer, message_id)
+
+    async def first_deliveries(self, consumer: str, message_ids: Iterable[UUID | str]) -> set[str]:
+        """Record a batch of consumed messages; the ids this consumer had not applied yet."""
+        assert self.inbox_table is not None, "this service keeps no inbox"
+        return await first_deliveries(self._session, self.inbox_table, consumer, message_ids)
+
+    async def delivered(self, consumer: str, message_ids: Iterable[UUID | str]) -> set[str]:
+        """Which of the messages this consumer has applied (read only)."""
+        assert self.inbox_table is not None, "this service keeps no inbox"
+        return await delivered(self._session, self.inbox_table, consumer, message_ids)
 
     async def was_delivered(self, consumer: str, message_id: UUID | str) -> bool:
         """Whether this consumer has applied the message (read only)."""

@@ -29,9 +29,11 @@ class Intake(ServiceParts[IntakeSettings]):
     expirer: PeriodicTask = field(init=False)
     guard: WidgetGuard = field(init=False)
     refusal_flusher: PeriodicTask = field(init=False)
+    inbox_pruner: PeriodicTask = field(init=False)
 
     def __post_init__(self) -> None:
         self.relay = self.outbox_relay(tables.outbox)
+        self.inbox_pruner = self.inbox_pruner_for(tables.inbox)
         self.limits = _limits(self.settings)
         self.guard = _guard(self.settings)
         self.refusal_flusher = refusal_flusher(

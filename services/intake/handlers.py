@@ -5,7 +5,7 @@ diagnostics. Each loads what it needs, lets the domain decide, and saves."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -217,15 +217,24 @@ async def request_status(
 
 
 async def record_command_result(uow: UnitOfWork, message: EventEnvelope) -> None:
-    result = CommandResult.model_validate(message.data)
+    await record_command_results(uow, [message])
+
+
+async def record_command_results(uow: UnitOfWork, messages: Sequence[EventEnvelope]) -> None:
+    """Record a batch of ticket-core's answers in one transaction, each once (the inbox
+    drops redeliveries, also a second copy within the batch)."""
+    results = [(message, CommandResult.model_validate(message.data)) for message in messages]
     async with uow:
-        if not await uow.first_delivery(RESULTS_CONSUMER, message.id):
-            return
-        # None: another intake deployment's command, or not a widget request.
-        if (ticket_request := await uow.requests.by_command(result.command_id)) is not None:
-            ticket_request.take_result(result, _now())
-            await uow.requests.save(ticket_request)
-            await _link_ticket(uow, ticket_request, result)
+        fresh = await uow.first_deliveries(RESULTS_CONSUMER, [m.id for m, _ in results])
+        for message, result in results:
+            if str(message.id) not in fresh:
+                continue
+            fresh.discard(str(message.id))
+            # None: another intake deployment's command, or not a widget request.
+            if (ticket_request := await uow.requests.by_command(result.command_id)) is not None:
+                ticket_request.take_result(result, _now())
+                await uow.requests.save(ticket_request)
+                await _link_ticket(uow, ticket_request, result)
         await uow.commit()
 
 

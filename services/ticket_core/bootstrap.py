@@ -23,9 +23,11 @@ class TicketCore(ServiceParts[TicketCoreSettings]):
     name: ClassVar[str] = SERVICE_NAME
     relay: OutboxRelay = field(init=False)
     auto_closer: PeriodicTask = field(init=False)
+    inbox_pruner: PeriodicTask = field(init=False)
 
     def __post_init__(self) -> None:
         self.relay = self.outbox_relay(tables.outbox)
+        self.inbox_pruner = self.inbox_pruner_for(tables.inbox)
         self.auto_closer = auto_closer(self.unit_of_work, self.settings.auto_close_interval_seconds)
         register_consumers(self.broker, self.unit_of_work, group_id=self.settings.consumer_group)
 

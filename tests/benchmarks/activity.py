@@ -1,37 +1,61 @@
-"""activity-log's consume rate (one and two replicas in one group) beside a raw aiokafka
-consumer reading the same messages, and the time to rebuild the log from 100,000 events.
+"""activity-log's consume rate (one and two replicas in one group) on SQLite and PostgreSQL,
+each beside a raw bulk insert of the same entry rows through the same driver into the same
+kind of database in the same run; a raw aiokafka consumer reading the same messages; and the
+rebuild rate, against its target (1,000,000 events in 2 minutes).
 
 All consumers read the same backlog of `--events` events published to `ticket.events.v1`
-just before; each replica run stores into a fresh database. The rebuild replays a dedicated
-copy topic (same partitions) into a fresh database through the rebuild command's code.
+just before; each replica run stores into a fresh database. The raw insert writes the backlog's
+entry rows (prepared beforehand, so only the driver and the database are measured) in
+transactions of `BATCH_MAX_RECORDS` rows with the driver's executemany, the values already
+converted to what the driver takes. The rebuild replays a
+dedicated copy topic (same partitions) into a fresh database through the rebuild command's
+code. Each activity-log replica runs in a process of its own, as deployed, and reports its
+peak RSS; the rebuild's RSS is this process's (which holds the backlog too).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
+import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import fields
+from typing import Any
 from uuid import uuid4
 
+import aiosqlite
+import asyncpg  # type: ignore[import-untyped]
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.activity_log.bootstrap import MIGRATIONS_DIR
 from services.activity_log.bootstrap import bootstrap as bootstrap_activity_log
+from services.activity_log.domain.entries import ActivityEntry
 from services.activity_log.entrypoints.rebuild import RebuildReport, rebuild
 from services.activity_log.settings import ActivityLogSettings
 from services.activity_log.store import tables
-from shared.broker import stop_broker
+from shared.broker import BATCH_MAX_RECORDS, stop_broker
 from shared.contracts.envelope import Actor, EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS, Topic
+from shared.db import create_engine
 from shared.kafka_admin import ensure_topics
 from shared.migrations import upgrade_to_head
 from tests.benchmarks.pipeline import postgres_database
 from tests.support.kafka_reader import start_group_at_end
 
 PER_TICKET = 10
+CONSUME_TARGET_PER_SECOND = 10_000
+REBUILD_TARGET_EVENTS = 1_000_000
+REBUILD_TARGET_SECONDS = 120.0
+ENTRY_COLUMNS = [column.name for column in tables.activity_entries.columns]
 
 
 def _events(count: int) -> list[EventEnvelope]:
@@ -53,16 +77,49 @@ def _events(count: int) -> list[EventEnvelope]:
 
 
 async def _publish(bootstrap: str, topic: str, events: list[EventEnvelope]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5
+    )
     await producer.start()
     try:
+        pending = []
         for i, event in enumerate(events, 1):
-            await producer.send(topic, event.model_dump_json().encode(), key=event.subject.encode())
-            if i % 20_000 == 0:
+            value = event.model_dump_json().encode()
+            pending.append(await producer.send(topic, value, key=event.subject.encode()))
+            if i % 100_000 == 0:
                 print(f"  published {i}/{len(events)}", flush=True)
         await producer.flush()
+        await asyncio.gather(*pending)
     finally:
         await producer.stop()
+
+
+def rss_mb() -> float:
+    """This process's resident set size now, in MB (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1_000_000
+
+
+class RssPeak:
+    """The highest RSS seen while the block runs (sampled every 50 ms)."""
+
+    def __init__(self) -> None:
+        self.peak = rss_mb()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, rss_mb())
+            await asyncio.sleep(0.05)
+
+    async def __aenter__(self) -> RssPeak:
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        self.peak = max(self.peak, rss_mb())
 
 
 async def run(*, events: int, rebuild_events: int) -> None:
@@ -79,22 +136,44 @@ async def run(*, events: int, rebuild_events: int) -> None:
     backlog = _events(events)
     print(f"activity-log: publishing {len(backlog)} events", flush=True)
     await _publish(bootstrap, TICKET_EVENTS.name, backlog)
-    raw = await _raw(bootstrap, raw_group, len(backlog))
-    rows = [f"| raw aiokafka consume | {raw:,.0f}/s | x1.00 | |"]
+    entry_rows = [_row(ActivityEntry.from_event(event)) for event in backlog]
+    del backlog
+    raw = await _raw(bootstrap, raw_group, len(entry_rows))
+    rows = [f"| raw aiokafka consume | {raw:,.0f}/s | | | {rss_mb():.0f} MB |"]
     with tempfile.TemporaryDirectory() as tmp:
 
         async def fresh_database(kind: str, name: str) -> str:
             if kind == "postgres" and admin:
                 return await postgres_database(admin, f"bench_{name}")
-            return f"sqlite+aiosqlite:///{tmp}/{name}.db"
+            return f"sqlite+aiosqlite:///{tmp}/{name}-{uuid4().hex[:6]}.db"
 
+        raw_insert: dict[str, float] = {}
+        for kind in kinds:
+            url = await fresh_database(kind, "raw")
+            await upgrade_to_head(MIGRATIONS_DIR, url)
+            if kind == "sqlite":
+                work = _raw_insert_sqlite(url, _sqlite_values(entry_rows))
+            else:
+                work = _raw_insert_postgres(url, _postgres_values(entry_rows))
+            raw_insert[kind] = await _timed_rate(len(entry_rows), work)
+            rows.append(
+                f"| raw bulk insert of the entry rows, {kind} | {raw_insert[kind]:,.0f}/s "
+                f"| | | {rss_mb():.0f} MB |"
+            )
         for kind, replicas in runs:
             url = await fresh_database(kind, f"al{replicas}")
-            rate = await _replicas(bootstrap, url, groups[(kind, replicas)], replicas, len(backlog))
-            rows.append(
-                f"| activity-log, {replicas} replica(s), {kind} | {rate:,.0f}/s "
-                f"| x{rate / raw:.3f} | |"
+            rate, peaks = await _replicas(
+                bootstrap, url, groups[(kind, replicas)], replicas, len(entry_rows)
             )
+            baseline = raw_insert[kind]
+            meets = rate >= CONSUME_TARGET_PER_SECOND and rate >= baseline / 2
+            rows.append(
+                f"| activity-log, {replicas} replica process(es), {kind} | {rate:,.0f}/s "
+                f"| raw insert {baseline:,.0f}/s: x{rate / baseline:.2f}; raw consume "
+                f"x{rate / raw:.3f} | {'yes' if meets else '**no**'} "
+                f"| {', '.join(f'{peak:.0f}' for peak in peaks)} MB (each process) |"
+            )
+        del entry_rows
         print(f"rebuild: publishing {rebuild_events} events to a copy topic", flush=True)
         copy = Topic(f"bench.ticket-events.{uuid4().hex[:6]}", TICKET_EVENTS.partitions, "copy")
         admin_client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -104,24 +183,111 @@ async def run(*, events: int, rebuild_events: int) -> None:
             await _publish(bootstrap, copy.name, _events(rebuild_events))
             for kind in kinds:
                 url = await fresh_database(kind, "rebuilt")
-                began = time.perf_counter()
-                report = await rebuild(bootstrap, url, _progress, topic=copy)
-                seconds = time.perf_counter() - began
+                async with RssPeak() as rss:
+                    began = time.perf_counter()
+                    report = await rebuild(bootstrap, url, _progress, topic=copy)
+                    seconds = time.perf_counter() - began
+                rate = report.applied / seconds
+                million = REBUILD_TARGET_EVENTS / rate
                 rows.append(
-                    f"| rebuild of {report.applied:,} events, {kind} | "
-                    f"{report.applied / seconds:,.0f}/s | | {seconds:.1f} s |"
+                    f"| rebuild of {report.applied:,} events, {kind} | {rate:,.0f}/s "
+                    f"| {seconds:.1f} s; 1M events ≈ {million:.0f} s, target "
+                    f"{REBUILD_TARGET_SECONDS:.0f} s: x{million / REBUILD_TARGET_SECONDS:.2f} "
+                    f"| {'yes' if million <= REBUILD_TARGET_SECONDS else '**no**'} "
+                    f"| {rss.peak:.0f} MB |"
                 )
         finally:
             await admin_client.delete_topics([copy.name])
             await admin_client.close()
-    print("\n| run | events/s | ratio to raw | time |\n|---|---|---|---|")
+    print(
+        "\n| run | events/s | baseline (same run) and ratio | target met | peak RSS |"
+        "\n|---|---|---|---|---|"
+    )
     for row in rows:
         print(row)
 
 
 def _progress(report: RebuildReport, total: int) -> None:
-    if report.read and report.read % 10_000 < 500:
+    if report.read and report.read % 100_000 < BATCH_MAX_RECORDS * 5:
         print(f"  rebuilt {report.read}/{total}", flush=True)
+
+
+def _row(entry: ActivityEntry) -> dict[str, Any]:
+    row = {field.name: getattr(entry, field.name) for field in fields(entry)}
+    actor = row.pop("actor")
+    return row | {"actor_type": actor.type, "actor_id": actor.id}
+
+
+async def _timed_rate(count: int, work: Awaitable[None]) -> float:
+    began = time.perf_counter()
+    await work
+    return count / (time.perf_counter() - began)
+
+
+def _batches(rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+    return [rows[i : i + BATCH_MAX_RECORDS] for i in range(0, len(rows), BATCH_MAX_RECORDS)]
+
+
+def _sqlite_values(entry_rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """The values as SQLAlchemy stores them on SQLite: uuids as hex, times and JSON as text."""
+    return [
+        tuple(_sqlite_value(row[column], column in ("changes", "data")) for column in ENTRY_COLUMNS)
+        for row in entry_rows
+    ]
+
+
+def _postgres_values(entry_rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        tuple(
+            json.dumps(row[column]) if column in ("changes", "data") else row[column]
+            for column in ENTRY_COLUMNS
+        )
+        for row in entry_rows
+    ]
+
+
+async def _raw_insert_sqlite(url: str, values: list[tuple[Any, ...]]) -> None:
+    """aiosqlite's executemany, one transaction per batch, the service's pragmas."""
+    path = make_url(url).database
+    assert path is not None
+    statement = _insert_statement("?" for _ in ENTRY_COLUMNS)
+    async with aiosqlite.connect(path, isolation_level=None) as connection:
+        await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute("PRAGMA synchronous=NORMAL")
+        for batch in _batches(values):
+            await connection.execute("BEGIN IMMEDIATE")
+            await connection.executemany(statement, batch)
+            await connection.execute("COMMIT")
+
+
+def _sqlite_value(value: Any, is_json: bool) -> Any:
+    if is_json:
+        return json.dumps(value)
+    if hasattr(value, "hex") and hasattr(value, "version"):  # a UUID
+        return value.hex
+    if hasattr(value, "isoformat"):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+async def _raw_insert_postgres(url: str, values: list[tuple[Any, ...]]) -> None:
+    """asyncpg's executemany, one transaction per batch."""
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        statement = _insert_statement(f"${n}" for n in range(1, len(ENTRY_COLUMNS) + 1))
+        for batch in _batches(values):
+            async with connection.transaction():
+                await connection.executemany(statement, batch)
+    finally:
+        await connection.close()
+
+
+def _insert_statement(placeholders: Any) -> str:
+    return (
+        f"INSERT INTO activity_entries ({', '.join(ENTRY_COLUMNS)}) "
+        f"VALUES ({', '.join(placeholders)})"
+    )
 
 
 async def _raw(bootstrap: str, group: str, count: int) -> float:
@@ -142,34 +308,88 @@ async def _raw(bootstrap: str, group: str, count: int) -> float:
     return count / (time.perf_counter() - began)
 
 
-async def _replicas(bootstrap: str, url: str, group: str, replicas: int, count: int) -> float:
+async def _replicas(
+    bootstrap: str, url: str, group: str, replicas: int, count: int
+) -> tuple[float, list[float]]:
+    """Events stored per second, from the first stored entry (the group has joined) to the
+    last, by `replicas` activity-log processes (as deployed: each its own process); and each
+    process's peak RSS in MB."""
     await upgrade_to_head(MIGRATIONS_DIR, url)
-    services = [
-        bootstrap_activity_log(
-            ActivityLogSettings(
-                database_url=url, kafka_bootstrap_servers=bootstrap, consumer_group=group
-            )
+    print(f"  {replicas} replica process(es) on {url.split(':')[0]} ...", flush=True)
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import sys; from tests.benchmarks.activity import replica_process; "
+            "replica_process(*sys.argv[1:])",
+            url,
+            bootstrap,
+            group,
+            str(count),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         for _ in range(replicas)
     ]
-    print(f"  {replicas} replica(s) on {url.split(':')[0]} ...", flush=True)
-    began = time.perf_counter()
-    for service in services:
-        await service.broker.start()
+    engine = create_engine(url, read_only=True)
     try:
-        while True:
-            async with services[0].engine.connect() as connection:
-                stored = int(
-                    await connection.scalar(
-                        select(func.count()).select_from(tables.activity_entries)
-                    )
-                    or 0
-                )
-            if stored >= count:
-                break
-            await asyncio.sleep(0.2)
+        first, began = await _when(lambda: _stored(engine), lambda n: n > 0)
+        last, ended = await _when(lambda: _stored(engine), lambda n: n >= count)
     finally:
-        for service in services:
-            await stop_broker(service.broker)
-            await service.engine.dispose()
-    return count / (time.perf_counter() - began)
+        await engine.dispose()
+        outputs = [(await process.communicate())[0].decode() for process in processes]
+    peaks = [
+        float(line.split("=", 1)[1])
+        for output in outputs
+        for line in output.splitlines()
+        if line.startswith(RSS_LINE)
+    ]
+    return (last - first) / (ended - began), peaks
+
+
+RSS_LINE = "replica_peak_rss_mb="
+
+
+def replica_process(url: str, bootstrap: str, group: str, count: str) -> None:
+    """One activity-log replica (a child process of the benchmark): consumes until the
+    database holds `count` entries, then stops and prints its peak RSS."""
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("faststream").setLevel(logging.WARNING)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    asyncio.run(_serve_until(url, bootstrap, group, int(count)))
+
+
+async def _serve_until(url: str, bootstrap: str, group: str, count: int) -> None:
+    service = bootstrap_activity_log(
+        ActivityLogSettings(
+            database_url=url, kafka_bootstrap_servers=bootstrap, consumer_group=group
+        )
+    )
+    await service.broker.start()
+    peak = rss_mb()
+    try:
+        while await _stored(service.read_engine) < count:
+            peak = max(peak, rss_mb())
+            await asyncio.sleep(0.05)
+    finally:
+        await stop_broker(service.broker)
+        await service.engine.dispose()
+        await service.read_engine.dispose()
+    print(f"{RSS_LINE}{peak:.1f}", flush=True)
+
+
+async def _stored(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int(
+            await connection.scalar(select(func.count()).select_from(tables.activity_entries)) or 0
+        )
+
+
+async def _when(
+    read: Callable[[], Awaitable[int]], done: Callable[[int], bool]
+) -> tuple[int, float]:
+    while True:
+        value = await read()
+        if done(value):
+            return value, time.perf_counter()
+        await asyncio.sleep(0.05)

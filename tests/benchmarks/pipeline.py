@@ -15,6 +15,7 @@ import asyncio
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from uuid import uuid4
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -135,19 +136,21 @@ async def _pipeline(
     started: dict[str, float] = {}
     stored: dict[str, float] = {}
     all_stored = asyncio.Event()
-    record_event = activity_handlers.record_event
+    record_events = activity_handlers.record_events
 
-    async def timed_record(uow: UnitOfWork, event: EventEnvelope) -> bool:
+    async def timed_record(uow: UnitOfWork, events: Sequence[EventEnvelope]) -> int:
         # Measure where the effect is committed; events of earlier runs are skipped.
-        result = await record_event(uow, event)
-        if event.subject in started:
-            stored[event.subject] = time.perf_counter()
-            progress(f"{kind} stored", len(stored), tickets)
-            if len(stored) == tickets:
-                all_stored.set()
+        result = await record_events(uow, events)
+        committed = time.perf_counter()
+        for event in events:
+            if event.subject in started and event.subject not in stored:
+                stored[event.subject] = committed
+                progress(f"{kind} stored", len(stored), tickets)
+        if len(stored) == tickets:
+            all_stored.set()
         return result
 
-    activity_handlers.record_event = timed_record
+    activity_handlers.record_events = timed_record
     await core.broker.start()
     core.relay.start()
     await activity.broker.start()
@@ -183,7 +186,7 @@ async def _pipeline(
                 select(tables.outbox.c.payload).order_by(tables.outbox.c.position.desc()).limit(1)
             )
     finally:
-        activity_handlers.record_event = record_event
+        activity_handlers.record_events = record_events
         await stop_broker(activity.broker)
         await core.relay.stop()
         await stop_broker(core.broker)

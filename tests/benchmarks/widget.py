@@ -14,6 +14,7 @@ import asyncio
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -89,18 +90,20 @@ async def _widget(
         started: dict[str, float] = {}
         created: dict[str, float] = {}
         done = asyncio.Event()
-        record = intake_handlers.record_command_result
+        record = intake_handlers.record_command_results
 
-        async def timed(uow: UnitOfWork, message: EventEnvelope) -> None:
-            await record(uow, message)
-            key = str(message.correlation_id)
-            if key in started and key not in created:
-                created[key] = time.perf_counter()
-                progress(f"{mode} created", len(created), count)
-                if len(created) == count:
-                    done.set()
+        async def timed(uow: UnitOfWork, messages: Sequence[EventEnvelope]) -> None:
+            await record(uow, messages)
+            recorded = time.perf_counter()
+            for message in messages:
+                key = str(message.correlation_id)
+                if key in started and key not in created:
+                    created[key] = recorded
+                    progress(f"{mode} created", len(created), count)
+            if len(created) == count:
+                done.set()
 
-        intake_handlers.record_command_result = timed
+        intake_handlers.record_command_results = timed
         for service in (core, intake):
             await service.broker.start()
             service.relay.start()
@@ -124,7 +127,7 @@ async def _widget(
             await asyncio.wait_for(done.wait(), timeout=600)
             elapsed = time.perf_counter() - begin
         finally:
-            intake_handlers.record_command_result = record
+            intake_handlers.record_command_results = record
             for service in (intake, core):
                 await service.relay.stop()
                 await stop_broker(service.broker)

@@ -22,8 +22,10 @@ def register_consumers(
     # deployed activity-log keeps its offsets).
     subscriptions = Subscriptions(broker, "activity-log", group_id, group_per_topic=False)
 
-    @subscriptions.on(TICKET_EVENTS, "Stores one immutable activity entry per ticket event.")
-    async def on_ticket_events(event: EventEnvelope) -> None:
-        stored = await handlers.record_event(unit_of_work(), event)
-        if not stored:
-            log.debug("duplicate_event_dropped", event_id=str(event.id), type=event.type)
+    @subscriptions.on_batch(
+        TICKET_EVENTS, "Stores one immutable activity entry per ticket event.", EventEnvelope
+    )
+    async def on_ticket_events(events: list[EventEnvelope]) -> None:
+        stored = await handlers.record_events(unit_of_work(), events)
+        if stored < len(events):
+            log.debug("duplicate_events_dropped", events=len(events) - stored)

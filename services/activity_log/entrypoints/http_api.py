@@ -29,6 +29,7 @@ def create_app(settings: ActivityLogSettings | None = None) -> FastAPI:
             handlers.HistoryForbidden: answer_as_problem(403, "forbidden", "Forbidden"),
         },
         routers=[_routes()],
+        background=[service.inbox_pruner],
     )
 
 

@@ -2,9 +2,12 @@
 
 It reads with a plain consumer (no group, so the live service's offsets are untouched) up to
 the end offsets it saw when it started, and applies every event through the same handler as
-the live consumer, so the rebuilt history equals the live one entry for entry.
+the live consumer, so the rebuilt history equals the live one entry for entry: in batches of
+up to `REBUILD_BATCH_EVENTS` events, one transaction each.
 """
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +25,11 @@ from .. import handlers
 from ..bootstrap import MIGRATIONS_DIR
 from ..store import tables
 from ..store.unit_of_work import UnitOfWork
+
+# Events per transaction (the live consumer takes what one poll returns, up to 1,000): the
+# bigger, the fewer statements per event, up to where a batch's rows no longer fit the caches.
+REBUILD_BATCH_EVENTS = 5000
+REBUILD_FETCH_BYTES = 8 * 1024 * 1024
 
 
 class NotEmpty(Exception):
@@ -69,7 +77,11 @@ async def _replay(
     security: Mapping[str, Any] | None,
 ) -> RebuildReport:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, **(security or {})
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        # Big fetches: the replay reads as fast as the store takes them.
+        max_partition_fetch_bytes=REBUILD_FETCH_BYTES,
+        **(security or {}),
     )
     await consumer.start()
     report = RebuildReport()
@@ -81,24 +93,42 @@ async def _replay(
         ends = await consumer.end_offsets(partitions)
         total = sum(ends[tp] - starts[tp] for tp in partitions)
         remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, records in batches.items():
+        # The store writes one batch while the next is read and validated (the database
+        # works in its own process or thread meanwhile); a batch starts only once the one
+        # before it is committed, so the order holds.
+        storing: asyncio.Task[int] | None = None
+        try:
+            while remaining:
+                fetched = await consumer.getmany(
+                    *remaining, timeout_ms=1000, max_records=REBUILD_BATCH_EVENTS
+                )
                 events = []
-                for record in records:
-                    if record.offset >= ends[tp]:
-                        continue
-                    report.read += 1
-                    try:
-                        events.append(EventEnvelope.model_validate_json(record.value))
-                    except ValidationError:
-                        report.skipped_invalid += 1  # the live consumer dead-lettered it too
-                # One transaction per fetched batch of a partition: a partition holds whole
-                # tickets, so each ticket's events still go in order.
-                report.applied += await handlers.record_events(new_uow(), events)
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-            progress(report, total)
+                for tp, records in fetched.items():
+                    for record in records:
+                        if record.offset >= ends[tp]:
+                            continue
+                        report.read += 1
+                        try:
+                            events.append(EventEnvelope.model_validate_json(record.value))
+                        except ValidationError:
+                            report.skipped_invalid += 1  # the live consumer dead-lettered it
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+                if storing is not None:
+                    report.applied += await storing
+                    progress(report, total)
+                # One transaction per fetch: a partition holds whole tickets and its records
+                # come in order, so each ticket's events still go in order.
+                storing = asyncio.create_task(handlers.record_events(new_uow(), events))
+            if storing is not None:
+                report.applied += await storing
+                storing = None
+                progress(report, total)
+        finally:
+            if storing is not None and not storing.done():
+                storing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await storing
     finally:
         await consumer.stop()
     return report

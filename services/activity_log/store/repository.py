@@ -1,9 +1,9 @@
-from dataclasses import fields
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import RowMapping, delete, func, insert, select, update
+from sqlalchemy import RowMapping, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.envelope import Actor, EventEnvelope
@@ -19,7 +19,14 @@ class ActivityRepository:
         self._session = session
 
     async def add(self, entry: ActivityEntry) -> None:
-        await self._session.execute(insert(tables.activity_entries).values(_row_of(entry)))
+        await self.add_all([entry])
+
+    async def add_all(self, entries: Sequence[ActivityEntry]) -> None:
+        """One bulk INSERT (executemany) for the lot."""
+        if entries:
+            await self._session.execute(
+                insert(tables.activity_entries), [_row_of(entry) for entry in entries]
+            )
 
     async def for_ticket(
         self,
@@ -65,10 +72,21 @@ class ActivityRepository:
 
 
 def _row_of(entry: ActivityEntry) -> dict[str, Any]:
-    """The entry as its table's row: the actor is two columns."""
-    row = {field.name: getattr(entry, field.name) for field in fields(entry)}
-    actor = row.pop("actor")
-    return row | {"actor_type": actor.type, "actor_id": actor.id}
+    """The entry as its table's row: the actor is two columns. Spelled out, not through
+    `dataclasses.fields`, which took more time per row than the rest of the batch's Python."""
+    return {
+        "event_id": entry.event_id,
+        "workspace_id": entry.workspace_id,
+        "ticket_id": entry.ticket_id,
+        "sequence": entry.sequence,
+        "type": entry.type,
+        "schema_version": entry.schema_version,
+        "actor_type": entry.actor.type,
+        "actor_id": entry.actor.id,
+        "time": entry.time,
+        "changes": entry.changes,
+        "data": entry.data,
+    }
 
 
 def _entry_of(row: RowMapping) -> ActivityEntry:
@@ -83,54 +101,74 @@ class PositionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def last_applied(self, subject: str) -> int | None:
+    async def last_applied_of(self, subjects: Collection[str]) -> dict[str, int]:
+        """Each subject's last applied sequence; a subject with none is missing."""
         p = tables.positions
-        last: int | None = await self._session.scalar(
-            select(p.c.last_sequence).where(p.c.subject == subject)
+        rows = await self._session.execute(
+            select(p.c.subject, p.c.last_sequence).where(p.c.subject.in_(subjects))
         )
-        return last
+        return {subject: last for subject, last in rows}
 
-    async def advance(self, subject: str, workspace_id: UUID, sequence: int, *, new: bool) -> None:
+    async def advance_all(
+        self, moved: Sequence[tuple[str, UUID, int]], *, existing: Collection[str]
+    ) -> None:
+        """Set each (subject, workspace, last sequence): an UPDATE (executemany) for the
+        subjects in `existing`, one bulk INSERT for the others."""
         p = tables.positions
-        if new:
-            await self._session.execute(
-                insert(p).values(subject=subject, workspace_id=workspace_id, last_sequence=sequence)
+        updates = [
+            {"b_subject": subject, "b_last": last}
+            for subject, _, last in moved
+            if subject in existing
+        ]
+        inserts = [
+            {"subject": subject, "workspace_id": workspace_id, "last_sequence": last}
+            for subject, workspace_id, last in moved
+            if subject not in existing
+        ]
+        if inserts:
+            await self._session.execute(insert(p), inserts)
+        if updates:
+            statement = (
+                update(p)
+                .where(p.c.subject == bindparam("b_subject"))
+                .values(last_sequence=bindparam("b_last"))
             )
-        else:
             await self._session.execute(
-                update(p).where(p.c.subject == subject).values(last_sequence=sequence)
+                statement, updates, execution_options={"synchronize_session": False}
             )
 
-    async def hold(self, event: EventEnvelope, reason: str, now: datetime) -> None:
-        await self._session.execute(
-            insert(tables.held_events).values(
-                event_id=event.id,
-                subject=event.subject,
-                sequence=event.sequence,
-                reason=reason,
-                payload=event.model_dump(mode="json"),
-                received_at=now,
-            )
-        )
-
-    async def release(self, subject: str, sequence: int) -> EventEnvelope | None:
-        """Take the held event with this sequence out of the waiting room, if it is there."""
+    async def waiting_behind_gaps(self, subjects: Collection[str]) -> list[EventEnvelope]:
+        """The events held behind a gap for these subjects, oldest first."""
         h = tables.held_events
-        row = (
-            (
-                await self._session.execute(
-                    select(h.c.event_id, h.c.payload).where(
-                        h.c.subject == subject, h.c.sequence == sequence, h.c.reason == "gap"
-                    )
-                )
-            )
-            .mappings()
-            .first()
+        rows = await self._session.execute(
+            select(h.c.payload)
+            .where(h.c.subject.in_(subjects), h.c.reason == "gap")
+            .order_by(h.c.received_at)
         )
-        if row is None:
-            return None
-        await self._session.execute(delete(h).where(h.c.event_id == row["event_id"]))
-        return EventEnvelope.model_validate(row["payload"])
+        return [EventEnvelope.model_validate(payload) for (payload,) in rows]
+
+    async def hold_all(self, held: Sequence[tuple[EventEnvelope, str]], now: datetime) -> None:
+        if held:
+            await self._session.execute(
+                insert(tables.held_events),
+                [
+                    {
+                        "event_id": event.id,
+                        "subject": event.subject,
+                        "sequence": event.sequence,
+                        "reason": reason,
+                        "payload": event.model_dump(mode="json"),
+                        "received_at": now,
+                    }
+                    for event, reason in held
+                ],
+            )
+
+    async def forget_held(self, event_ids: Collection[UUID]) -> None:
+        """Take released events out of the waiting room."""
+        if event_ids:
+            h = tables.held_events
+            await self._session.execute(delete(h).where(h.c.event_id.in_(event_ids)))
 
     async def report(self) -> list[dict[str, Any]]:
         """Per subject: how many events wait behind a gap or conflict, from which sequence."""

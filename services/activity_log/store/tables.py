@@ -50,3 +50,5 @@ held_events = Table(
 )
 
 inbox = define_inbox_table(metadata)
+# The pruner finds the ids older than the de-duplication horizon by this (migration 0005).
+Index("ix_inbox_processed_at", inbox.c.processed_at)

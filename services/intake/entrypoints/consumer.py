@@ -40,9 +40,12 @@ def register_consumers(
     ) -> None:
         await handlers.receive_request(unit_of_work(), request, limits, guard, widget_key)
 
-    @subscriptions.on(
-        TICKET_COMMAND_RESULTS, "ticket-core's answer to each create-from-conversation command."
+    @subscriptions.on_batch(
+        TICKET_COMMAND_RESULTS,
+        "ticket-core's answer to each create-from-conversation command.",
+        EventEnvelope,
     )
-    async def on_ticket_command_results(message: EventEnvelope) -> None:
-        if message.type == CommandResultType.RESULT:
-            await handlers.record_command_result(unit_of_work(), message)
+    async def on_ticket_command_results(messages: list[EventEnvelope]) -> None:
+        results = [message for message in messages if message.type == CommandResultType.RESULT]
+        if results:
+            await handlers.record_command_results(unit_of_work(), results)

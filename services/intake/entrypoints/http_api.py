@@ -45,7 +45,7 @@ def create_app(settings: IntakeSettings | None = None) -> list[Listener]:
         lifespan=service_lifespan(
             service.broker_connection,
             service.engine,
-            [service.relay, service.expirer, service.refusal_flusher],
+            [service.relay, service.expirer, service.refusal_flusher, service.inbox_pruner],
             also_dispose=[service.read_engine],
         ),
         readiness_checks=readiness,

@@ -73,7 +73,7 @@ def create_app(settings: TicketCoreSettings | None = None) -> FastAPI:
         title="ticket-core (internal)",
         description="The only writer of tickets. Called by the gateway only, with an internal "
         "credential (`Authorization: Bearer`, audience `ticket-core`).",
-        background=[core.relay, core.auto_closer],
+        background=[core.relay, core.auto_closer, core.inbox_pruner],
         readiness_details={"outbox": core.relay.status},
         exception_handlers={DomainError: _on_domain_error},
         routers=[
