@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ticket_core.bootstrap import MIGRATIONS_DIR as TICKET_CORE_MIGRATIONS
 from services.ticket_core.store import tables
-from shared.broker import create_broker, stop_broker
+from shared.broker import create_broker, producer_batch_bytes, stop_broker
 from shared.contracts.envelope import Actor, EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS
 from shared.db import create_engine
@@ -37,33 +37,43 @@ from tests.benchmarks.pipeline import postgres_database
 EVENTS_PER_TICKET = 5
 
 
-async def run(*, rows: int) -> None:
+async def run(*, rows: int, rounds: int = 3) -> None:
+    """`rounds` times, each database's relay then raw aiokafka, back to back: on a shared
+    machine the load changes from one second to the next, so each side's best round is
+    compared, measured under the same conditions as the other's."""
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     topic = f"bench.relay.{uuid4().hex[:8]}"
     await admin.create_topics([NewTopic(topic, TICKET_EVENTS.partitions, 1)])
+    best: dict[str, float] = {}
     try:
         backlog = _backlog(topic, rows)
+        admin_url = os.environ.get("HELPDESK_TEST_POSTGRES_URL")
         with tempfile.TemporaryDirectory() as tmp:
-            databases = {"sqlite": f"sqlite+aiosqlite:///{tmp}/tc.db"}
-            if admin_url := os.environ.get("HELPDESK_TEST_POSTGRES_URL"):
-                databases["postgres"] = await postgres_database(admin_url, "bench_relay")
-            results: list[tuple[str, float]] = []
-            for kind, url in databases.items():
-                print(f"relay on {kind}: {rows} outbox rows", flush=True)
-                results.append((kind, await _relay(bootstrap, url, backlog)))
-        print(f"raw aiokafka: the same {rows} rows", flush=True)
-        raw = await _raw(bootstrap, backlog)
+            for round_number in range(1, rounds + 1):
+                databases = {"sqlite": f"sqlite+aiosqlite:///{tmp}/tc{round_number}.db"}
+                if admin_url:
+                    databases["postgres"] = await postgres_database(admin_url, "bench_relay")
+                for kind, url in databases.items():
+                    print(f"round {round_number}, relay on {kind}: {rows} outbox rows", flush=True)
+                    seconds = await _relay(bootstrap, url, backlog)
+                    best[kind] = min(seconds, best.get(kind, seconds))
+                    print(f"round {round_number}, raw aiokafka: the same {rows} rows", flush=True)
+                    seconds = await _raw(bootstrap, backlog)
+                    best["raw"] = min(seconds, best.get("raw", seconds))
     finally:
         await admin.delete_topics([topic])
         await admin.close()
-    print("\n| run | rows | throughput |\n|---|---|---|")
-    for kind, seconds in results:
-        print(f"| relay ({kind}) | {rows} | {rows / seconds:,.0f}/s |")
-    print(f"| raw aiokafka producer | {rows} | {rows / raw:,.0f}/s |")
-    for kind, seconds in results:
-        print(f"relay ({kind}) vs raw aiokafka producer: throughput x{raw / seconds:.2f}")
+    print(f"\n| run (best of {rounds}) | rows | throughput |\n|---|---|---|")
+    for kind, seconds in best.items():
+        name = "raw aiokafka producer" if kind == "raw" else f"relay ({kind})"
+        print(f"| {name} | {rows} | {rows / seconds:,.0f}/s |")
+    for kind, seconds in best.items():
+        if kind != "raw":
+            print(
+                f"relay ({kind}) vs raw aiokafka producer: throughput x{best['raw'] / seconds:.2f}"
+            )
     print()
 
 
@@ -124,9 +134,7 @@ async def _relay(bootstrap: str, url: str, backlog: list[dict[str, object]]) -> 
             await connection.execute(
                 update(tables.outbox).values(published_at=datetime.now(UTC) - timedelta(days=365))
             )
-        prune = getattr(relay, "prune_published", None)
-        if prune is not None:
-            await prune()
+        await relay.prune_published()
         print(f"  outbox rows after pruning: {await _outbox_size(engine)}", flush=True)
     finally:
         await stop_broker(broker)
@@ -135,7 +143,13 @@ async def _relay(bootstrap: str, url: str, backlog: list[dict[str, object]]) -> 
 
 
 async def _raw(bootstrap: str, backlog: list[dict[str, object]]) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    # The relay's producer settings (`shared.broker.create_broker`).
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        max_batch_size=producer_batch_bytes(SystemSettings(kafka_bootstrap_servers=bootstrap)),
+    )
     await producer.start()
     try:
         begin = time.perf_counter()
