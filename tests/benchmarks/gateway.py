@@ -178,21 +178,32 @@ async def _alternating(targets: list[Target], requests: int, concurrency: int) -
 async def _drive(
     client: httpx.AsyncClient, send: Send, count: int, in_flight: int, rate: float | None
 ) -> tuple[float, list[float]]:
-    """(seconds, latencies in ms) of `count` requests, at most `in_flight` at once."""
+    """(seconds, latencies in ms) of `count` requests, at most `in_flight` at once. A request
+    that is not answered 2xx is counted and printed, not timed."""
     next_index = iter(range(count))
     latencies: list[float] = []
+    failures: dict[str, int] = {}
 
     async def worker() -> None:
         for i in next_index:
             await pace(begin, i, rate)
             sent = time.perf_counter()
-            answer = await send(client, i)
-            if answer.status_code >= 300:
-                raise RuntimeError(f"{answer.status_code}: {answer.text[:300]}")
-            latencies.append((time.perf_counter() - sent) * 1000)
+            try:
+                answer = await send(client, i)
+                failure = None if answer.status_code < 300 else f"{answer.status_code}"
+                if failure:
+                    failure += f" {answer.json().get('code', '')}"
+            except httpx.HTTPError as error:
+                failure = type(error).__name__
+            if failure:
+                failures[failure] = failures.get(failure, 0) + 1
+            else:
+                latencies.append((time.perf_counter() - sent) * 1000)
 
     begin = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
+    if failures:
+        print(f"  NOT ANSWERED 2xx: {failures}", flush=True)
     return time.perf_counter() - begin, latencies
 
 
