@@ -12,8 +12,8 @@ from services.ticket_core.bootstrap import TicketCore
 from services.ticket_core.bootstrap import bootstrap as bootstrap_ticket_core
 from services.ticket_core.settings import TicketCoreSettings
 from services.ticket_core.store import tables
-from shared.contracts.topics import TICKET_EVENTS
 from shared.broker import kafka_producer
+from shared.contracts.topics import TICKET_EVENTS
 from shared.outbox import OutboxRelay
 from tests.integration.test_outbox_relay import an_event, row_of
 from tests.support.kafka_reader import body, read_until
