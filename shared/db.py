@@ -1,11 +1,15 @@
 """Database engines, set up the same way for every service: SQLite by default, PostgreSQL too."""
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary, WeakSet
 
 from sqlalchemy import BigInteger, Column, DateTime, Dialect, Integer, TypeDecorator, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -31,6 +35,7 @@ def create_engine(database_url: str, *, read_only: bool = False) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         if read_only:
+            _sqlite_readers.add(engine.sync_engine)
             event.listen(engine.sync_engine, "connect", _sqlite_query_only)
             event.listen(engine.sync_engine, "begin", _sqlite_on_begin_reading)
         else:
@@ -61,6 +66,34 @@ def _sqlite_on_begin(connection: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock at the start, so two transactions never both
     # read, then both try to write and deadlock into "database is locked".
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# The read-only SQLite engines: their transactions never take the write lock, so never a turn.
+_sqlite_readers: WeakSet[Engine] = WeakSet()
+# Per SQLite engine: the event loop its turn lock belongs to, and the lock.
+_writer_turns: WeakKeyDictionary[Engine, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = (
+    WeakKeyDictionary()
+)
+
+
+@contextlib.asynccontextmanager
+async def writer_turn(engine: AsyncEngine) -> AsyncIterator[None]:
+    """On SQLite, one write transaction of this process at a time, queued in the event loop.
+
+    SQLite lets one writer in at a time anyway (`BEGIN IMMEDIATE`); without this queue the
+    others wait in SQLite's busy handler, which polls with sleeps of up to 100 ms, so a
+    freed lock stays unused for most of that time and concurrent writers crawl. Writers of
+    other processes still meet the busy handler. Nothing on PostgreSQL, nothing for a
+    read-only engine (its readers go on while a writer writes)."""
+    if engine.dialect.name != "sqlite" or engine.sync_engine in _sqlite_readers:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    known = _writer_turns.get(engine.sync_engine)
+    if known is None or known[0] is not loop:
+        known = _writer_turns[engine.sync_engine] = (loop, asyncio.Lock())
+    async with known[1]:
+        yield
 
 
 def create_read_engine(database_url: str, engine: AsyncEngine) -> AsyncEngine:

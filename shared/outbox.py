@@ -10,6 +10,11 @@ message size before anything is committed, and a row the broker refuses for good
 (too large for its topic, an invalid topic, any other error retrying cannot cure) is set aside
 (`failed_at`, `failure_reason`), counted, logged once and shown in `/readyz`, while the relay
 goes on with the next rows. A broker that is away is waited for: the rows stay and go later.
+
+Published rows are kept for a retention (`<PREFIX>_OUTBOX_RETENTION_SECONDS`, default one
+hour), then the relay deletes them, a bounded chunk per transaction, so the table stays
+bounded under a sustained load (about rate times retention rows). Pending and set-aside rows are
+never deleted. De-duplication does not depend on these rows: consumers keep their own inbox.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ import asyncio
 import contextlib
 import functools
 import json
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -35,11 +41,17 @@ from aiokafka.errors import (
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream.kafka import KafkaBroker
 from sqlalchemy import (
+    ARRAY,
+    BigInteger,
     Column,
+    ColumnElement,
     MetaData,
     String,
     Table,
     Text,
+    any_,
+    bindparam,
+    delete,
     func,
     select,
     text,
@@ -47,9 +59,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.broker import DEAD_LETTER_HEADROOM_BYTES, PermanentFailure, dependency_backoff_seconds
+from shared.broker import (
+    DEAD_LETTER_HEADROOM_BYTES,
+    PermanentFailure,
+    dependency_backoff_seconds,
+    kafka_producer,
+)
 from shared.contracts.envelope import EnvelopeHeaders, EventEnvelope
-from shared.db import UTCDateTime, serial_id
+from shared.db import UTCDateTime, serial_id, writer_turn
 from shared.settings import SystemSettings
 
 log = structlog.get_logger(__name__)
@@ -58,6 +75,16 @@ OUTBOX_TABLE = "outbox"
 # On stop, how long the relay may go on publishing what is pending before it gives up (what
 # is left goes out at the next start).
 OUTBOX_FLUSH_SECONDS = 5.0
+# Rows read, published and marked per round: large enough that the round trips (read, mark,
+# commit, the acknowledgements) are shared by many rows, small enough that one round's
+# transactions stay short and a crash re-sends little.
+OUTBOX_BATCH_SIZE = 5000
+# Positions per `UPDATE ... WHERE position IN (...)`: under every database's parameter limit.
+MARK_CHUNK = 1000
+# Published rows deleted per transaction when pruning, so a large backlog of old rows never
+# holds the write lock long; and how often the relay prunes.
+PRUNE_CHUNK = 5000
+PRUNE_INTERVAL_SECONDS = 30.0
 
 
 def define_outbox_table(metadata: MetaData) -> Table:
@@ -85,6 +112,17 @@ FAILURE_REASON_MAX_LENGTH = 1000
 def _which_row(outbox: Table) -> tuple[Column[Any], ...]:
     """What names an outbox row, to publish it, mark it, or show it set aside."""
     return outbox.c.position, outbox.c.event_id, outbox.c.topic
+
+
+def _among(
+    connection: AsyncConnection, column: Column[Any], positions: list[int]
+) -> ColumnElement[bool]:
+    """`column` is one of `positions`: on PostgreSQL `= ANY(array)`, one parameter, so one
+    prepared statement and a short plan however many there are (an IN list of a thousand
+    parameters is planned anew for every length); elsewhere an IN list."""
+    if connection.dialect.name == "postgresql":
+        return column == any_(bindparam("positions", positions, type_=ARRAY(BigInteger())))
+    return column.in_(positions)
 
 
 class MessageTooLarge(PermanentFailure):
@@ -187,7 +225,8 @@ class OutboxRelay:
         table: Table,
         *,
         poll_interval_seconds: float = 0.2,
-        batch_size: int = 500,
+        batch_size: int = OUTBOX_BATCH_SIZE,
+        retention_seconds: float = 3600.0,
         lock_name: str = "outbox",
     ) -> None:
         self._engine = engine
@@ -195,10 +234,12 @@ class OutboxRelay:
         self._table = table
         self._poll_interval = poll_interval_seconds
         self._batch_size = batch_size
+        self._retention = timedelta(seconds=retention_seconds)
         self._lock_key = zlib.crc32(lock_name.encode())
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._next_prune = 0.0  # time.monotonic() of the next prune; at once after a start
         self.set_aside_since_start = 0
 
     def wake(self) -> None:
@@ -227,34 +268,42 @@ class OutboxRelay:
     async def _next_batch(self, connection: AsyncConnection) -> Sequence[Any]:
         """The oldest rows neither published nor set aside; no transaction stays open."""
         table = self._table
-        rows = (
-            await connection.execute(
-                select(*_which_row(table), table.c.message_key, table.c.payload)
-                .where(table.c.published_at.is_(None), table.c.failed_at.is_(None))
-                .order_by(table.c.position)
-                .limit(self._batch_size)
-            )
-        ).all()
-        await connection.commit()
+        async with writer_turn(self._engine):
+            rows = (
+                await connection.execute(
+                    select(*_which_row(table), table.c.message_key, table.c.payload)
+                    .where(table.c.published_at.is_(None), table.c.failed_at.is_(None))
+                    .order_by(table.c.position)
+                    .limit(self._batch_size)
+                )
+            ).all()
+            await connection.commit()
         return rows
 
     async def _mark(
         self, connection: AsyncConnection, published: list[int], set_aside: list[SetAside]
     ) -> None:
         now = datetime.now(UTC)
-        if published:
-            await connection.execute(
-                update(self._table)
-                .where(self._table.c.position.in_(published))
-                .values(published_at=now)
-            )
-        for row in set_aside:
-            await connection.execute(
-                update(self._table)
-                .where(self._table.c.position == row.position)
-                .values(failed_at=now, failure_reason=row.reason)
-            )
-        await connection.commit()
+        async with writer_turn(self._engine):
+            for start in range(0, len(published), MARK_CHUNK):
+                await connection.execute(
+                    update(self._table)
+                    .where(
+                        _among(
+                            connection,
+                            self._table.c.position,
+                            published[start : start + MARK_CHUNK],
+                        )
+                    )
+                    .values(published_at=now)
+                )
+            for row in set_aside:
+                await connection.execute(
+                    update(self._table)
+                    .where(self._table.c.position == row.position)
+                    .values(failed_at=now, failure_reason=row.reason)
+                )
+            await connection.commit()
         for row in set_aside:
             self.set_aside_since_start += 1
             log.error(
@@ -276,14 +325,26 @@ class OutboxRelay:
         that row and the ones after it stay pending, and are sent again (consumers drop what
         they already have)."""
         outcomes: list[Any] = []
+        producer = kafka_producer(self._broker)
         for row in rows:
             try:
+                headers = envelope_headers(row.payload)
+                if producer is not None:  # the same record, without FastStream's per-call work
+                    outcomes.append(
+                        await producer.send(
+                            row.topic,
+                            row.payload.encode(),
+                            key=row.message_key.encode(),
+                            headers=[(name, value.encode()) for name, value in headers.items()],
+                        )
+                    )
+                    continue
                 outcomes.append(
                     await self._broker.publish(
                         row.payload.encode(),
                         row.topic,
                         key=row.message_key.encode(),
-                        headers=envelope_headers(row.payload),
+                        headers=headers,
                         no_confirm=True,
                     )
                 )
@@ -312,6 +373,41 @@ class OutboxRelay:
                 stopped = failure
         return published, set_aside, stopped
 
+    async def prune_published(self) -> int:
+        """Delete the rows published longer ago than the retention, oldest first, a chunk per
+        transaction; returns how many. Pending and set-aside rows are never touched."""
+        table = self._table
+        cutoff = datetime.now(UTC) - self._retention
+        oldest = (
+            select(table.c.position)
+            .where(table.c.published_at.is_not(None), table.c.published_at < cutoff)
+            .order_by(table.c.position)
+            .limit(PRUNE_CHUNK)
+            .scalar_subquery()
+        )
+        deleted = 0
+        while True:
+            async with writer_turn(self._engine), self._engine.begin() as connection:
+                result = await connection.execute(delete(table).where(table.c.position.in_(oldest)))
+            deleted += result.rowcount or 0
+            if (result.rowcount or 0) < PRUNE_CHUNK:
+                return deleted
+
+    async def _prune_when_due(self) -> None:
+        """Prune at most every PRUNE_INTERVAL_SECONDS, busy or not, so the table stays bounded
+        under a load that never lets the relay idle. A failure waits for the next time."""
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_INTERVAL_SECONDS
+        try:
+            deleted = await self.prune_published()
+        except Exception as error:  # the database is away: the loop waits for it anyway
+            log.warning("outbox_prune_failed", error=f"{type(error).__name__}: {error}"[:300])
+            return
+        if deleted:
+            log.info("outbox_pruned", deleted=deleted)
+
     async def _lock(self, connection: AsyncConnection) -> bool:
         if connection.dialect.name != "postgresql":
             return True
@@ -337,6 +433,8 @@ class OutboxRelay:
             try:
                 published = await self.publish_pending()
                 failures = 0
+                if not self._stopping:
+                    await self._prune_when_due()
             except Exception as error:
                 # Broker or database away: the rows stay in the outbox and are published on
                 # a later round, in order; nothing is lost and nothing is set aside for it.

@@ -66,5 +66,6 @@ class ServiceParts(Generic[SettingsT]):
             self.broker,
             outbox,
             poll_interval_seconds=self.settings.outbox_poll_interval_seconds,
+            retention_seconds=self.settings.outbox_retention_seconds,
             lock_name=f"{self.name}-outbox",
         )

@@ -152,6 +152,15 @@ class ServiceSettings(SystemSettings):
         "redelivery of it (`<PREFIX>_INBOX_RETENTION_HOURS`); keep it above the topics' "
         "retention (Kafka's `log.retention.hours`, 7 days by default). See shared/inbox.py.",
     )
+    outbox_retention_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        le=30 * 86400,
+        description="How long a published outbox row is kept (for an operator to see what went "
+        "out) before the relay deletes it (`<PREFIX>_OUTBOX_RETENTION_SECONDS`). Rows not yet "
+        "published and rows set aside are never deleted. Consumers de-duplicate by their own "
+        "inbox, so this horizon does not affect de-duplication.",
+    )
 
 
 def secret_problems(settings: SystemSettings) -> list[str]:

@@ -8,7 +8,7 @@ A service subclasses it, names its outbox and inbox tables, and builds its repos
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import ClassVar, Self
 from uuid import UUID
@@ -17,6 +17,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts.envelope import EventEnvelope
+from shared.db import writer_turn
 from shared.inbox import delivered, first_deliveries, first_delivery, was_delivered
 from shared.outbox import outbox_row
 
@@ -34,8 +35,16 @@ class SqlUnitOfWork:
         self._after_commit = after_commit
 
     async def __aenter__(self) -> Self:
-        self._session = self._session_factory()
-        await self._session.begin()
+        self._turn: AbstractAsyncContextManager[None] = writer_turn(
+            self._session_factory.kw["bind"]
+        )
+        await self._turn.__aenter__()
+        try:
+            self._session = self._session_factory()
+            await self._session.begin()
+        except BaseException:
+            await self._turn.__aexit__(None, None, None)
+            raise
         self._outgoing: list[tuple[str, EventEnvelope]] = []
         self._open_repositories(self._session)
         return self
@@ -50,7 +59,10 @@ class SqlUnitOfWork:
             if self._session.in_transaction():
                 await self._session.rollback()
         finally:
-            await self._session.close()
+            try:
+                await self._session.close()
+            finally:
+                await self._turn.__aexit__(None, None, None)
 
     def _open_repositories(self, session: AsyncSession) -> None:
         """Build the service's repositories on this transaction's session."""

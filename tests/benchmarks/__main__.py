@@ -5,7 +5,7 @@ import asyncio
 import logging
 import os
 
-from tests.benchmarks import activity, listing, pipeline, stream, updates, widget
+from tests.benchmarks import activity, gateway, listing, pipeline, relay, stream, updates, widget
 
 
 def main() -> None:
@@ -43,11 +43,26 @@ def main() -> None:
         action="store_true",
         help="print the plan of each list query that misses the target",
     )
+    parser.add_argument("--relay-rows", type=int, default=20_000, help="outbox backlog size")
+    parser.add_argument("--gateway-requests", type=int, default=2000, help="creates per run")
+    parser.add_argument(
+        "--gateway-concurrency", type=int, default=32, help="creates in flight, gateway burst"
+    )
     parser.add_argument("--stream-patches", type=int, default=300, help="PATCHes, PATCH → SSE")
     parser.add_argument("--stream-rate", type=float, default=20.0, help="PATCHes/s, PATCH → SSE")
     parser.add_argument(
         "--suite",
-        choices=["all", "pipeline", "updates", "widget", "activity", "listing", "stream"],
+        choices=[
+            "all",
+            "pipeline",
+            "relay",
+            "updates",
+            "widget",
+            "gateway",
+            "activity",
+            "listing",
+            "stream",
+        ],
         default="all",
         help="what to run",
     )
@@ -61,6 +76,8 @@ def main() -> None:
                 tickets=args.tickets, concurrency=args.concurrency, paced_rate=args.paced_rate
             )
         )
+    if args.suite in ("all", "relay"):
+        asyncio.run(relay.run(rows=args.relay_rows))
     if args.suite in ("all", "updates"):
         asyncio.run(updates.run(seconds=args.update_seconds))
     if args.suite in ("all", "widget"):
@@ -72,6 +89,10 @@ def main() -> None:
             )
         )
 
+    if args.suite in ("all", "gateway"):
+        asyncio.run(
+            gateway.run(requests=args.gateway_requests, concurrency=args.gateway_concurrency)
+        )
     if args.suite in ("all", "activity"):
         asyncio.run(activity.run(events=args.events, rebuild_events=args.rebuild_events))
     if args.suite in ("all", "listing"):

@@ -32,6 +32,10 @@ from ..upstream import Upstream
 # The services behind the gateway: the app state's name of each, and its own name (also the
 # audience of the credential the gateway signs for it).
 UPSTREAM_NAMES = {"ticket_core": "ticket-core", "activity_log": "activity-log", "intake": "intake"}
+# Connections to each service, all kept alive between requests: httpx keeps only 20 by
+# default, so under more concurrent requests every call past the 20th opened (and closed) a
+# TCP connection of its own.
+UPSTREAM_CONNECTIONS = 100
 
 
 def _upstreams(settings: GatewaySettings) -> dict[str, Upstream]:
@@ -47,7 +51,14 @@ def _upstreams(settings: GatewaySettings) -> dict[str, Upstream]:
         name: Upstream(
             UPSTREAM_NAMES[name],
             [
-                httpx.AsyncClient(base_url=address, timeout=settings.upstream_timeout_seconds)
+                httpx.AsyncClient(
+                    base_url=address,
+                    timeout=settings.upstream_timeout_seconds,
+                    limits=httpx.Limits(
+                        max_connections=UPSTREAM_CONNECTIONS,
+                        max_keepalive_connections=UPSTREAM_CONNECTIONS,
+                    ),
+                )
                 for address in replica_addresses(url)
             ],
             signer,

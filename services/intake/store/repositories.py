@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy import (
-    ColumnElement,
     RowMapping,
     Select,
     delete,
@@ -70,9 +69,6 @@ class _Repository:
 
     async def _all(self, query: Select[Any]) -> list[RowMapping]:
         return list((await self._session.execute(query)).mappings())
-
-    async def _count(self, *conditions: ColumnElement[bool]) -> int:
-        return int(await self._session.scalar(select(func.count()).where(*conditions)) or 0)
 
 
 def _settings(row: RowMapping) -> AssistantSettings:
@@ -253,14 +249,19 @@ class RequestRepository(_Repository):
         self, assistant_id: str, conversation_id: str, now: datetime, window_seconds: int
     ) -> RecentRequests:
         r = tables.ticket_requests
-        of_assistant = (
-            r.c.assistant_id == assistant_id,
-            r.c.received_at > now - timedelta(seconds=window_seconds),
-        )
-        return RecentRequests(
-            await self._count(*of_assistant),
-            await self._count(*of_assistant, r.c.conversation_id == conversation_id),
-        )
+        # Both counts in one statement: one round trip fewer on every widget request.
+        counts = (
+            await self._session.execute(
+                select(
+                    func.count(),
+                    func.count().filter(r.c.conversation_id == conversation_id),
+                ).where(
+                    r.c.assistant_id == assistant_id,
+                    r.c.received_at > now - timedelta(seconds=window_seconds),
+                )
+            )
+        ).one()
+        return RecentRequests(int(counts[0] or 0), int(counts[1] or 0))
 
     async def for_assistant(
         self, workspace_id: UUID, assistant_id: str, status: RequestStatus | None, limit: int
