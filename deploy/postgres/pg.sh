@@ -4,6 +4,9 @@
 #   pg.sh install            ensure server binaries exist; print their bin dir
 #   pg.sh start              init (once) + start the cluster; last line = URL
 #   pg.sh stop [--purge]     stop it; --purge also deletes the data dir
+#   pg.sh restart [--immediate]  restart the running cluster; --immediate stops it without a
+#                            checkpoint (as a crash would: recovery replays the WAL), for the
+#                            fault tests (tests/faults)
 #   pg.sh url                print the connection URL
 #   pg.sh createdb NAME      create database NAME if it does not exist
 #
@@ -226,6 +229,23 @@ cmd_stop() {
   return 0
 }
 
+cmd_restart() {
+  local mode=fast
+  case "${1:-}" in
+    "") ;;
+    --immediate) mode=immediate ;;
+    *) die "unknown option '$1' for restart; usage: $0 restart [--immediate]" ;;
+  esac
+  ensure_bin
+  lock
+  [[ -f "$DATA/postmaster.pid" ]] && as_owner "$BIN/pg_ctl" status -D "$DATA" >/dev/null 2>&1 \
+    || die "no server runs in $DATA; start it with: $0 start"
+  say "restarting the server in $DATA (-m $mode)"
+  as_owner "$BIN/pg_ctl" restart -D "$DATA" -m "$mode" -l "$LOG" -w -t 60 -s \
+    || { log_tail; die "pg_ctl restart failed (log above)."; }
+  isready || { log_tail; die "restarted, but nothing answers on 127.0.0.1:$PG_PORT (log above)."; }
+}
+
 cmd_createdb() {
   local name="${1:-}"
   [[ -n "$name" ]] || die "usage: $0 createdb NAME"
@@ -249,7 +269,8 @@ case "${1:-}" in
   install)  cmd_install ;;
   start)    cmd_start ;;
   stop)     shift; cmd_stop "$@" ;;
+  restart)  shift; cmd_restart "$@" ;;
   url)      echo "$URL" ;;
   createdb) shift; cmd_createdb "$@" ;;
-  *) die "usage: $0 {install|start|stop [--purge]|url|createdb NAME}" ;;
+  *) die "usage: $0 {install|start|stop [--purge]|restart [--immediate]|url|createdb NAME}" ;;
 esac

@@ -195,7 +195,9 @@ class System:
         return int(tickets or 0), int(outbox or 0)
 
 
-async def _database_urls(kind: str, tmp: Path, admin_url: str | None) -> dict[str, str]:
+async def database_urls(kind: str, tmp: Path, admin_url: str | None) -> dict[str, str]:
+    """A new database per service: SQLite files in `tmp`, or databases on the PostgreSQL
+    cluster of `admin_url`."""
     if kind == "sqlite":
         return {
             name: f"sqlite+aiosqlite:///{tmp / name.lower()}.db" for name in SERVICES_WITH_DATABASES
@@ -280,7 +282,7 @@ def system(
     kind: str = request.param
     tmp = tmp_path_factory.mktemp(f"system-{kind}")
     admin_url = request.getfixturevalue("postgres_server") if kind == "postgres" else None
-    urls = asyncio.run(_database_urls(kind, tmp, admin_url))
+    urls = asyncio.run(database_urls(kind, tmp, admin_url))
     group = f"e2e-{uuid4().hex[:8]}"
     # Fresh consumer groups read their topics from the beginning; these start at the end,
     # so the system does not first work through the backlog earlier tests left.
