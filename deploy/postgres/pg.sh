@@ -10,7 +10,9 @@
 #   pg.sh url                print the connection URL
 #   pg.sh createdb NAME      create database NAME if it does not exist
 #
-# Env: PG_PORT (default 55432), PG_DATA_DIR (default /tmp/helpdesk-pg-$PG_PORT).
+# Env: PG_PORT (default 55432), PG_DATA_DIR (default /tmp/helpdesk-pg-$PG_PORT),
+#      PG_DURABLE=yes for PostgreSQL's own durability settings (a commit survives a crash of
+#      the server), which the fault tests that crash it need; by default they are off, for speed.
 # Progress messages go to stderr, so `url=$(pg.sh start)` captures only the URL.
 set -euo pipefail
 
@@ -137,18 +139,20 @@ init_cluster() {
   It is a throwaway cluster: $0 stop --purge && $0 start"
 
   # Rewritten on every start so edits here take effect without a purge.
-  # THROWAWAY TEST CLUSTER: durability is switched off for speed. A crash can
-  # lose or corrupt data -- never use these settings for real data.
-  local sockdir="${DATA//\'/\'\'}"
+  # THROWAWAY TEST CLUSTER: durability is switched off for speed (unless PG_DURABLE=yes).
+  # A crash can lose or corrupt data -- never use these settings for real data. Even
+  # `pg_ctl restart -m immediate` loses the last commits with synchronous_commit off.
+  local sockdir="${DATA//\'/\'\'}" durability=off
+  [[ "${PG_DURABLE:-}" == yes ]] && durability=on
   cat >"$DATA/helpdesk.conf" <<EOF
 # Written by deploy/postgres/pg.sh on every start; edits here are lost.
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$sockdir'
 max_connections = 200
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+fsync = $durability
+synchronous_commit = $durability
+full_page_writes = $durability
 EOF
   (( EUID == 0 )) && chown "$PG_USER:" "$DATA/helpdesk.conf"
   return 0

@@ -69,9 +69,11 @@ from tests.support.waiting import eventually
 # How long one client request may keep retrying before the client gives up on it (counted).
 REQUEST_DEADLINE_SECONDS = 180.0
 # How long the system may take to settle after the load before the scenario fails.
-CONVERGE_TIMEOUT_SECONDS = 180.0
+CONVERGE_TIMEOUT_SECONDS = 120.0
 RETRIED_STATUSES = frozenset({429, 502, 503, 504})
 SERVICE_NAMES = ("ticket-core", "activity-log", "intake", "gateway")
+# How long a killed broker stays down before it is started again.
+BROKER_DOWN_SECONDS = 3.0
 
 
 # -- the system under fault ----------------------------------------------------------------
@@ -512,7 +514,13 @@ async def drive(setup: Setup, team: Workspace, assistant: Assistant, progress: P
             if _accepted(clients.widget, answer, 200, 202):
                 clients.request_ids.append(request_id)
 
-    limits = httpx.Limits(max_connections=load.concurrency + load.widget_concurrency)
+    limits = httpx.Limits(
+        max_connections=load.concurrency + load.widget_concurrency,
+        # Below the services' keep-alive timeout (uvicorn's 5 s, also httpx's default here):
+        # a client that waited out `Retry-After: 5` would otherwise send its retry on a
+        # connection the server is closing at that moment, and see it cut (ReadError).
+        keepalive_expiry=2.0,
+    )
     async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
         await asyncio.gather(
             *(create_tickets(client) for _ in range(load.concurrency)),
@@ -685,7 +693,14 @@ def problems(clients: Clients, stored: Stored, new_dead_letters: set[Any]) -> li
 
 # -- a scenario ----------------------------------------------------------------------------
 
-Fault = Callable[[Progress], Awaitable[list[str]]]
+
+@dataclass(frozen=True)
+class Fault:
+    """What goes wrong during the load: `act` waits for its moment, does it, and returns
+    what it did, in words."""
+
+    name: str
+    act: Callable[[Progress], Awaitable[list[str]]]
 
 
 @dataclass
@@ -710,7 +725,7 @@ class Figures:
         writes = clients.creates.accepted + clients.updates.accepted + clients.widget.accepted
         return [
             f"{self.scenario} [{self.kind}]: {self.seconds:.0f} s in all",
-            f"  fault:            {'; '.join(self.fault_notes)}",
+            *(f"  fault:            {note}" for note in self.fault_notes),
             f"  creates:          {clients.creates.describe()}",
             f"  updates:          {clients.updates.describe()}",
             f"  widget requests:  {clients.widget.describe()}; ended "
@@ -725,17 +740,16 @@ class Figures:
         ]
 
 
-async def run_scenario(
-    name: str, setup: Setup, team: Workspace, assistant: Assistant, load: Load, fault: Fault
-) -> Figures:
+async def run_scenario(setup: Setup, load: Load, fault: Fault) -> Figures:
     """Drive `load` while `fault` does its part, wait for the system to settle, check it."""
     started = time.monotonic()
+    team, assistant = await create_team(setup)
     letters_before = await dead_letters(setup.kafka)
     progress = Progress(load)
 
     async def fault_then_release() -> list[str]:
         try:
-            return await fault(progress)
+            return await fault.act(progress)
         finally:
             progress.fault_over.set()
 
@@ -757,7 +771,7 @@ async def run_scenario(
     converge_seconds = time.monotonic() - load_over
     new_letters = await dead_letters(setup.kafka) - letters_before
     return Figures(
-        scenario=name,
+        scenario=fault.name,
         kind=setup.kind,
         clients=clients,
         stored=stored,
@@ -768,16 +782,103 @@ async def run_scenario(
     )
 
 
+def restarts(system: SupervisedSystem, pids_before: dict[str, int]) -> list[str]:
+    """For a fault no service should exit of: each exit `helpdesk run` reported."""
+    found = [f"helpdesk run: {line}" for line in system.lines if " exited " in line]
+    if not found and system.pids() != pids_before:
+        found.append(f"service processes changed: {pids_before} → {system.pids()}")
+    return found
+
+
+def only_told_to_come_back(clients: Clients) -> list[str]:
+    """For a database outage: every answer a client retried was a 503 with `Retry-After`."""
+    found = [f"a client saw {seen}" for seen in sorted(clients.statuses_seen - {"503"})]
+    without = sum(t.without_retry_after for t in (clients.creates, clients.updates, clients.widget))
+    if without:
+        found.append(f"{without} answers 503 without Retry-After")
+    return found
+
+
+# -- the scenarios, each with the system it needs ------------------------------------------
+
+
+async def the_broker_killed(
+    kind: str, folder: Path, postgres_admin_url: str | None, load: Load, *, every_seconds: float = 0
+) -> Figures:
+    """On a broker of its own, SIGKILLed under load (once, or every `every_seconds`) and
+    started again; no service may exit meanwhile."""
+    broker = OwnBroker(folder / "kafka")
+    await asyncio.to_thread(broker.run, "start")
+    try:
+        setup = await prepare(kind, folder / "system", broker.bootstrap, postgres_admin_url)
+        async with SupervisedSystem(setup) as system:
+            before = await asyncio.to_thread(system.pids)
+            figures = await run_scenario(
+                setup, load, broker_killed(broker, every_seconds=every_seconds)
+            )
+            figures.problems += await asyncio.to_thread(restarts, system, before)
+    finally:
+        await asyncio.to_thread(broker.run, "stop")
+    return figures
+
+
+async def each_service_killed(
+    kind: str, folder: Path, kafka: str, postgres_admin_url: str | None, load: Load
+) -> Figures:
+    setup = await prepare(kind, folder, kafka, postgres_admin_url)
+    async with SupervisedSystem(setup) as system:
+        return await run_scenario(setup, load, services_killed(system))
+
+
+async def postgres_restarted_under_load(
+    folder: Path, kafka: str, load: Load, *, every_seconds: float = 0
+) -> Figures:
+    """On a PostgreSQL cluster of its own (never the one other tests share), restarted with
+    `-m immediate` under load: clients are told 503 with `Retry-After`, nothing else, and
+    the services recover without a restart."""
+    # Durable: with pg.sh's speed settings an immediate restart loses the last commits
+    # (synchronous_commit off), which would be the cluster's loss, not the services'.
+    cluster = OwnPostgres(durable=True)
+    await asyncio.to_thread(cluster.run, "start")
+    try:
+        setup = await prepare("postgres", folder, kafka, cluster.admin_url)
+        async with SupervisedSystem(setup) as system:
+            before = await asyncio.to_thread(system.pids)
+            figures = await run_scenario(
+                setup, load, postgres_restarted(cluster, every_seconds=every_seconds)
+            )
+            figures.problems += await asyncio.to_thread(restarts, system, before)
+        figures.problems += only_told_to_come_back(figures.clients)
+    finally:
+        await asyncio.to_thread(cluster.run, "stop", "--purge")
+    return figures
+
+
+async def activity_log_killed_before_commit(
+    kind: str,
+    folder: Path,
+    kafka: str,
+    postgres_admin_url: str | None,
+    load: Load,
+    *,
+    kill_after_stored_events: int,
+) -> Figures:
+    setup = await prepare(kind, folder, kafka, postgres_admin_url)
+    marker = folder / "fault-point-fired"
+    with system_with_fault_point(
+        setup, kill_after_stored_events=kill_after_stored_events, marker=marker
+    ) as running:
+        return await run_scenario(setup, load, activity_log_killed_at_fault_point(running, marker))
+
+
 # -- the faults ----------------------------------------------------------------------------
 
 
-def broker_killed(
-    broker: OwnBroker, *, at: float = 0.25, down_seconds: float = 3.0, every_seconds: float = 0.0
-) -> Fault:
+def broker_killed(broker: OwnBroker, *, at: float = 0.25, every_seconds: float = 0) -> Fault:
     """SIGKILL the broker once `at` of the load is done (or every `every_seconds` while the
-    load runs), leave it down `down_seconds`, start it again on the same data."""
+    load runs), leave it down a few seconds, start it again on the same data."""
 
-    async def fault(progress: Progress) -> list[str]:
+    async def act(progress: Progress) -> list[str]:
         notes: list[str] = []
         if every_seconds:
             while not await progress.load_done_or(every_seconds):
@@ -791,46 +892,43 @@ def broker_killed(
         at_fraction = progress.fraction
         killed = time.monotonic()
         await asyncio.to_thread(broker.kill)
-        await asyncio.sleep(down_seconds)
+        await asyncio.sleep(BROKER_DOWN_SECONDS)
         await asyncio.to_thread(broker.run, "start")
         return (
             f"broker SIGKILLed at {at_fraction:.0%} of the load, "
             f"answering again {time.monotonic() - killed:.1f} s later"
         )
 
-    return fault
+    return Fault("the broker SIGKILLed and restarted", act)
 
 
 def services_killed(system: SupervisedSystem) -> Fault:
     """SIGKILL each service in turn (at 10 %, 30 %, 50 %, 70 % of the load), each once the
     one before is back; `helpdesk run` restarts them."""
 
-    async def fault(progress: Progress) -> list[str]:
+    async def act(progress: Progress) -> list[str]:
         notes = []
         for number, name in enumerate(SERVICE_NAMES):
             await progress.reached(0.1 + 0.2 * number)
-            pid = system.pids()[name]
+            pid = (await asyncio.to_thread(system.pids))[name]
             seen = len(system.lines)
             at_fraction = progress.fraction
             killed = time.monotonic()
             os.kill(pid, signal.SIGKILL)
             await asyncio.to_thread(system.wait_for_line, f"{name} exited (signal 9)", after=seen)
             await asyncio.to_thread(system.wait_for_line, f"{name} is ready again", after=seen)
-            assert system.pids()[name] != pid
             back = time.monotonic() - killed
             notes.append(f"{name} killed at {at_fraction:.0%}, ready again {back:.1f} s later")
         return notes
 
-    return fault
+    return Fault("each service SIGKILLed once, restarted by helpdesk run", act)
 
 
-def postgres_restarted(
-    cluster: OwnPostgres, *, at: float = 0.3, every_seconds: float = 0.0
-) -> Fault:
+def postgres_restarted(cluster: OwnPostgres, *, at: float = 0.3, every_seconds: float = 0) -> Fault:
     """`pg_ctl restart -m immediate` on the services' cluster once `at` of the load is done
     (or every `every_seconds` while the load runs)."""
 
-    async def fault(progress: Progress) -> list[str]:
+    async def act(progress: Progress) -> list[str]:
         notes: list[str] = []
         if every_seconds:
             while not await progress.load_done_or(every_seconds):
@@ -849,14 +947,14 @@ def postgres_restarted(
             f"answering again {time.monotonic() - began:.1f} s later"
         )
 
-    return fault
+    return Fault("PostgreSQL restarted -m immediate", act)
 
 
 def activity_log_killed_at_fault_point(running: RunningSystem, marker: Path) -> Fault:
     """Wait for activity-log to kill itself at the fault point (it was armed when started:
     `system_with_fault_point`), then start it again."""
 
-    async def fault(progress: Progress) -> list[str]:
+    async def act(progress: Progress) -> list[str]:
         process = running.processes["activity-log"]
 
         async def exited() -> bool:
@@ -874,4 +972,4 @@ def activity_log_killed_at_fault_point(running: RunningSystem, marker: Path) -> 
             f"{time.monotonic() - began:.1f} s later"
         ]
 
-    return fault
+    return Fault("activity-log killed after storing, before committing", act)

@@ -51,11 +51,17 @@ class OwnBroker:
 
 
 class OwnPostgres:
-    """A PostgreSQL cluster of `deploy/postgres/pg.sh` on a free port."""
+    """A PostgreSQL cluster of `deploy/postgres/pg.sh` on a free port; `durable`: with
+    PostgreSQL's own durability settings, so that a commit survives a crash of the server
+    (pg.sh turns them off for speed by default)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
         self.port = free_port_pair()
-        self._env = {**os.environ, "PG_PORT": str(self.port)}
+        self._env = {
+            **os.environ,
+            "PG_PORT": str(self.port),
+            "PG_DURABLE": "yes" if durable else "no",
+        }
 
     @property
     def admin_url(self) -> str:
