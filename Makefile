@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 
 help:
 	@echo "make run    start Kafka and the four services, restarting any that exits (Ctrl-C stops everything)"
+	@echo "            REPLICAS=N runs N processes of each (PostgreSQL *_DATABASE_URL needed when N > 1)"
 	@echo "make test   unit, integration and end-to-end tests on real Kafka, SQLite and PostgreSQL"
 	@echo "make lint   ruff and mypy"
 	@echo "make check-deploy   docker-compose.yml and deploy/kubernetes/ checked offline"
@@ -41,8 +42,9 @@ dashboard/dist/.built: dashboard/node_modules/.installed $(DASHBOARD_SOURCES)
 
 dashboard: dashboard/dist/.built
 
+# REPLICAS=N: N processes of every service (`helpdesk run --replicas N`; PostgreSQL only).
 run: install dashboard
-	@bash deploy/run.sh
+	@bash deploy/run.sh $(if $(REPLICAS),--replicas $(REPLICAS))
 
 test: install dashboard
 	@bash deploy/test.sh

@@ -2,7 +2,8 @@
 # `make run`: start Kafka (unless one is configured or already up), create the topics, migrate
 # every service's database (SQLite files under ./var by default), then run the four services
 # in the foreground under `helpdesk run`, which restarts a service that exits. Ctrl-C or SIGTERM
-# stops the services and the Kafka broker this script started.
+# stops the services and the Kafka broker this script started. Arguments go to `helpdesk run`
+# (`make run REPLICAS=2` passes `--replicas 2`, which needs PostgreSQL URLs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=.venv/bin

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import typer
+from sqlalchemy.engine import make_url
 
 from shared.auth import issue_token
 from shared.contracts.asyncapi import specification_json
@@ -35,7 +36,7 @@ from .activity_log.settings import ActivityLogSettings
 from .gateway.settings import GatewaySettings
 from .intake.bootstrap import MIGRATIONS_DIR as INTAKE_MIGRATIONS
 from .intake.settings import IntakeSettings
-from .local_run import RunningSystem, SystemPlan
+from .local_run import REPLICA_PORT_STEP, RunningSystem, SystemPlan
 from .ticket_core import handlers as ticket_core_handlers
 from .ticket_core.bootstrap import MIGRATIONS_DIR as TICKET_CORE_MIGRATIONS
 from .ticket_core.bootstrap import bootstrap as bootstrap_ticket_core
@@ -194,24 +195,37 @@ def run(
     intake_port: Annotated[int, typer.Option(help="The widget API's (public) port.")] = 8103,
     intake_internal_port: Annotated[int, typer.Option(help="intake's internal API.")] = 8113,
     log_dir: Annotated[Path, typer.Option(help="Where each service's log goes.")] = Path("var/log"),
+    replicas: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Processes of every service (PostgreSQL only when more than 1). Replica k "
+            f"listens on each port + {REPLICA_PORT_STEP} x (k - 1).",
+        ),
+    ] = 1,
 ) -> None:
     """Start the four services as separate processes and restart any that exits (with
     backoff, 1 s doubling to 30 s); Ctrl-C or SIGTERM stops them all."""
     # A developer's machine unless told otherwise: the built-in secrets are accepted.
     environment = os.environ.setdefault("HELPDESK_ENV", Environment.DEVELOPMENT.value)
-    plan = SystemPlan(
-        gateway_port=gateway_port,
-        ticket_core_port=ticket_core_port,
-        activity_log_port=activity_log_port,
-        intake_port=intake_port,
-        intake_internal_port=intake_internal_port,
-    )
+    if replicas > 1 and (on_sqlite := _services_on_sqlite()):
+        raise _fail(_replicas_need_postgresql(replicas, on_sqlite))
+    try:
+        plan = SystemPlan(
+            gateway_port=gateway_port,
+            ticket_core_port=ticket_core_port,
+            activity_log_port=activity_log_port,
+            intake_port=intake_port,
+            intake_internal_port=intake_internal_port,
+        ).with_replicas(replicas)
+    except ValueError as error:
+        raise _fail(f"Cannot run {replicas} replica(s) on these ports: {error}.") from error
     os.environ.setdefault("GATEWAY_PUBLIC_URL", f"http://127.0.0.1:{gateway_port}")
     system = RunningSystem(plan, log_dir)
     # SIGTERM (a process manager, `make run`'s script) stops the system as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        typer.echo("starting ticket-core, activity-log, intake and gateway ...")
+        typer.echo(f"starting {_processes(plan)} ...")
         try:
             # Alive is enough to go on: a service waits for its broker and database by itself.
             system.start(until="/healthz")
@@ -231,9 +245,41 @@ def run(
     typer.echo("all services stopped")
 
 
+def _services_on_sqlite() -> dict[str, str]:
+    """The services whose database (as their settings read it) is a SQLite file: name → URL."""
+    urls = {name: settings_type().database_url for name, (_, settings_type) in MIGRATIONS.items()}
+    return {name: url for name, url in urls.items() if make_url(url).get_backend_name() == "sqlite"}
+
+
+def _replicas_need_postgresql(replicas: int, on_sqlite: dict[str, str]) -> str:
+    variables = ", ".join(f"{name.upper().replace('-', '_')}_DATABASE_URL" for name in on_sqlite)
+    return (
+        f"--replicas {replicas} needs PostgreSQL, and {', '.join(on_sqlite)} use(s) SQLite "
+        f"({', '.join(_redact(url) for url in on_sqlite.values())}). A SQLite file takes one "
+        "writer process: a second process of the same service would queue on the file's write "
+        "lock, and only PostgreSQL has the lock that lets one outbox relay publish at a time. "
+        f"Set {variables} to postgresql+asyncpg://USER:PASSWORD@HOST/DATABASE (a database per "
+        "service) and run `helpdesk migrate`, or run one replica (--replicas 1)."
+    )
+
+
+def _processes(plan: SystemPlan) -> str:
+    count = len(plan.replicas)
+    names = "ticket-core, activity-log, intake and gateway"
+    return names if count == 1 else f"{count} processes each of {names}"
+
+
 def _running_banner(plan: SystemPlan, environment: str, log_dir: Path) -> str:
     gateway = f"http://127.0.0.1:{plan.gateway_port}"
     widget = f"http://127.0.0.1:{plan.intake_port}"
+    replicas = ""
+    if len(plan.replicas) > 1:
+        gateways = ", ".join(f"http://127.0.0.1:{ports.gateway}" for ports in plan.replicas)
+        widgets = ", ".join(f"http://127.0.0.1:{ports.intake}" for ports in plan.replicas)
+        replicas = f"""
+  replicas       {len(plan.replicas)} processes of each service (logs ticket-core-1.log, ...)
+                 dashboard API on {gateways}
+                 widget API on {widgets}"""
     mode = (
         "HELPDESK_ENV=development: the built-in development secrets are accepted; never expose "
         "these ports. Production (the default) needs HELPDESK_JWT_SECRET and "
@@ -253,7 +299,7 @@ Help desk is running (logs in {log_dir}/; a service that exits is restarted).
   get started    .venv/bin/helpdesk create-workspace "My team" --owner-email you@example.com
                  (prints a token and login_url=..., the dashboard signed in as the owner)
   try it         curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
-                      -d '{{"subject": "Hello"}}' {gateway}/api/v1/tickets
+                      -d '{{"subject": "Hello"}}' {gateway}/api/v1/tickets{replicas}
 Press Ctrl-C to stop.
 """
 
@@ -315,8 +361,6 @@ def _print(values: dict[str, str], as_json: bool) -> None:
 
 
 def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)
 
 

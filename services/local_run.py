@@ -5,6 +5,13 @@ starts them, waits until each answers /readyz, and stops every one it started. `
 also supervises them (`RunningSystem.supervise`): a service that exits is started again after
 a capped exponential backoff (`RestartPolicy`) while the others keep serving. The e2e tests
 do not supervise, and a service stopped on purpose (`stop(name)`) is never restarted.
+
+Replicas: a plan may run N processes of every service (`SystemPlan.with_replicas`, or
+`other_replicas`), each with ports of its own (`ReplicaPorts`). With one replica a process is
+named as its service (`ticket-core`); with N they are `ticket-core-1` ... `ticket-core-N`, and
+each has its own log file (`<name>.log`), restarts and `stop(name)`/`start_service(name)`.
+Gateway k forwards to replica k of each internal service first and to the others when that
+one refuses the connection (`GATEWAY_*_URL` lists, `services/gateway/upstream.py`).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -68,19 +75,55 @@ def describe_exit(returncode: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ServicePlan:
+    """One process: replica `replica` of `service`, named `name` (its log file's name too)."""
+
     name: str
     module: str
     port: int
     env: dict[str, str]
+    service: str = ""
+    replica: int = 1
 
     def url(self, path: str) -> str:
         """`path` on the service's (first) listener."""
         return f"http://127.0.0.1:{self.port}{path}"
 
 
+# `helpdesk run --replicas N`: replica k listens on each first port + (k - 1) * 100, so the
+# hundreds say the replica (gateways on 8000, 8100, ...; ticket-core on 8101, 8201, ...).
+REPLICA_PORT_STEP = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaPorts:
+    """The listeners of one replica of every service (the k-th process of each)."""
+
+    gateway: int = 8000
+    ticket_core: int = 8101
+    activity_log: int = 8102
+    intake: int = 8103  # the widget's address (public)
+    intake_internal: int = 8113  # intake's internal API, for the gateway
+
+    def shifted(self, by: int) -> ReplicaPorts:
+        return ReplicaPorts(*(port + by for port in self.all()))
+
+    def all(self) -> tuple[int, ...]:
+        return (
+            self.gateway,
+            self.ticket_core,
+            self.activity_log,
+            self.intake,
+            self.intake_internal,
+        )
+
+
+SERVICE_NAMES = ("ticket-core", "activity-log", "intake", "gateway")
+
+
 @dataclass(frozen=True, slots=True)
 class SystemPlan:
-    """Ports and databases for one running system."""
+    """Ports and databases for one running system. The `*_port` fields are the first (or only)
+    replica's; `other_replicas` the ports of replicas 2..N, which share the databases."""
 
     gateway_port: int = 8000
     ticket_core_port: int = 8101
@@ -89,8 +132,46 @@ class SystemPlan:
     intake_internal_port: int = 8113  # intake's internal API, for the gateway
     database_urls: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    other_replicas: tuple[ReplicaPorts, ...] = ()
+
+    def __post_init__(self) -> None:
+        ports = [port for replica in self.replicas for port in replica.all()]
+        twice = sorted({port for port in ports if ports.count(port) > 1})
+        if twice:
+            raise ValueError(
+                f"port(s) {', '.join(map(str, twice))} given to more than one listener; "
+                "every listener of every replica needs a port of its own"
+            )
+
+    @property
+    def replicas(self) -> tuple[ReplicaPorts, ...]:
+        """Every replica's ports, the first one's first."""
+        first = ReplicaPorts(
+            self.gateway_port,
+            self.ticket_core_port,
+            self.activity_log_port,
+            self.intake_port,
+            self.intake_internal_port,
+        )
+        return (first, *self.other_replicas)
+
+    def with_replicas(self, count: int, port_step: int = REPLICA_PORT_STEP) -> SystemPlan:
+        """This plan with `count` replicas of every service, replica k on the first's ports
+        + (k - 1) * `port_step`."""
+        first = self.replicas[0]
+        others = tuple(first.shifted(port_step * k) for k in range(1, count))
+        return replace(self, other_replicas=others)
+
+    def process_names(self, service: str) -> list[str]:
+        """The processes of `service` (`ticket-core`, ...): its name alone for one replica,
+        `ticket-core-1` ... `ticket-core-N` for N."""
+        if len(self.replicas) == 1:
+            return [service]
+        return [f"{service}-{k}" for k in range(1, len(self.replicas) + 1)]
 
     def services(self) -> list[ServicePlan]:
+        """Every process: each replica's four services, the first replica's first."""
+
         def url(name: str) -> dict[str, str]:
             return (
                 {f"{name}_DATABASE_URL": self.database_urls[name]}
@@ -98,42 +179,51 @@ class SystemPlan:
                 else {}
             )
 
-        return [
-            ServicePlan(
-                "ticket-core",
-                "services.ticket_core",
-                self.ticket_core_port,
-                {"TICKET_CORE_HTTP_PORT": str(self.ticket_core_port), **url("TICKET_CORE")},
-            ),
-            ServicePlan(
-                "activity-log",
-                "services.activity_log",
-                self.activity_log_port,
-                {"ACTIVITY_LOG_HTTP_PORT": str(self.activity_log_port), **url("ACTIVITY_LOG")},
-            ),
-            ServicePlan(
-                "intake",
-                "services.intake",
-                self.intake_port,
-                {
-                    "INTAKE_HTTP_PORT": str(self.intake_port),
-                    "INTAKE_INTERNAL_PORT": str(self.intake_internal_port),
-                    **url("INTAKE"),
-                },
-            ),
-            ServicePlan(
-                "gateway",
-                "services.gateway",
-                self.gateway_port,
-                {
-                    "GATEWAY_HTTP_PORT": str(self.gateway_port),
-                    "GATEWAY_TICKET_CORE_URL": f"http://127.0.0.1:{self.ticket_core_port}",
-                    "GATEWAY_ACTIVITY_LOG_URL": f"http://127.0.0.1:{self.activity_log_port}",
-                    "GATEWAY_INTAKE_URL": f"http://127.0.0.1:{self.intake_internal_port}",
-                    "GATEWAY_WIDGET_API_URL": f"http://127.0.0.1:{self.intake_port}",
-                },
-            ),
-        ]
+        def addresses(index: int, port: Callable[[ReplicaPorts], int]) -> str:
+            # This gateway's own replica first, then the others: it fails over on a refused
+            # connection, so a dead replica costs a connection attempt, not an error.
+            ordered = self.replicas[index:] + self.replicas[:index]
+            return ",".join(f"http://127.0.0.1:{port(ports)}" for ports in ordered)
+
+        plans: list[ServicePlan] = []
+        for index, ports in enumerate(self.replicas):
+            environments = {
+                "ticket-core": (
+                    "services.ticket_core",
+                    ports.ticket_core,
+                    {"TICKET_CORE_HTTP_PORT": str(ports.ticket_core), **url("TICKET_CORE")},
+                ),
+                "activity-log": (
+                    "services.activity_log",
+                    ports.activity_log,
+                    {"ACTIVITY_LOG_HTTP_PORT": str(ports.activity_log), **url("ACTIVITY_LOG")},
+                ),
+                "intake": (
+                    "services.intake",
+                    ports.intake,
+                    {
+                        "INTAKE_HTTP_PORT": str(ports.intake),
+                        "INTAKE_INTERNAL_PORT": str(ports.intake_internal),
+                        **url("INTAKE"),
+                    },
+                ),
+                "gateway": (
+                    "services.gateway",
+                    ports.gateway,
+                    {
+                        "GATEWAY_HTTP_PORT": str(ports.gateway),
+                        "GATEWAY_TICKET_CORE_URL": addresses(index, lambda p: p.ticket_core),
+                        "GATEWAY_ACTIVITY_LOG_URL": addresses(index, lambda p: p.activity_log),
+                        "GATEWAY_INTAKE_URL": addresses(index, lambda p: p.intake_internal),
+                        "GATEWAY_WIDGET_API_URL": f"http://127.0.0.1:{ports.intake}",
+                    },
+                ),
+            }
+            for service in SERVICE_NAMES:
+                module, port, env = environments[service]
+                name = self.process_names(service)[index]
+                plans.append(ServicePlan(name, module, port, env, service, index + 1))
+        return plans
 
     def environment(self) -> dict[str, str]:
         """The variables that point a `helpdesk` command at this system's databases."""
@@ -156,6 +246,10 @@ class RunningSystem:
         self._stopped_on_purpose: set[str] = set()
         self._restarts: dict[str, RestartRecord] = {}
 
+    def names_of(self, service: str) -> list[str]:
+        """The processes of `service`: `["ticket-core"]`, or `["ticket-core-1", ...]`."""
+        return self.plan.process_names(service)
+
     def start(self, *, ready_timeout: float = 60.0, until: str = "/readyz") -> RunningSystem:
         """Start every service and wait until each answers 200 on `until`: `/readyz` (its
         database and broker answer) or `/healthz` (it serves, whatever it waits for)."""
@@ -171,7 +265,8 @@ class RunningSystem:
         return self
 
     def start_service(self, name: str, *, ready_timeout: float = 60.0) -> None:
-        """Start one service again (after `stop(name)`) and wait until it is ready."""
+        """Start one process again (after `stop(name)`, or after it was killed) and wait until
+        it is ready; `name` as in `names_of`."""
         self._stopped_on_purpose.discard(name)
         self._spawn(self._plans[name])
         self._wait_ready(self._plans[name], ready_timeout)
@@ -275,7 +370,7 @@ class RunningSystem:
             time.sleep(0.5)
 
     def stop(self, name: str | None = None, timeout: float = 35.0) -> None:
-        """Stop one service (not restarted by supervision until `start_service`) or all."""
+        """Stop one process (not restarted by supervision until `start_service`) or all."""
         names = [name] if name else list(self.processes)
         self._stopped_on_purpose.update(names)
         for each in names:

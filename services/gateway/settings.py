@@ -13,6 +13,8 @@ class GatewaySettings(SystemSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # Each: one address, or its replicas' addresses separated by commas, tried in that order
+    # (`replica_addresses`).
     ticket_core_url: str = "http://127.0.0.1:8101"
     activity_log_url: str = "http://127.0.0.1:8102"
     intake_url: str = Field(
@@ -56,3 +58,8 @@ class GatewaySettings(SystemSettings):
     stream_queue_size: int = Field(
         default=1000, ge=1, description="Events a slow stream may fall behind before it ends."
     )
+
+
+def replica_addresses(value: str) -> list[str]:
+    """`http://a:8101,http://b:8101` → the replicas' addresses, in the order given."""
+    return [address.strip() for address in value.split(",") if address.strip()]

@@ -1,9 +1,10 @@
 """Calls to the internal services. Every call carries a credential signed for that service
 (`shared/internal_auth.py`), made here and nowhere else, so no route can forget it. An
 upstream problem+json answer is passed through as is, so the dashboard sees the owning
-service's own `code` and `detail`."""
+service's own `code` and `detail`. A service run as several replicas is a list of addresses:
+the first that takes the connection answers."""
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -32,20 +33,44 @@ class UpstreamProblem(ProblemError):
 
 
 class Upstream:
-    """One internal service, reached over HTTP with a credential naming the caller."""
+    """One internal service, reached over HTTP with a credential naming the caller. `clients`
+    are its replicas, in the order this gateway tries them."""
 
-    def __init__(self, name: str, client: httpx.AsyncClient, signer: InternalTokenSigner) -> None:
+    def __init__(
+        self, name: str, clients: Sequence[httpx.AsyncClient], signer: InternalTokenSigner
+    ) -> None:
+        if not clients:
+            raise ValueError(f"{name}: no address to reach it at")
         self.name = name  # also the credential's audience
-        self._client = client
+        self._clients = list(clients)
         self._signer = signer
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for client in self._clients:
+            await client.aclose()
 
     async def ping(self) -> None:
-        """For readiness: the service answers its health check."""
-        response = await self._client.get("/healthz", timeout=2.0)
+        """For readiness: the service (some replica of it) answers its health check."""
+        response = await self._send("GET", "/healthz", timeout=2.0)
         response.raise_for_status()
+
+    async def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """The answer of the first replica that takes the connection. A refused or timed-out
+        connection never reached that replica, so any request may go to the next one. An
+        error after that (the replica died with the request in hand) is not retried here: the
+        request may have been applied, and only its client can retry it safely (a create with
+        the same `Idempotency-Key`)."""
+        for client in self._clients[:-1]:
+            try:
+                return await client.request(method, path, **options)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+                log.warning(
+                    "upstream_replica_unreachable",
+                    upstream=self.name,
+                    address=str(client.base_url),
+                    error=repr(error),
+                )
+        return await self._clients[-1].request(method, path, **options)
 
     async def call(
         self,
@@ -72,9 +97,7 @@ class Upstream:
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
         try:
-            response = await self._client.request(
-                method, path, headers=headers, json=json, params=params
-            )
+            response = await self._send(method, path, headers=headers, json=json, params=params)
         except httpx.HTTPError as error:
             log.error("upstream_unreachable", upstream=self.name, error=repr(error))
             raise ProblemError(

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from services.local_run import RunningSystem, SystemPlan
+from services.local_run import ReplicaPorts, RunningSystem, SystemPlan
 from services.ticket_core.store import tables as ticket_core_tables
 from shared.contracts.topics import TICKET_EVENTS
 from shared.db import create_engine
@@ -64,19 +64,41 @@ async def history(
 
 
 def plan_on_free_ports(
-    urls: dict[str, str], env: dict[str, str], *, gateway_port: int | None = None
+    urls: dict[str, str],
+    env: dict[str, str],
+    *,
+    gateway_port: int | None = None,
+    replicas: int = 1,
 ) -> SystemPlan:
     """A system whose every listener is on a port of its own: the defaults (8000, 8113, ...)
-    would clash with `make run` or another test's system on the machine."""
+    would clash with `make run` or another test's system on the machine. With `replicas=N`
+    every service runs as N processes (`RunningSystem.names_of`: `ticket-core-1`, ...), each on
+    free ports; `gateway_port` is the first gateway's."""
+    ports = distinct_free_ports(5 * replicas, taken={gateway_port} if gateway_port else set())
+    if gateway_port:
+        ports[0] = gateway_port
+    first, *others = (ReplicaPorts(*ports[k : k + 5]) for k in range(0, len(ports), 5))
     return SystemPlan(
-        gateway_port=gateway_port or free_port(),
-        ticket_core_port=free_port(),
-        activity_log_port=free_port(),
-        intake_port=free_port(),
-        intake_internal_port=free_port(),
+        gateway_port=first.gateway,
+        ticket_core_port=first.ticket_core,
+        activity_log_port=first.activity_log,
+        intake_port=first.intake,
+        intake_internal_port=first.intake_internal,
         database_urls=urls,
         extra_env=env,
+        other_replicas=tuple(others),
     )
+
+
+def distinct_free_ports(count: int, taken: set[int]) -> list[int]:
+    """`count` free ports, none twice and none in `taken` (each probe's socket is closed
+    before the next, so the system may offer a port again)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in taken and port not in ports:
+            ports.append(port)
+    return ports
 
 
 def migrate(env: dict[str, str]) -> None:
@@ -196,8 +218,8 @@ class System:
 
 
 async def database_urls(kind: str, tmp: Path, admin_url: str | None) -> dict[str, str]:
-    """A new database per service: SQLite files in `tmp`, or databases on the PostgreSQL
-    cluster of `admin_url`."""
+    """A new database per service (`TICKET_CORE` → its URL): SQLite files in `tmp`, or
+    PostgreSQL databases made through `admin_url`."""
     if kind == "sqlite":
         return {
             name: f"sqlite+aiosqlite:///{tmp / name.lower()}.db" for name in SERVICES_WITH_DATABASES

@@ -67,6 +67,16 @@ class EventStream:
             if frame.event == event:
                 return frame
 
+    async def until_cut(self, timeout: float = 20.0) -> list[ServerSentEvent]:
+        """The frames that arrived but were not read yet, once the connection has ended (the
+        server went away): what a client has in hand when it reconnects."""
+        with contextlib.suppress(httpx.HTTPError):
+            await asyncio.wait_for(self._reader, timeout)
+        frames = []
+        while not self._frames.empty():
+            frames.append(self._frames.get_nowait())
+        return frames
+
     async def nothing_more(self, within: float) -> bool:
         try:
             await self.next(within)

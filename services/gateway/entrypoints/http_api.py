@@ -26,7 +26,7 @@ from ..live import EventFeed, InvalidPosition, decode_position, server_sent_even
 from ..routes.assistants import assistant_routes
 from ..routes.members import member_routes
 from ..routes.tickets import ticket_routes
-from ..settings import GatewaySettings
+from ..settings import GatewaySettings, replica_addresses
 from ..upstream import Upstream
 
 # The services behind the gateway: the app state's name of each, and its own name (also the
@@ -46,7 +46,10 @@ def _upstreams(settings: GatewaySettings) -> dict[str, Upstream]:
     return {
         name: Upstream(
             UPSTREAM_NAMES[name],
-            httpx.AsyncClient(base_url=url, timeout=settings.upstream_timeout_seconds),
+            [
+                httpx.AsyncClient(base_url=address, timeout=settings.upstream_timeout_seconds)
+                for address in replica_addresses(url)
+            ],
             signer,
         )
         for name, url in urls.items()
