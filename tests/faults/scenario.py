@@ -91,19 +91,31 @@ class Setup:
 
     @property
     def gateway(self) -> str:
-        return f"http://127.0.0.1:{self.plan.gateway_port}"
+        return self.gateways[0]
 
     @property
-    def widget(self) -> str:
-        return f"http://127.0.0.1:{self.plan.intake_port}"
+    def gateways(self) -> list[str]:
+        """Each replica's gateway (one, unless the system runs replicas)."""
+        return [f"http://127.0.0.1:{ports.gateway}" for ports in self.plan.replicas]
+
+    @property
+    def widgets(self) -> list[str]:
+        """Each replica's widget API."""
+        return [f"http://127.0.0.1:{ports.intake}" for ports in self.plan.replicas]
 
 
 async def prepare(
-    kind: str, folder: Path, kafka: str, postgres_admin_url: str | None = None
+    kind: str,
+    folder: Path,
+    kafka: str,
+    postgres_admin_url: str | None = None,
+    *,
+    replicas: int = 1,
 ) -> Setup:
     """New databases on `kind` (on the cluster of `postgres_admin_url`), migrated; consumer
     groups of their own that start at the topics' ends (the broker may hold earlier tests'
-    messages); limits of the widget API high enough for the load."""
+    messages); limits of the widget API high enough for the load; `replicas` processes of
+    every service."""
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     urls = await database_urls(kind, folder, postgres_admin_url)
     await ensure_topics(kafka, security=aiokafka_security(SystemSettings()))
@@ -122,7 +134,7 @@ async def prepare(
         "INTAKE_RATE_LIMIT_READS_PER_ADDRESS": "1000000",
     }
     await asyncio.to_thread(migrate, env)
-    return Setup(kind, plan_on_free_ports(urls, env), env, kafka, folder)
+    return Setup(kind, plan_on_free_ports(urls, env, replicas=replicas), env, kafka, folder)
 
 
 def service_of(module: str) -> str:
@@ -252,7 +264,7 @@ class PlanWithFaultPoint(SystemPlan):
     def services(self) -> list[ServicePlan]:
         return [
             replace(service, module=FAULT_POINT_MODULE)
-            if service.name == "activity-log"
+            if service.service == "activity-log"
             else service
             for service in super().services()
         ]
@@ -394,21 +406,35 @@ class Progress:
         return self.fraction >= 1.0
 
 
+def rotated(addresses: list[str], by: int) -> list[str]:
+    start = by % len(addresses)
+    return addresses[start:] + addresses[:start]
+
+
 def _backoff(attempt: int) -> float:
     return min(2.0, 0.1 * 2.0**attempt)
 
 
 async def _send(
-    client: httpx.AsyncClient, tally: Tally, method: str, url: str, **request: Any
+    client: httpx.AsyncClient,
+    tally: Tally,
+    method: str,
+    addresses: list[str],
+    path: str,
+    **request: Any,
 ) -> httpx.Response | None:
-    """The answer once it is no longer one to retry; None when it never came in time."""
+    """The answer once it is no longer one to retry; None when it never came in time. The
+    first of `addresses` (the replicas of a service, this client's own list) is asked; when
+    its connection fails it goes to the end of the list, as a client moves to another
+    replica and stays there."""
     deadline = time.monotonic() + REQUEST_DEADLINE_SECONDS
     attempt = 0
     while True:
         try:
-            answer = await client.request(method, url, **request)
+            answer = await client.request(method, addresses[0] + path, **request)
         except httpx.TransportError as error:  # a service killed under us, or restarting
             tally.retried[type(error).__name__] += 1
+            addresses.append(addresses.pop(0))
             pause = _backoff(attempt)
         else:
             concurrent = answer.status_code == 409 and _code(answer) == "concurrent_update"
@@ -455,7 +481,7 @@ async def drive(setup: Setup, team: Workspace, assistant: Assistant, progress: P
     def more(count: int, number: int) -> bool:
         return number < count or not progress.fault_over.is_set()
 
-    async def create_tickets(client: httpx.AsyncClient) -> None:
+    async def create_tickets(client: httpx.AsyncClient, gateways: list[str]) -> None:
         while more(load.tickets, number := next(tickets)):
             key = f"faults-{run}-{number}"
             clients.creates.offered += 1
@@ -463,7 +489,8 @@ async def drive(setup: Setup, team: Workspace, assistant: Assistant, progress: P
                 client,
                 clients.creates,
                 "POST",
-                f"{setup.gateway}/api/v1/tickets",
+                gateways,
+                "/api/v1/tickets",
                 json={"subject": f"Fault suite ticket {number}", "priority": "normal"},
                 headers={**team.auth, "Idempotency-Key": key},
             )
@@ -478,14 +505,15 @@ async def drive(setup: Setup, team: Workspace, assistant: Assistant, progress: P
                     client,
                     clients.updates,
                     "PATCH",
-                    f"{setup.gateway}/api/v1/tickets/{ticket_id}",
+                    gateways,
+                    f"/api/v1/tickets/{ticket_id}",
                     json={"priority": "high"},
                     headers=team.auth,
                 )
                 if _accepted(clients.updates, updated, 200):
                     clients.updated_ids.add(ticket_id)
 
-    async def send_widget_requests(client: httpx.AsyncClient) -> None:
+    async def send_widget_requests(client: httpx.AsyncClient, widgets: list[str]) -> None:
         while more(load.widget_requests, number := next(requests)):
             request_id = f"faults-{run}-w{number}"
             clients.widget.offered += 1
@@ -507,7 +535,8 @@ async def drive(setup: Setup, team: Workspace, assistant: Assistant, progress: P
                 client,
                 clients.widget,
                 "POST",
-                f"{setup.widget}/widget/v1/ticket-requests",
+                widgets,
+                "/widget/v1/ticket-requests",
                 json=body,
                 headers={"X-Widget-Key": assistant.widget_key},
             )
@@ -523,8 +552,15 @@ async def drive(setup: Setup, team: Workspace, assistant: Assistant, progress: P
     )
     async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
         await asyncio.gather(
-            *(create_tickets(client) for _ in range(load.concurrency)),
-            *(send_widget_requests(client) for _ in range(load.widget_concurrency)),
+            # The clients spread over the replicas (with one, all ask the one).
+            *(
+                create_tickets(client, rotated(setup.gateways, number))
+                for number in range(load.concurrency)
+            ),
+            *(
+                send_widget_requests(client, rotated(setup.widgets, number))
+                for number in range(load.widget_concurrency)
+            ),
         )
     clients.seconds = time.monotonic() - started
     return clients
@@ -871,6 +907,21 @@ async def activity_log_killed_before_commit(
         return await run_scenario(setup, load, activity_log_killed_at_fault_point(running, marker))
 
 
+async def one_replica_of_each_killed(
+    folder: Path, kafka: str, postgres_admin_url: str, load: Load
+) -> Figures:
+    """Two processes of every service (on PostgreSQL: on SQLite one process writes a
+    file), started without a supervisor, so that a killed replica stays dead and the other
+    one has to take over its share: its partitions, the outbox relay, its clients."""
+    setup = await prepare("postgres", folder, kafka, postgres_admin_url, replicas=2)
+    running = RunningSystem(setup.plan, setup.folder / "logs")
+    await asyncio.to_thread(running.start)
+    try:
+        return await run_scenario(setup, load, replicas_killed(running))
+    finally:
+        await asyncio.to_thread(running.stop)
+
+
 # -- the faults ----------------------------------------------------------------------------
 
 
@@ -973,3 +1024,22 @@ def activity_log_killed_at_fault_point(running: RunningSystem, marker: Path) -> 
         ]
 
     return Fault("activity-log killed after storing, before committing", act)
+
+
+def replicas_killed(running: RunningSystem) -> Fault:
+    """SIGKILL the first replica of each service in turn (at 10 %, 30 %, 50 %, 70 % of the
+    load); the second goes on alone."""
+
+    async def act(progress: Progress) -> list[str]:
+        notes = []
+        for number, service in enumerate(SERVICE_NAMES):
+            await progress.reached(0.1 + 0.2 * number)
+            killed, survivor = running.names_of(service)[:2]
+            process = running.processes[killed]
+            at_fraction = progress.fraction
+            process.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(process.wait)
+            notes.append(f"{killed} killed at {at_fraction:.0%}; {survivor} goes on alone")
+        return notes
+
+    return Fault("one replica of each service killed while two run", act)
