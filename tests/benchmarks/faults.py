@@ -19,6 +19,7 @@ from tests.faults.scenario import (
     Load,
     activity_log_killed_before_commit,
     each_service_killed,
+    one_replica_of_each_killed,
     postgres_restarted_under_load,
     the_broker_killed,
 )
@@ -66,5 +67,7 @@ async def run(*, tickets: int, widget_requests: int, kill_every_seconds: float) 
                     folder / "postgres-restarted", kafka, load, every_seconds=every
                 )
             )
+            print("  one replica of each service killed while two run ...", flush=True)
+            show(await one_replica_of_each_killed(folder / "replicas", kafka, admin_url, load))
     print()
     print(f"{sum(len(f.problems) for f in results)} problems in {len(results)} scenarios")
