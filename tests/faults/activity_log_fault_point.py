@@ -21,6 +21,9 @@ from services.activity_log.entrypoints.main import main
 from services.activity_log.store.unit_of_work import UnitOfWork
 from shared.contracts.envelope import EventEnvelope
 
+KILL_AFTER_ENV = "FAULT_POINT_KILL_AFTER_STORED_EVENTS"
+MARKER_ENV = "FAULT_POINT_MARKER_FILE"
+
 
 def arm(kill_after_stored_events: int, marker: Path) -> None:
     """Wrap `handlers.record_event`, which the consumer looks up at each event."""
@@ -47,8 +50,5 @@ def die(marker: Path, event: EventEnvelope) -> None:
 
 
 if __name__ == "__main__":
-    arm(
-        int(os.environ["FAULT_POINT_KILL_AFTER_STORED_EVENTS"]),
-        Path(os.environ["FAULT_POINT_MARKER_FILE"]),
-    )
+    arm(int(os.environ[KILL_AFTER_ENV]), Path(os.environ[MARKER_ENV]))
     main()

@@ -43,7 +43,7 @@ from sqlalchemy import func, select
 
 from services.activity_log.store import tables as activity_tables
 from services.intake.store import tables as intake_tables
-from services.local_run import RunningSystem, ServicePlan, SystemPlan
+from services.local_run import SERVICE_NAMES, RunningSystem, ServicePlan, SystemPlan
 from services.ticket_core.store import tables as ticket_core_tables
 from shared.contracts.topics import ALL_TOPICS, TICKET_EVENTS
 from shared.db import create_engine
@@ -60,6 +60,7 @@ from tests.e2e.conftest import (
     migrate,
     plan_on_free_ports,
 )
+from tests.faults import activity_log_fault_point as fault_point
 from tests.support.credentials import strong_secrets
 from tests.support.infrastructure import REPO_ROOT
 from tests.support.kafka_reader import start_group_at_end, start_service_groups_at_end
@@ -71,7 +72,6 @@ REQUEST_DEADLINE_SECONDS = 180.0
 # How long the system may take to settle after the load before the scenario fails.
 CONVERGE_TIMEOUT_SECONDS = 120.0
 RETRIED_STATUSES = frozenset({429, 502, 503, 504})
-SERVICE_NAMES = ("ticket-core", "activity-log", "intake", "gateway")
 # How long a killed broker stays down before it is started again.
 BROKER_DOWN_SECONDS = 3.0
 
@@ -251,11 +251,9 @@ def wait_until_ready(services: list[ServicePlan], timeout: float = 90.0) -> None
         time.sleep(0.2)
 
 
-# The test-only fault point (tests/faults/activity_log_fault_point.py): activity-log started
-# from that module instead of its own kills itself once, right after storing an event.
-FAULT_POINT_MODULE = "tests.faults.activity_log_fault_point"
-FAULT_POINT_AFTER_ENV = "FAULT_POINT_KILL_AFTER_STORED_EVENTS"
-FAULT_POINT_MARKER_ENV = "FAULT_POINT_MARKER_FILE"
+# The test-only fault point: activity-log started from that module instead of its own kills
+# itself once, right after storing an event.
+FAULT_POINT_MODULE = fault_point.__name__
 
 
 class PlanWithFaultPoint(SystemPlan):
@@ -283,8 +281,8 @@ def system_with_fault_point(
         plan,
         extra_env={
             **plan.extra_env,
-            FAULT_POINT_AFTER_ENV: str(kill_after_stored_events),
-            FAULT_POINT_MARKER_ENV: str(marker),
+            fault_point.KILL_AFTER_ENV: str(kill_after_stored_events),
+            fault_point.MARKER_ENV: str(marker),
             # `python -m tests...` finds the repository's tests wherever it runs.
             "PYTHONPATH": os.pathsep.join(
                 filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])
