@@ -585,16 +585,39 @@ class Stored:
 
     @property
     def settled(self) -> bool:
+        # A `ticket_core_timeout` is not final: ticket-core's late answer corrects it.
+        undecided = [
+            request_id
+            for request_id, (status, reason, _) in self.requests.items()
+            if status == "pending" or reason == "ticket_core_timeout"
+        ]
         return (
             self.outbox_pending == 0
             and self.held_events == 0
-            and all(status != "pending" for status, _, _ in self.requests.values())
+            and not undecided
             and self.events == self.entry_count
         )
 
 
 async def read_stored(setup: Setup, team: Workspace, assistant: Assistant) -> Stored:
     workspace = UUID(team.workspace_id)
+    # In causal order, so that no later step is seen without its cause: the tickets intake
+    # was told of exist in ticket-core, the events activity-log applied are ticket-core's.
+    async with _reading(setup, "INTAKE") as intake:
+        table = intake_tables.ticket_requests
+        requests = {
+            request_id: (status, reason, str(ticket_id) if ticket_id else None)
+            for request_id, status, reason, ticket_id in await intake.execute(
+                select(table.c.request_id, table.c.status, table.c.reason, table.c.ticket_id).where(
+                    table.c.assistant_id == assistant.id
+                )
+            )
+        }
+        intake_pending = await intake.scalar(
+            select(func.count())
+            .select_from(intake_tables.outbox)
+            .where(intake_tables.outbox.c.published_at.is_(None))
+        )
     async with _reading(setup, "TICKET_CORE") as core:
         tickets = ticket_core_tables.tickets
         rows = await core.execute(
@@ -616,21 +639,6 @@ async def read_stored(setup: Setup, team: Workspace, assistant: Assistant) -> St
         ):
             entries.setdefault(ticket_id, []).append(sequence)
         held = await activity.scalar(select(func.count()).select_from(activity_tables.held_events))
-    async with _reading(setup, "INTAKE") as intake:
-        table = intake_tables.ticket_requests
-        requests = {
-            request_id: (status, reason, str(ticket_id) if ticket_id else None)
-            for request_id, status, reason, ticket_id in await intake.execute(
-                select(table.c.request_id, table.c.status, table.c.reason, table.c.ticket_id).where(
-                    table.c.assistant_id == assistant.id
-                )
-            )
-        }
-        intake_pending = await intake.scalar(
-            select(func.count())
-            .select_from(intake_tables.outbox)
-            .where(intake_tables.outbox.c.published_at.is_(None))
-        )
     # Entries of other subjects (the workspace's members) are not the tickets' history.
     entries = {subject: found for subject, found in entries.items() if subject in stored_tickets}
     return Stored(
