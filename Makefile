@@ -12,7 +12,7 @@ help:
 	@echo "make test   unit, integration and end-to-end tests on real Kafka, SQLite and PostgreSQL"
 	@echo "make lint   ruff and mypy"
 	@echo "make check-deploy   docker-compose.yml and deploy/kubernetes/ checked offline"
-	@echo "make bench  benchmarks; results in tests/benchmarks/README.md"
+	@echo "make bench  benchmarks; results in tests/benchmarks/README.md (SUITE=faults: the fault suite, longer)"
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed; install python3.11 and run make PYTHON=python3.11"'
@@ -64,8 +64,9 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# `make bench SUITE=faults` (or pipeline, updates, ...) runs one suite.
 bench: install
-	@bash deploy/test.sh --bench
+	@bash deploy/test.sh --bench $(if $(SUITE),--suite $(SUITE))
 
 contract: install
 	@$(BIN)/helpdesk contract --output docs/asyncapi.json

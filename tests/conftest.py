@@ -23,6 +23,9 @@ from shared.settings import SystemSettings
 from tests.support.infrastructure import kafka_bootstrap_servers, postgres_url
 
 DATABASE_KINDS = ["sqlite", "postgres"]
+# A test's figures (`record_property(FIGURES, text)`), shown in the summary at the end of the
+# run: a test's own output is captured, and under pytest-xdist it never reaches the terminal.
+FIGURES = "figures"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -34,6 +37,21 @@ def pytest_configure(config: pytest.Config) -> None:
     brokers = os.environ.get("HELPDESK_TEST_KAFKA_BROKERS", "").split()
     if worker.startswith("gw") and brokers:
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = brokers[int(worker[2:]) % len(brokers)]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    shown = [
+        (report.nodeid, value)
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == FIGURES
+    ]
+    if shown:
+        terminalreporter.section(FIGURES)
+        for nodeid, text in sorted(shown):
+            terminalreporter.write_line(f"{nodeid}\n{text}")
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,15 @@
 #   pg.sh install            ensure server binaries exist; print their bin dir
 #   pg.sh start              init (once) + start the cluster; last line = URL
 #   pg.sh stop [--purge]     stop it; --purge also deletes the data dir
+#   pg.sh restart [--immediate]  restart the running cluster; --immediate stops it without a
+#                            checkpoint (as a crash would: recovery replays the WAL), for the
+#                            fault tests (tests/faults)
 #   pg.sh url                print the connection URL
 #   pg.sh createdb NAME      create database NAME if it does not exist
 #
-# Env: PG_PORT (default 55432), PG_DATA_DIR (default /tmp/helpdesk-pg-$PG_PORT).
+# Env: PG_PORT (default 55432), PG_DATA_DIR (default /tmp/helpdesk-pg-$PG_PORT),
+#      PG_DURABLE=yes for PostgreSQL's own durability settings (a commit survives a crash of
+#      the server), which the fault tests that crash it need; by default they are off, for speed.
 # Progress messages go to stderr, so `url=$(pg.sh start)` captures only the URL.
 set -euo pipefail
 
@@ -134,18 +139,20 @@ init_cluster() {
   It is a throwaway cluster: $0 stop --purge && $0 start"
 
   # Rewritten on every start so edits here take effect without a purge.
-  # THROWAWAY TEST CLUSTER: durability is switched off for speed. A crash can
-  # lose or corrupt data -- never use these settings for real data.
-  local sockdir="${DATA//\'/\'\'}"
+  # THROWAWAY TEST CLUSTER: durability is switched off for speed (unless PG_DURABLE=yes).
+  # A crash can lose or corrupt data -- never use these settings for real data. Even
+  # `pg_ctl restart -m immediate` loses the last commits with synchronous_commit off.
+  local sockdir="${DATA//\'/\'\'}" durability=off
+  [[ "${PG_DURABLE:-}" == yes ]] && durability=on
   cat >"$DATA/helpdesk.conf" <<EOF
 # Written by deploy/postgres/pg.sh on every start; edits here are lost.
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$sockdir'
 max_connections = 200
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+fsync = $durability
+synchronous_commit = $durability
+full_page_writes = $durability
 EOF
   (( EUID == 0 )) && chown "$PG_USER:" "$DATA/helpdesk.conf"
   return 0
@@ -226,6 +233,23 @@ cmd_stop() {
   return 0
 }
 
+cmd_restart() {
+  local mode=fast
+  case "${1:-}" in
+    "") ;;
+    --immediate) mode=immediate ;;
+    *) die "unknown option '$1' for restart; usage: $0 restart [--immediate]" ;;
+  esac
+  ensure_bin
+  lock
+  [[ -f "$DATA/postmaster.pid" ]] && as_owner "$BIN/pg_ctl" status -D "$DATA" >/dev/null 2>&1 \
+    || die "no server runs in $DATA; start it with: $0 start"
+  say "restarting the server in $DATA (-m $mode)"
+  as_owner "$BIN/pg_ctl" restart -D "$DATA" -m "$mode" -l "$LOG" -w -t 60 -s \
+    || { log_tail; die "pg_ctl restart failed (log above)."; }
+  isready || { log_tail; die "restarted, but nothing answers on 127.0.0.1:$PG_PORT (log above)."; }
+}
+
 cmd_createdb() {
   local name="${1:-}"
   [[ -n "$name" ]] || die "usage: $0 createdb NAME"
@@ -249,7 +273,8 @@ case "${1:-}" in
   install)  cmd_install ;;
   start)    cmd_start ;;
   stop)     shift; cmd_stop "$@" ;;
+  restart)  shift; cmd_restart "$@" ;;
   url)      echo "$URL" ;;
   createdb) shift; cmd_createdb "$@" ;;
-  *) die "usage: $0 {install|start|stop [--purge]|url|createdb NAME}" ;;
+  *) die "usage: $0 {install|start|stop [--purge]|restart [--immediate]|url|createdb NAME}" ;;
 esac

@@ -5,7 +5,17 @@ import asyncio
 import logging
 import os
 
-from tests.benchmarks import activity, gateway, listing, pipeline, relay, stream, updates, widget
+from tests.benchmarks import (
+    activity,
+    faults,
+    gateway,
+    listing,
+    pipeline,
+    relay,
+    stream,
+    updates,
+    widget,
+)
 
 
 def main() -> None:
@@ -51,6 +61,18 @@ def main() -> None:
     parser.add_argument("--stream-patches", type=int, default=300, help="PATCHes, PATCH → SSE")
     parser.add_argument("--stream-rate", type=float, default=20.0, help="PATCHes/s, PATCH → SSE")
     parser.add_argument(
+        "--fault-tickets", type=int, default=10_000, help="dashboard creates per fault scenario"
+    )
+    parser.add_argument(
+        "--fault-widget-requests", type=int, default=2_500, help="widget requests per scenario"
+    )
+    parser.add_argument(
+        "--fault-every",
+        type=float,
+        default=30.0,
+        help="seconds between broker kills (and PostgreSQL restarts) while the load runs",
+    )
+    parser.add_argument(
         "--suite",
         choices=[
             "all",
@@ -62,9 +84,10 @@ def main() -> None:
             "activity",
             "listing",
             "stream",
+            "faults",
         ],
         default="all",
-        help="what to run",
+        help="what to run (`all` is every suite but `faults`, which is long: run it by name)",
     )
     args = parser.parse_args()
     # The figures are the output; the broker client's INFO chatter would bury them.
@@ -107,6 +130,14 @@ def main() -> None:
         )
     if args.suite in ("all", "stream"):
         asyncio.run(stream.run(patches=args.stream_patches, rate=args.stream_rate))
+    if args.suite == "faults":
+        asyncio.run(
+            faults.run(
+                tickets=args.fault_tickets,
+                widget_requests=args.fault_widget_requests,
+                kill_every_seconds=args.fault_every,
+            )
+        )
 
 
 main()

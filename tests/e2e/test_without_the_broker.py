@@ -23,35 +23,12 @@ from services.local_run import RunningSystem
 from shared.kafka_admin import ensure_topics
 from tests.e2e.conftest import SERVICES_WITH_DATABASES, Workspace, history, plan_on_free_ports
 from tests.support.credentials import strong_secrets
-from tests.support.infrastructure import KAFKA_SCRIPT, free_port_pair
-
-
-class LaterBroker:
-    """A broker of this test's own, on a port chosen now and started when the test says."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port_pair()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self._env = {
-            **{k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"},
-            "KAFKA_PORT": str(self.port),
-            "KAFKA_DATA_DIR": str(data_dir),
-        }
-
-    def run(self, command: str) -> None:
-        done = subprocess.run(
-            ["bash", str(KAFKA_SCRIPT), command],
-            env=self._env,
-            capture_output=True,
-            text=True,
-            timeout=150,
-        )
-        assert done.returncode == 0, done.stderr
+from tests.support.own_servers import OwnBroker
 
 
 @pytest.fixture
-def later_broker(tmp_path: Path) -> Iterator[LaterBroker]:
-    broker = LaterBroker(tmp_path / "kafka")
+def later_broker(tmp_path: Path) -> Iterator[OwnBroker]:
+    broker = OwnBroker(tmp_path / "kafka")
     try:
         yield broker
     finally:
@@ -70,7 +47,7 @@ async def readiness(client: httpx.AsyncClient, port: int) -> tuple[int, dict[str
 
 
 async def test_services_start_without_the_broker_and_catch_up_when_it_comes(
-    later_broker: LaterBroker, tmp_path: Path
+    later_broker: OwnBroker, tmp_path: Path
 ) -> None:
     urls = {
         name: f"sqlite+aiosqlite:///{tmp_path / name.lower()}.db"

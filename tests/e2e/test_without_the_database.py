@@ -24,40 +24,18 @@ from shared.contracts.topics import TICKET_EVENTS
 from tests.e2e.conftest import (
     SERVICES_WITH_DATABASES,
     Workspace,
-    free_port,
     history,
     plan_on_free_ports,
 )
 from tests.support.credentials import strong_secrets
-from tests.support.infrastructure import POSTGRES_SCRIPT
 from tests.support.kafka_reader import start_group_at_end, start_service_groups_at_end
+from tests.support.own_servers import OwnPostgres
 from tests.support.waiting import eventually
 
 
-class LaterPostgres:
-    """A PostgreSQL server of this test's own, on a port chosen now, started when told."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self._env = {**os.environ, "PG_PORT": str(self.port)}
-
-    def url(self, database: str) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
-
-    def run(self, *command: str) -> None:
-        done = subprocess.run(
-            ["bash", str(POSTGRES_SCRIPT), *command],
-            env=self._env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-
-
 @pytest.fixture
-def later_postgres() -> Iterator[LaterPostgres]:
-    server = LaterPostgres()
+def later_postgres() -> Iterator[OwnPostgres]:
+    server = OwnPostgres()
     try:
         yield server
     finally:
@@ -74,7 +52,7 @@ def helpdesk(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 
 async def test_services_start_without_their_databases_and_recover_when_they_come(
-    later_postgres: LaterPostgres, kafka: str, tmp_path: Path
+    later_postgres: OwnPostgres, kafka: str, tmp_path: Path
 ) -> None:
     group = f"e2e-nodb-{uuid4().hex[:8]}"
     await start_group_at_end(kafka, group, TICKET_EVENTS)

@@ -1,0 +1,54 @@
+"""activity-log with a fault point, for the fault suite only: `python -m
+tests.faults.activity_log_fault_point` runs activity-log as `python -m services.activity_log`
+does, except that the process SIGKILLs itself right after it has stored its
+`FAULT_POINT_KILL_AFTER_STORED_EVENTS`th event (entry and inbox row committed) and before
+that event's offset is committed: the crash window the inbox exists for. It fires once per
+`FAULT_POINT_MARKER_FILE` (the file records the event's id), so the restarted process runs
+normally and must drop the redelivered event.
+
+It lives under tests/, which neither the package nor the image contains, and nothing in
+services/ or shared/ knows of it, so no setting can switch it on in production.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from services.activity_log import handlers
+from services.activity_log.entrypoints.main import main
+from services.activity_log.store.unit_of_work import UnitOfWork
+from shared.contracts.envelope import EventEnvelope
+
+KILL_AFTER_ENV = "FAULT_POINT_KILL_AFTER_STORED_EVENTS"
+MARKER_ENV = "FAULT_POINT_MARKER_FILE"
+
+
+def arm(kill_after_stored_events: int, marker: Path) -> None:
+    """Wrap `handlers.record_event`, which the consumer looks up at each event."""
+    if marker.exists():  # this is the restarted process: it runs as activity-log does
+        return
+    record_event = handlers.record_event
+    stored = 0
+
+    async def record_event_then_die(uow: UnitOfWork, event: EventEnvelope) -> bool:
+        nonlocal stored
+        recorded = await record_event(uow, event)
+        stored += recorded
+        if stored >= kill_after_stored_events:
+            die(marker, event)
+        return recorded
+
+    handlers.record_event = record_event_then_die
+
+
+def die(marker: Path, event: EventEnvelope) -> None:
+    """SIGKILL: no handler, no `finally`, no offset commit runs after this."""
+    marker.write_text(str(event.id))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    arm(int(os.environ[KILL_AFTER_ENV]), Path(os.environ[MARKER_ENV]))
+    main()
