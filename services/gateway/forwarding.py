@@ -56,8 +56,9 @@ AUTHENTICATED: dict[int | str, dict[str, Any]] = {
     ),
     503: problem_response_doc(
         503,
-        "An internal service (`upstream_unavailable`), a service's database or broker "
-        "(`dependency_unavailable`, with `Retry-After`), the broker the live stream reads "
+        "An internal service (`upstream_unavailable`, with `Retry-After`), a service's "
+        "database or broker (`dependency_unavailable`, with `Retry-After`), the broker the "
+        "live stream reads "
         "(`stream_unavailable`, with `Retry-After`) or the token issuer's signing keys "
         "(`signing_keys_unavailable`) cannot be reached right now; retry in a moment",
     ),

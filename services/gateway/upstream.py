@@ -16,6 +16,10 @@ from shared.http import REQUEST_ID_HEADER
 from shared.internal_auth import InternalTokenSigner
 from shared.problems import Problem, ProblemError
 
+# A service that is down is restarted (by the supervisor, or the cluster) in a second or
+# two, and another replica may already answer: a client should come back soon.
+UPSTREAM_RETRY_AFTER_SECONDS = 2
+
 log = structlog.get_logger(__name__)
 
 
@@ -103,7 +107,9 @@ class Upstream:
             raise ProblemError(
                 503,
                 "upstream_unavailable",
-                f"{self.name} did not answer; retry in a moment.",
+                f"{self.name} did not answer; retry in {UPSTREAM_RETRY_AFTER_SECONDS} seconds "
+                "(with the same Idempotency-Key for a create).",
+                headers={"Retry-After": str(UPSTREAM_RETRY_AFTER_SECONDS)},
             ) from error
         if response.status_code >= 400:
             problem = _problem_of(self.name, response)

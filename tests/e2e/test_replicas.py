@@ -478,6 +478,7 @@ async def test_creates_cut_off_by_a_killed_replica_and_retried_make_one_ticket_e
 
     lost = [a.json()["code"] for a in cut_off if a.status_code != 201]
     assert lost == ["upstream_unavailable"] * len(lost)
+    assert all(a.headers["Retry-After"] == "2" for a in cut_off if a.status_code != 201)
     assert len(lost) >= cut_in_transaction
     assert [answer.status_code for answer in retried] == [201] * len(keys)
     first_answers = [a.json()["id"] if a.status_code == 201 else None for a in cut_off]

@@ -135,6 +135,8 @@ async def test_a_replica_lost_with_the_request_is_not_asked_again() -> None:
 
     problem = refused.value.problem
     assert (problem.status, problem.code) == (503, "upstream_unavailable")
+    assert refused.value.headers == {"Retry-After": "2"}
+    assert "same Idempotency-Key" in problem.detail
     assert len(seen) == 1
 
 
