@@ -356,18 +356,23 @@ class Subscriptions:
     group_per_topic: bool = True
     """`<group_id>.<topic>` per subscriber, so that a rebalance of one never pauses another."""
 
-    def on(self, topic: Topic, description: str) -> Callable[[Handler], Handler]:
-        group_id = f"{self.group_id}.{topic.name}" if self.group_per_topic else self.group_id
+    def _common(self, topic: Topic, handler_name: str, description: str) -> dict[str, Any]:
+        """What every subscriber of a service is declared with, single or batch."""
+        return {
+            "group_id": (
+                f"{self.group_id}.{topic.name}" if self.group_per_topic else self.group_id
+            ),
+            "ack_policy": AckPolicy.MANUAL,
+            "auto_offset_reset": "earliest",
+            "max_poll_interval_ms": MAX_POLL_INTERVAL_MS,
+            "title": f"{self.service}:{handler_name}",
+            "description": description,
+        }
 
+    def on(self, topic: Topic, description: str) -> Callable[[Handler], Handler]:
         def declare(handler: Handler) -> Handler:
             self.broker.subscriber(
-                topic.name,
-                group_id=group_id,
-                ack_policy=AckPolicy.MANUAL,
-                auto_offset_reset="earliest",
-                max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
-                title=f"{self.service}:{handler.__name__}",
-                description=description,
+                topic.name, **self._common(topic, handler.__name__, description)
             )(handler)
             return handler
 
@@ -383,7 +388,6 @@ class Subscriptions:
     ) -> Callable[[BatchHandler[Model]], BatchHandler[Model]]:
         """Like `on`, for a handler that stores a whole batch of `model` messages (up to
         `max_records`, what one poll returned) in one transaction; see `BatchConsumer`."""
-        group_id = f"{self.group_id}.{topic.name}" if self.group_per_topic else self.group_id
         committer = _committers[self.broker]
 
         def declare(handler: BatchHandler[Model]) -> BatchHandler[Model]:
@@ -400,12 +404,7 @@ class Subscriptions:
                 # The batch consumer validates each message itself (a bad one must not fail
                 # the others); FastStream's own JSON decoding would only be thrown away.
                 decoder=_undecoded,
-                group_id=group_id,
-                ack_policy=AckPolicy.MANUAL,
-                auto_offset_reset="earliest",
-                max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
-                title=f"{self.service}:{handler.__name__}",
-                description=description,
+                **self._common(topic, handler.__name__, description),
             )(on_batch)
             return handler
 
