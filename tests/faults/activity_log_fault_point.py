@@ -1,10 +1,10 @@
 """activity-log with a fault point, for the fault suite only: `python -m
 tests.faults.activity_log_fault_point` runs activity-log as `python -m services.activity_log`
-does, except that the process SIGKILLs itself right after it has stored its
-`FAULT_POINT_KILL_AFTER_STORED_EVENTS`th event (entry and inbox row committed) and before
-that event's offset is committed: the crash window the inbox exists for. It fires once per
-`FAULT_POINT_MARKER_FILE` (the file records the event's id), so the restarted process runs
-normally and must drop the redelivered event.
+does, except that the process SIGKILLs itself right after the batch that brings its stored
+events to `FAULT_POINT_KILL_AFTER_STORED_EVENTS` is committed (entries and inbox rows), and
+before that batch's offsets are committed: the crash window the inbox exists for. It fires
+once per `FAULT_POINT_MARKER_FILE` (the file records the batch's last event id), so the
+restarted process runs normally and must drop the redelivered events.
 
 It lives under tests/, which neither the package nor the image contains, and nothing in
 services/ or shared/ knows of it, so no setting can switch it on in production.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 from services.activity_log import handlers
@@ -26,21 +27,22 @@ MARKER_ENV = "FAULT_POINT_MARKER_FILE"
 
 
 def arm(kill_after_stored_events: int, marker: Path) -> None:
-    """Wrap `handlers.record_event`, which the consumer looks up at each event."""
+    """Wrap `handlers.record_events`, which the consumer looks up at each batch (and
+    `record_event`, its one-at-a-time fallback, goes through)."""
     if marker.exists():  # this is the restarted process: it runs as activity-log does
         return
-    record_event = handlers.record_event
+    record_events = handlers.record_events
     stored = 0
 
-    async def record_event_then_die(uow: UnitOfWork, event: EventEnvelope) -> bool:
+    async def record_events_then_die(uow: UnitOfWork, events: Sequence[EventEnvelope]) -> int:
         nonlocal stored
-        recorded = await record_event(uow, event)
+        recorded = await record_events(uow, events)
         stored += recorded
-        if stored >= kill_after_stored_events:
-            die(marker, event)
+        if stored >= kill_after_stored_events and events:
+            die(marker, events[-1])
         return recorded
 
-    handlers.record_event = record_event_then_die
+    handlers.record_events = record_events_then_die
 
 
 def die(marker: Path, event: EventEnvelope) -> None:
