@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,10 +26,12 @@ from uuid import uuid4
 
 import httpx
 
-from services.local_run import RunningSystem, SystemPlan
+from services.local_run import RunningSystem
 from shared.contracts.topics import TICKET_EVENTS
+from shared.kafka_admin import ensure_topics
 from tests.benchmarks.pipeline import pace
 from tests.benchmarks.stats import HEADER, Figures, ratio_line
+from tests.e2e.conftest import free_port, migrate, plan_on_free_ports
 from tests.support.credentials import strong_secrets
 from tests.support.kafka_reader import start_group_at_end, start_service_groups_at_end
 
@@ -45,6 +46,8 @@ async def run(*, requests: int, concurrency: int) -> None:
             name: f"sqlite+aiosqlite:///{tmp / name.lower()}.db"
             for name in ("TICKET_CORE", "ACTIVITY_LOG", "INTAKE")
         }
+        # The suite may run alone on a fresh broker: the services' topics come first.
+        await ensure_topics(bootstrap)
         group = f"bench-gw-{uuid4().hex[:8]}"
         await start_group_at_end(bootstrap, group, TICKET_EVENTS)
         await start_service_groups_at_end(bootstrap, group)
@@ -57,19 +60,11 @@ async def run(*, requests: int, concurrency: int) -> None:
             "INTAKE_CONSUMER_GROUP": group,
             **{f"{name}_DATABASE_URL": url for name, url in urls.items()},
         }
-        _helpdesk(env, "migrate")
-        plan = SystemPlan(
-            gateway_port=_free_port(),
-            ticket_core_port=_free_port(),
-            activity_log_port=_free_port(),
-            intake_port=_free_port(),
-            intake_internal_port=_free_port(),
-            database_urls=urls,
-            extra_env=env,
-        )
+        migrate(env)
+        plan = plan_on_free_ports(urls, env)
         print(f"gateway: starting the four services (logs in {tmp / 'logs'})", flush=True)
         with RunningSystem(plan, tmp / "logs").start() as running:
-            bare_port = _free_port()
+            bare_port = free_port()
             bare = await asyncio.create_subprocess_exec(
                 sys.executable,
                 *("-m", "uvicorn", "tests.benchmarks.bare_insert:app"),
@@ -218,12 +213,6 @@ def _helpdesk(env: dict[str, str], *args: str) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"helpdesk {args[0]} failed: {done.stderr}")
     return done.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _until_up(url: str) -> None:
