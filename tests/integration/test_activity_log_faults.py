@@ -30,6 +30,7 @@ from shared.contracts.envelope import Actor, EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS
 from shared.dead_letters import list_dead_letters
 from shared.migrations import upgrade_to_head
+from tests.e2e.conftest import free_port
 from tests.support.infrastructure import POSTGRES_SCRIPT
 from tests.support.kafka_reader import start_group_at_end
 from tests.support.waiting import eventually
@@ -200,8 +201,10 @@ OUTAGE_SECONDS = 30.0
 # absorbed by that wait and the consumer never sees a failure. Held longer, the consumer's
 # writes fail with "database is locked" and it has to wait the rest out.
 SQLITE_LOCK_SECONDS = 45.0
-# A PostgreSQL cluster of this test's own, which it stops and starts (never the shared one).
-OUTAGE_PG_PORT = os.environ.get("HELPDESK_TEST_OUTAGE_PG_PORT", "55532")
+# A PostgreSQL cluster of this test's own, which it stops and starts (never the shared one),
+# on a port free now: a fixed one (it was 55532) lies in the kernel's ephemeral range, where
+# another test's server or client took it once in CI.
+OUTAGE_PG_PORT = os.environ.get("HELPDESK_TEST_OUTAGE_PG_PORT") or str(free_port())
 
 
 @dataclass
