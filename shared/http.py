@@ -352,6 +352,7 @@ class RequestIdMiddleware:
         except Exception as error:
             if started:  # the answer is on its way: nothing else can be said
                 raise
+            answer: Response
             if isinstance(error, BodyTooLarge):
                 answer = _too_large(error.limit)
             else:
