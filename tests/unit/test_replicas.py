@@ -2,12 +2,17 @@
 addresses each gateway tries), its refusal on SQLite, and the gateway's failover to another
 replica when one refuses the connection."""
 
+import asyncio
+import json
+import re
+import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from uuid import uuid4
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -93,63 +98,116 @@ def test_a_list_of_addresses_is_read_in_order() -> None:
     assert replica_addresses(" http://a:1, http://b:2 ,") == ["http://a:1", "http://b:2"]
 
 
-def client(answer: httpx.Response | Exception, seen: list[str]) -> httpx.AsyncClient:
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(f"{request.url.host} {request.method} {request.url.path}")
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
+@asynccontextmanager
+async def replica(answer: dict[str, str] | None, seen: list[str]) -> AsyncIterator[str]:
+    """A local server standing for one replica, at the address it yields. It records each
+    request it reads; with `answer` None it closes the connection without answering, as a
+    replica that dies holding the request."""
 
-    return httpx.AsyncClient(transport=httpx.MockTransport(handle), base_url=f"http://{uuid4()}")
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, path, _ = head.split(b"\r\n", 1)[0].decode().split(" ")
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        await reader.readexactly(int(length.group(1)) if length else 0)
+        seen.append(f"{method} {path}")
+        if answer is not None:
+            body = json.dumps(answer).encode()
+            writer.write(
+                b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n"
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
-def upstream(*clients: httpx.AsyncClient) -> Upstream:
-    return Upstream("ticket-core", clients, InternalTokenSigner([SECRET], issuer="gateway"))
+def refusing_address() -> str:
+    """An address nothing listens on: connecting to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def upstream(*addresses: str) -> Upstream:
+    return Upstream(
+        "ticket-core",
+        addresses,
+        InternalTokenSigner([SECRET], issuer="gateway"),
+        timeout_seconds=5.0,
+        connections=4,
+    )
 
 
 async def test_a_replica_that_refuses_the_connection_is_passed_over() -> None:
     seen: list[str] = []
-    refused = client(httpx.ConnectError("connection refused"), seen)
-    answering = client(httpx.Response(201, json={"id": "t-1"}), seen)
-
-    answer = await upstream(refused, answering).call(
-        "POST", "/internal/v1/tickets", workspace_id=uuid4(), json={"subject": "x"}
-    )
+    async with replica({"id": "t-1"}, seen) as answering:
+        gateway_side = upstream(refusing_address(), answering)
+        try:
+            answer = await gateway_side.call(
+                "POST", "/internal/v1/tickets", workspace_id=uuid4(), json={"subject": "x"}
+            )
+        finally:
+            await gateway_side.aclose()
 
     assert answer == {"id": "t-1"}
-    assert [line.split(" ", 1)[1] for line in seen] == [
-        "POST /internal/v1/tickets",
-        "POST /internal/v1/tickets",
-    ]
+    assert seen == ["POST /internal/v1/tickets"]
 
 
 async def test_a_replica_lost_with_the_request_is_not_asked_again() -> None:
     """The request may have been applied: the client retries it (with its key), not the
     gateway."""
     seen: list[str] = []
-    lost = client(httpx.RemoteProtocolError("server disconnected"), seen)
-    other = client(httpx.Response(201, json={"id": "t-2"}), seen)
-
-    with pytest.raises(ProblemError) as refused:
-        await upstream(lost, other).call("POST", "/internal/v1/tickets", workspace_id=uuid4())
+    async with replica(None, seen) as lost, replica({"id": "t-2"}, seen) as other:
+        gateway_side = upstream(lost, other)
+        try:
+            with pytest.raises(ProblemError) as refused:
+                await gateway_side.call("POST", "/internal/v1/tickets", workspace_id=uuid4())
+        finally:
+            await gateway_side.aclose()
 
     problem = refused.value.problem
     assert (problem.status, problem.code) == (503, "upstream_unavailable")
     assert refused.value.headers == {"Retry-After": "2"}
     assert "same Idempotency-Key" in problem.detail
-    assert len(seen) == 1
+    assert seen == ["POST /internal/v1/tickets"]  # the lost one only
 
 
 async def test_every_replica_refusing_is_upstream_unavailable() -> None:
-    seen: list[str] = []
-    replicas = [client(httpx.ConnectError("refused"), seen) for _ in range(2)]
-
-    with pytest.raises(ProblemError) as refused:
-        await upstream(*replicas).call("GET", "/internal/v1/tickets", workspace_id=uuid4())
+    gateway_side = upstream(refusing_address(), refusing_address())
+    try:
+        with pytest.raises(ProblemError) as refused:
+            await gateway_side.call("GET", "/internal/v1/tickets", workspace_id=uuid4())
+    finally:
+        await gateway_side.aclose()
 
     assert refused.value.problem.code == "upstream_unavailable"
-    assert len(seen) == 2
     assert refused.value.problem.status == 503
+
+
+async def test_the_path_reaches_the_service_as_encoded_and_a_query_list_is_repeated() -> None:
+    """`forwarding._segment` percent-encodes each path segment (`.` too), so that no value
+    can change which path is called; the client must not decode it on the way."""
+    seen: list[str] = []
+    async with replica({"id": "t-3"}, seen) as answering:
+        gateway_side = upstream(answering)
+        try:
+            await gateway_side.call(
+                "GET",
+                "/internal/v1/tickets/%2E%2E%2Fmembers",
+                workspace_id=uuid4(),
+                params={"status": ["new", "open"], "mine": True, "q": None},
+            )
+        finally:
+            await gateway_side.aclose()
+
+    assert seen == ["GET /internal/v1/tickets/%2E%2E%2Fmembers?status=new&status=open&mine=true"]
 
 
 def test_a_process_still_running_is_not_started_twice(tmp_path: Path) -> None:

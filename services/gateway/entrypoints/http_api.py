@@ -5,7 +5,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-import httpx
 from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import StreamingResponse
@@ -32,15 +31,14 @@ from ..upstream import Upstream
 # The services behind the gateway: the app state's name of each, and its own name (also the
 # audience of the credential the gateway signs for it).
 UPSTREAM_NAMES = {"ticket_core": "ticket-core", "activity_log": "activity-log", "intake": "intake"}
-# Connections to each service, all kept alive between requests: httpx keeps only 20 by
-# default, so under more concurrent requests every call past the 20th opened (and closed) a
-# TCP connection of its own.
+# Connections to each replica of each service, kept open between requests, so that a
+# dashboard call never waits for a TCP handshake while fewer than this many are in flight.
 UPSTREAM_CONNECTIONS = 100
 
 
 def _upstreams(settings: GatewaySettings) -> dict[str, Upstream]:
-    """The three services behind the gateway, each with its own client and the one signer of
-    internal credentials."""
+    """The three services behind the gateway, each with its own connections and the one
+    signer of internal credentials."""
     signer = InternalTokenSigner(settings.internal_secret_list, issuer="gateway")
     urls = {
         "ticket_core": settings.ticket_core_url,
@@ -50,18 +48,10 @@ def _upstreams(settings: GatewaySettings) -> dict[str, Upstream]:
     return {
         name: Upstream(
             UPSTREAM_NAMES[name],
-            [
-                httpx.AsyncClient(
-                    base_url=address,
-                    timeout=settings.upstream_timeout_seconds,
-                    limits=httpx.Limits(
-                        max_connections=UPSTREAM_CONNECTIONS,
-                        max_keepalive_connections=UPSTREAM_CONNECTIONS,
-                    ),
-                )
-                for address in replica_addresses(url)
-            ],
+            replica_addresses(url),
             signer,
+            timeout_seconds=settings.upstream_timeout_seconds,
+            connections=UPSTREAM_CONNECTIONS,
         )
         for name, url in urls.items()
     }
