@@ -13,6 +13,7 @@ offsets expired or were reset), which can go back as far as the topic's retentio
 knows; set the setting above the topics' retention if that is raised.
 """
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,8 +21,6 @@ from uuid import UUID
 
 import structlog
 from sqlalchemy import Column, MetaData, String, Table, delete, func, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.background import PeriodicTask
@@ -74,15 +73,21 @@ async def first_deliveries(
     wanted = list(dict.fromkeys(str(message_id) for message_id in message_ids))
     if not wanted:
         return set()
-    rows = [{"consumer": consumer, "message_id": message_id} for message_id in wanted]
-    statement = _insert_new_only(session, table).returning(table.c.message_id)
-    return set((await session.scalars(statement, rows)).all())
-
-
-def _insert_new_only(session: AsyncSession, table: Table) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else ""
-    insert_of = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    return insert_of(table).on_conflict_do_nothing(index_elements=["consumer", "message_id"])
+    connection = await session.connection()
+    # The ids go as one parameter (an array, a JSON list): a statement of a thousand rows'
+    # parameters was prepared and planned anew per batch, and SQLAlchemy's multi-row
+    # RETURNING (insertmanyvalues) cost more Python per id than the insert itself.
+    into = f"INSERT INTO {table.name} (consumer, message_id)"
+    new_only = "ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id"
+    if connection.dialect.name == "postgresql":
+        statement = f"{into} SELECT $1::varchar, unnest($2::varchar[]) {new_only}"
+        ids: Any = wanted
+    else:
+        # `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT.
+        statement = f"{into} SELECT ?, value FROM json_each(?) WHERE true {new_only}"
+        ids = json.dumps(wanted)
+    result = await connection.exec_driver_sql(statement, (consumer, ids))
+    return {message_id for (message_id,) in result}
 
 
 async def delivered(

@@ -84,6 +84,9 @@ MARK_CHUNK = 1000
 # Published rows deleted per transaction when pruning, so a large backlog of old rows never
 # holds the write lock long; and how often the relay prunes.
 PRUNE_CHUNK = 5000
+# Batches one `publish_pending` publishes back to back, each read and handed over while the
+# one before is acknowledged; the relay prunes and checks for a stop between calls.
+PIPELINED_BATCHES = 4
 PRUNE_INTERVAL_SECONDS = 30.0
 
 
@@ -200,6 +203,13 @@ def refused_for_good(error: BaseException) -> bool:
     return isinstance(error, ValueError)  # a payload that is not JSON: no header, no message
 
 
+def _all_handed_over(rows: Sequence[Any], outcomes: list[Any]) -> bool:
+    """Whether `_hand_over` went through every row (it stops at a refusal that may pass)."""
+    return len(outcomes) == len(rows) and not (
+        isinstance(outcomes[-1], BaseException) and not refused_for_good(outcomes[-1])
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SetAside:
     position: int
@@ -247,7 +257,14 @@ class OutboxRelay:
         self._wake.set()
 
     async def publish_pending(self) -> int:
-        """Publish one batch; returns how many rows were published or set aside.
+        """Publish what is pending, up to `PIPELINED_BATCHES` batches; returns how many rows
+        were published or set aside.
+
+        While the broker acknowledges one batch, the next is read and handed over, and the
+        first is then marked: the producer always has a batch in flight instead of draining
+        between batches. The next batch is the rows after the last one handed over, so a
+        ticket's events still go in position order, and when a batch stops (the broker away)
+        the one handed over after it is not marked: it goes again with the rest.
 
         Raises when the broker is away (after marking what did go out): those rows stay."""
         async with self._engine.connect() as connection:
@@ -257,25 +274,41 @@ class OutboxRelay:
                 rows = await self._next_batch(connection)
                 if not rows:
                     return 0
-                published, set_aside, waiting_on = await self._publish(rows)
-                await self._mark(connection, published, set_aside)
-                if waiting_on is not None:
-                    raise waiting_on
-                return len(published) + len(set_aside)
+                in_flight = (rows, await self._hand_over(rows))
+                handled = 0
+                for batch in range(1, PIPELINED_BATCHES + 1):
+                    rows, outcomes = in_flight
+                    following: Sequence[Any] = []
+                    if batch < PIPELINED_BATCHES and _all_handed_over(rows, outcomes):
+                        following = await self._next_batch(connection, after=rows[-1].position)
+                    next_flight = (following, await self._hand_over(following))
+                    published, set_aside, waiting_on = await self._settle(rows, outcomes)
+                    await self._mark(connection, published, set_aside)
+                    handled += len(published) + len(set_aside)
+                    if waiting_on is not None:
+                        await self._settle(*next_flight)  # sent after the stop: they go again
+                        raise waiting_on
+                    if not following:
+                        break
+                    in_flight = next_flight
+                return handled
             finally:
                 await self._unlock(connection)
 
-    async def _next_batch(self, connection: AsyncConnection) -> Sequence[Any]:
-        """The oldest rows neither published nor set aside; no transaction stays open."""
+    async def _next_batch(
+        self, connection: AsyncConnection, *, after: int | None = None
+    ) -> Sequence[Any]:
+        """The oldest rows neither published nor set aside (with a position above `after`,
+        when given); no transaction stays open."""
         table = self._table
+        query = select(*_which_row(table), table.c.message_key, table.c.payload).where(
+            table.c.published_at.is_(None), table.c.failed_at.is_(None)
+        )
+        if after is not None:
+            query = query.where(table.c.position > after)
         async with writer_turn(self._engine):
             rows = (
-                await connection.execute(
-                    select(*_which_row(table), table.c.message_key, table.c.payload)
-                    .where(table.c.published_at.is_(None), table.c.failed_at.is_(None))
-                    .order_by(table.c.position)
-                    .limit(self._batch_size)
-                )
+                await connection.execute(query.order_by(table.c.position).limit(self._batch_size))
             ).all()
             await connection.commit()
         return rows
@@ -314,16 +347,11 @@ class OutboxRelay:
                 reason=row.reason,
             )
 
-    async def _publish(
-        self, rows: Sequence[Any]
-    ) -> tuple[list[int], list[SetAside], BaseException | None]:
-        """(positions published, rows refused for good, the error that stopped the batch).
-
-        Every record is handed to the producer first, then every acknowledgement awaited
-        (acks=all): the producer batches them, and its idempotence keeps their order. The
-        batch stops at the first row the broker did not take for a reason that may pass:
-        that row and the ones after it stay pending, and are sent again (consumers drop what
-        they already have)."""
+    async def _hand_over(self, rows: Sequence[Any]) -> list[Any]:
+        """Hand every record of `rows` to the producer, in order, without awaiting the
+        acknowledgements: per row, the delivery to await, or the refusal it met. The producer
+        batches them, and its idempotence keeps their order. It stops at the first row the
+        producer did not take for a reason that may pass (`_all_handed_over` is then false)."""
         outcomes: list[Any] = []
         producer = kafka_producer(self._broker)
         for row in rows:
@@ -352,6 +380,16 @@ class OutboxRelay:
                 outcomes.append(refusal)
                 if not refused_for_good(refusal):
                     break
+        return outcomes
+
+    async def _settle(
+        self, rows: Sequence[Any], outcomes: list[Any]
+    ) -> tuple[list[int], list[SetAside], BaseException | None]:
+        """Await the acknowledgements (acks=all) of what `_hand_over` sent: (positions
+        published, rows refused for good, the error that stopped the batch). The batch stops
+        at the first row the broker did not take for a reason that may pass: that row and
+        the ones after it stay pending, and are sent again (consumers drop what they already
+        have)."""
         published: list[int] = []
         set_aside: list[SetAside] = []
         stopped: BaseException | None = None

@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -32,9 +33,9 @@ import asyncpg  # type: ignore[import-untyped]
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.activity_log.bootstrap import MIGRATIONS_DIR
 from services.activity_log.bootstrap import bootstrap as bootstrap_activity_log
@@ -45,7 +46,8 @@ from services.activity_log.store import tables
 from shared.broker import BATCH_MAX_RECORDS, stop_broker
 from shared.contracts.envelope import Actor, EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS, Topic
-from shared.db import create_engine
+from shared.db import create_engine, create_session_factory
+from shared.inbox import prune_inbox
 from shared.kafka_admin import ensure_topics
 from shared.migrations import upgrade_to_head
 from tests.benchmarks.pipeline import postgres_database
@@ -96,8 +98,21 @@ async def _publish(bootstrap: str, topic: str, events: list[EventEnvelope]) -> N
 
 def rss_mb() -> float:
     """This process's resident set size now, in MB (Linux)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1_000_000
+    return resident_mb()["VmRSS"]
+
+
+def resident_mb() -> dict[str, float]:
+    """This process's resident memory now, in MB (Linux's /proc/self/status): `VmRSS` in all,
+    of it `RssAnon` (the heap: what the process itself allocated) and `RssFile` (pages of
+    mapped files, here mostly the SQLite database mapped by `mmap_size`: the OS page cache's,
+    shared, and dropped under memory pressure without being written anywhere)."""
+    sizes = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                sizes[name] = int(value.split()[0]) * 1024 / 1_000_000
+    return sizes
 
 
 class RssPeak:
@@ -171,8 +186,10 @@ async def run(*, events: int, rebuild_events: int) -> None:
                 f"| activity-log, {replicas} replica process(es), {kind} | {rate:,.0f}/s "
                 f"| raw insert {baseline:,.0f}/s: x{rate / baseline:.2f}; raw consume "
                 f"x{rate / raw:.3f} | {'yes' if meets else '**no**'} "
-                f"| {', '.join(f'{peak:.0f}' for peak in peaks)} MB (each process) |"
+                f"| {'; '.join(_memory(peak) for peak in peaks)} |"
             )
+            if replicas == 1:
+                rows.append(await _inbox_sizes(kind, url))
         del entry_rows
         print(f"rebuild: publishing {rebuild_events} events to a copy topic", flush=True)
         copy = Topic(f"bench.ticket-events.{uuid4().hex[:6]}", TICKET_EVENTS.partitions, "copy")
@@ -205,6 +222,44 @@ async def run(*, events: int, rebuild_events: int) -> None:
     )
     for row in rows:
         print(row)
+
+
+def _memory(peak: dict[str, float]) -> str:
+    return (
+        f"{peak['VmRSS']:.0f} MB (anonymous {peak['RssAnon']:.0f}, "
+        f"file-backed {peak['RssFile']:.0f})"
+    )
+
+
+async def _inbox_sizes(kind: str, url: str) -> str:
+    """The inbox's size after the load, and after the pruner the service runs hourly has run
+    once the load's rows are older than the retention (the default setting): what the load
+    left is forgotten, so the inbox holds about rate times retention rows under a sustained load.
+    The rows are aged by moving their `processed_at` back past the retention."""
+    retention = timedelta(hours=ActivityLogSettings.model_fields["inbox_retention_hours"].default)
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            after_load = await _count(connection, tables.inbox)
+            aged = datetime.now(UTC) - retention - timedelta(hours=1)
+            await connection.execute(update(tables.inbox).values(processed_at=aged))
+        began = time.perf_counter()
+        removed = await prune_inbox(
+            create_session_factory(engine), tables.inbox, datetime.now(UTC) - retention
+        )
+        seconds = time.perf_counter() - began
+        async with engine.connect() as connection:
+            after_pruning = await _count(connection, tables.inbox)
+    finally:
+        await engine.dispose()
+    return (
+        f"| inbox rows, {kind}: before the load 0, after it {after_load:,}, after pruning "
+        f"{after_pruning:,} | pruned {removed / seconds:,.0f} rows/s | | | |"
+    )
+
+
+async def _count(connection: AsyncConnection, table: Table) -> int:
+    return int(await connection.scalar(select(func.count()).select_from(table)) or 0)
 
 
 def _progress(report: RebuildReport, total: int) -> None:
@@ -310,10 +365,10 @@ async def _raw(bootstrap: str, group: str, count: int) -> float:
 
 async def _replicas(
     bootstrap: str, url: str, group: str, replicas: int, count: int
-) -> tuple[float, list[float]]:
+) -> tuple[float, list[dict[str, float]]]:
     """Events stored per second, from the first stored entry (the group has joined) to the
     last, by `replicas` activity-log processes (as deployed: each its own process); and each
-    process's peak RSS in MB."""
+    process's peak resident memory in MB (`resident_mb`'s figures, each its own peak)."""
     await upgrade_to_head(MIGRATIONS_DIR, url)
     print(f"  {replicas} replica process(es) on {url.split(':')[0]} ...", flush=True)
     processes = [
@@ -339,7 +394,7 @@ async def _replicas(
         await engine.dispose()
         outputs = [(await process.communicate())[0].decode() for process in processes]
     peaks = [
-        float(line.split("=", 1)[1])
+        json.loads(line.split("=", 1)[1])
         for output in outputs
         for line in output.splitlines()
         if line.startswith(RSS_LINE)
@@ -366,16 +421,19 @@ async def _serve_until(url: str, bootstrap: str, group: str, count: int) -> None
         )
     )
     await service.broker.start()
-    peak = rss_mb()
+    peak = resident_mb()
     try:
         while await _stored(service.read_engine) < count:
-            peak = max(peak, rss_mb())
-            await asyncio.sleep(0.05)
+            now = resident_mb()
+            peak = {name: max(size, now[name]) for name, size in peak.items()}
+            # Less often than the benchmark's own watch (which times the run): each count
+            # reads the whole table, in the replica's process.
+            await asyncio.sleep(0.25)
     finally:
         await stop_broker(service.broker)
         await service.engine.dispose()
         await service.read_engine.dispose()
-    print(f"{RSS_LINE}{peak:.1f}", flush=True)
+    print(f"{RSS_LINE}{json.dumps(peak)}", flush=True)
 
 
 async def _stored(engine: AsyncEngine) -> int:

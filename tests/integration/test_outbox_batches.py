@@ -2,10 +2,14 @@
 batches; rows the broker or the relay can never send, anywhere in a batch, are set aside and
 the rest go out; published rows are deleted after the retention, and nothing else ever is."""
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
+import pytest
+from aiokafka.errors import RequestTimedOutError
 from sqlalchemy import insert, select
 
 from services.ticket_core.bootstrap import TicketCore
@@ -129,3 +133,66 @@ async def test_a_relay_with_no_retention_prunes_what_it_published_and_keeps_the_
         kafka, TICKET_EVENTS.name, lambda r: r.key.decode() == later["message_key"], count=1
     )
     assert json.loads(records[0].value)["id"] == later["event_id"]
+
+
+async def test_a_batch_that_stops_leaves_the_batch_handed_over_after_it_pending(
+    kafka: str, ticket_core_url: str, fresh_group: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay hands over the next batch while the broker acknowledges one; when that one
+    stops (an acknowledgement lost: the broker may be away), the next is not marked either,
+    and the following call publishes both again from the row that stopped, in order."""
+    core = _core(kafka, ticket_core_url, fresh_group)
+    subject = str(uuid4())
+    rows = [row_of(TICKET_EVENTS.name, an_event(subject, sequence)) for sequence in range(1, 13)]
+    async with core.engine.begin() as connection:
+        await connection.execute(insert(tables.outbox), rows)
+    relay = OutboxRelay(core.engine, core.broker, tables.outbox, batch_size=4)
+    await core.broker.start()
+    try:
+        producer = kafka_producer(core.broker)
+        assert producer is not None
+        send = producer.send
+        lost = str(rows[2]["event_id"])  # the third row of the first batch of four
+        seen: list[str] = []
+
+        async def send_losing_one_acknowledgement(*args: Any, **kwargs: Any) -> Any:
+            delivery = await send(*args, **kwargs)
+            event_id = json.loads(args[1])["id"]
+            seen.append(event_id)
+            if event_id != lost or seen.count(lost) > 1:
+                return delivery
+            lost_ack: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            lost_ack.set_exception(RequestTimedOutError())
+            return lost_ack
+
+        monkeypatch.setattr(producer, "send", send_losing_one_acknowledgement)
+        with pytest.raises(RequestTimedOutError):
+            await relay.publish_pending()
+        # The second batch was handed over before the first one's acknowledgements came.
+        assert str(rows[4]["event_id"]) in seen
+        async with core.engine.connect() as connection:
+            marked = set(
+                (
+                    await connection.scalars(
+                        select(tables.outbox.c.event_id).where(
+                            tables.outbox.c.published_at.is_not(None)
+                        )
+                    )
+                ).all()
+            )
+        assert marked == {str(row["event_id"]) for row in rows[:2]}
+        while await relay.publish_pending():
+            pass
+        assert await relay.pending_count() == 0
+    finally:
+        await core.broker.stop()
+        await core.engine.dispose()
+        await core.read_engine.dispose()
+
+    records = await read_until(
+        kafka, TICKET_EVENTS.name, lambda r: r.key.decode() == subject, count=len(rows) + 6
+    )
+    sequences = [body(record)["sequence"] for record in records]
+    # The first batch up to the lost acknowledgement, then what was handed over after it
+    # (rows 3 to 8), then again from row 3 on: every event, and the last copies in order.
+    assert sequences == [1, 2, *range(3, 9), *range(3, 13)]

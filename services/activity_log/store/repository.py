@@ -7,6 +7,7 @@ from sqlalchemy import RowMapping, bindparam, delete, func, insert, select, upda
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.envelope import Actor, EventEnvelope
+from shared.db import insert_rows
 
 from ..domain.entries import ActivityEntry
 from . import tables
@@ -22,11 +23,10 @@ class ActivityRepository:
         await self.add_all([entry])
 
     async def add_all(self, entries: Sequence[ActivityEntry]) -> None:
-        """One bulk INSERT (executemany) for the lot."""
-        if entries:
-            await self._session.execute(
-                insert(tables.activity_entries), [_row_of(entry) for entry in entries]
-            )
+        """One bulk INSERT (the driver's executemany) for the lot."""
+        await insert_rows(
+            self._session, tables.activity_entries, [_row_of(entry) for entry in entries]
+        )
 
     async def for_ticket(
         self,
@@ -125,8 +125,7 @@ class PositionRepository:
             for subject, workspace_id, last in moved
             if subject not in existing
         ]
-        if inserts:
-            await self._session.execute(insert(p), inserts)
+        await insert_rows(self._session, p, inserts)
         if updates:
             statement = (
                 update(p)
