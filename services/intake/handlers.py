@@ -38,6 +38,7 @@ from .domain.requests import (
     AssistantSettings,
     AssistantTaken,
     RateLimits,
+    RateWindows,
     Refused,
     check_caller,
     ensure_manages_settings,
@@ -127,19 +128,113 @@ async def receive_request(
 ) -> WidgetRequestAnswer:
     """Decide at once what can be decided; otherwise ask ticket-core and answer `pending`.
     A refusal stores and publishes nothing: it is counted, and sampled for the admin."""
-    caller = _Caller(request.assistant_id)
+    [answer] = await receive_requests(uow, [(request, widget_key)], limits, guard)
+    return answer
+
+
+async def receive_requests(
+    uow: UnitOfWork,
+    calls: Sequence[tuple[WidgetTicketRequest, str | None]],
+    limits: IntakeLimits,
+    guard: WidgetGuard,
+) -> list[WidgetRequestAnswer]:
+    """`receive_request` for many requests (with each one's widget key) in one transaction,
+    an answer for each: decided in this order as if they came one by one (the rate windows
+    count the earlier accepted ones, the same id again gets the same answer and no second
+    ticket); a refusal answers its request and fails none of the others."""
     try:
-        async with uow:
-            settings = await caller.check(uow, widget_key)
-            answer = await _receive(uow, request, settings, limits.rate, widget_key)
-            await uow.commit()
-            return answer
+        batch = await _receive_batch(uow, calls, limits.rate)
+    except IntegrityError:
+        # A request id committed meanwhile by a concurrent delivery (HTTP and Kafka at once):
+        # decided again, it is found and answered again.
+        batch = await _receive_batch(uow, calls, limits.rate)
+    # Counted once the batch is decided for good (a retried batch counts nothing twice).
+    for refusal, assistant_id, request in batch.refusals:
+        record_refusal(guard, refusal, assistant_id, request.request_id, request.conversation.id)
+    return batch.answers
+
+
+@dataclass(slots=True)
+class _Batch:
+    answers: list[WidgetRequestAnswer]
+    # Each refusal, with the assistant it counts for (None: no configured one).
+    refusals: list[tuple[Refused, str | None, WidgetTicketRequest]]
+
+
+async def _receive_batch(
+    uow: UnitOfWork, calls: Sequence[tuple[WidgetTicketRequest, str | None]], rate: RateLimits
+) -> _Batch:
+    batch = _Batch([], [])
+    accepted: list[tuple[TicketRequest, WidgetTicketRequest]] = []
+    async with uow:
+        assistants = await uow.assistants.get_many({request.assistant_id for request, _ in calls})
+        # The caller is checked first: a call without the key learns, and costs, no more.
+        callers = [_check_caller(assistants, request, key) for request, key in calls]
+        admitted = [
+            request
+            for (request, _), caller in zip(calls, callers, strict=True)
+            if not isinstance(caller, Refused)
+        ]
+        now = _now()
+        earlier = await uow.requests.get_many({r.request_id for r in admitted}) if admitted else {}
+        windows = (
+            await uow.requests.rate_windows(
+                {(r.assistant_id, r.conversation.id) for r in admitted}, now, rate.window_seconds
+            )
+            if admitted
+            else RateWindows({}, {})
+        )
+        for (request, widget_key), caller in zip(calls, callers, strict=True):
+            try:
+                if isinstance(caller, Refused):
+                    raise caller
+                if (known := earlier.get(request.request_id)) is not None:
+                    batch.answers.append(known.answer_again(request))
+                    continue
+                recent = windows.recent(request.assistant_id, request.conversation.id)
+                ticket_request = TicketRequest.decide(
+                    request, caller, recent, rate, widget_key, now
+                )
+            except Refused as refusal:
+                # Counted for the assistant when it is configured, as every refusal is.
+                counted_for = request.assistant_id if request.assistant_id in assistants else None
+                batch.refusals.append((refusal, counted_for, request))
+                batch.answers.append(refused_answer(request.request_id, refusal))
+                continue
+            windows.count(request.assistant_id, request.conversation.id)
+            earlier[request.request_id] = ticket_request
+            accepted.append((ticket_request, request))
+            batch.answers.append(ticket_request.answer())
+        if accepted:
+            await _store_accepted(uow, accepted)
+        await uow.commit()
+    return batch
+
+
+def _check_caller(
+    assistants: dict[str, AssistantSettings], request: WidgetTicketRequest, key: str | None
+) -> AssistantSettings | Refused:
+    try:
+        return check_caller(request.assistant_id, assistants.get(request.assistant_id), key)
     except Refused as refusal:
-        caller.count(guard, refusal, request.request_id, request.conversation.id)
-        return refused_answer(request.request_id, refusal)
-    except IntegrityError as error:
-        # The same request id committed by a concurrent delivery (HTTP and Kafka at once).
-        return await _answer_again(uow, request, error)
+        return refusal
+
+
+async def _store_accepted(
+    uow: UnitOfWork, accepted: list[tuple[TicketRequest, WidgetTicketRequest]]
+) -> None:
+    # The requests' rows before the conversations', as when an outcome arrives: two
+    # transactions then never wait for each other's rows (on PostgreSQL).
+    await uow.requests.add_all([ticket_request for ticket_request, _ in accepted])
+    conversations = await uow.conversations.get_many(
+        {(t.assistant_id, t.conversation_id) for t, _ in accepted}
+    )
+    for ticket_request, request in accepted:
+        key = (ticket_request.assistant_id, ticket_request.conversation_id)
+        if (conversation := conversations.get(key)) is None:
+            conversation = conversations[key] = Conversation(*key, ticket_request.workspace_id)
+        conversation.take(request.conversation.messages)
+    await uow.conversations.save_all(list(conversations.values()))
 
 
 @dataclass(slots=True)
@@ -156,43 +251,6 @@ class _Caller:
     def count(self, guard: WidgetGuard, refusal: Refused, *ids: str | None) -> None:
         known = self.settings.assistant_id if self.settings else None
         record_refusal(guard, refusal, known, *ids)
-
-
-async def _receive(
-    uow: UnitOfWork,
-    request: WidgetTicketRequest,
-    settings: AssistantSettings,
-    rate: RateLimits,
-    widget_key: str | None,
-) -> WidgetRequestAnswer:
-    """The same request id always gets the same answer and at most one ticket."""
-    if (earlier := await uow.requests.get(request.request_id)) is not None:
-        return earlier.answer_again(request)
-    now = _now()
-    recent = await uow.requests.recent(
-        request.assistant_id, request.conversation.id, now, rate.window_seconds
-    )
-    ticket_request = TicketRequest.decide(request, settings, recent, rate, widget_key, now)
-    # The request's row before the conversation's, as when an outcome arrives: two
-    # transactions then never wait for each other's row (on PostgreSQL).
-    await uow.requests.add(ticket_request)
-    conversation = await uow.conversations.get(request.assistant_id, request.conversation.id)
-    conversation = conversation or Conversation(
-        request.assistant_id, request.conversation.id, ticket_request.workspace_id
-    )
-    conversation.take(request.conversation.messages)
-    await uow.conversations.save(conversation)
-    return ticket_request.answer()
-
-
-async def _answer_again(
-    uow: UnitOfWork, request: WidgetTicketRequest, error: IntegrityError
-) -> WidgetRequestAnswer:
-    async with uow:
-        earlier = await uow.requests.get(request.request_id)
-    if earlier is None:
-        raise error
-    return earlier.answer_again(request)
 
 
 async def request_status(

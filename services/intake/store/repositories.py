@@ -6,6 +6,7 @@ request's row before a conversation's, so that two transactions never wait for e
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,6 +21,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -35,7 +37,7 @@ from shared.contracts.widget import (
 
 from ..domain.assistants import Assistant
 from ..domain.conversations import Conversation
-from ..domain.requests import AssistantSettings, RecentRequests
+from ..domain.requests import AssistantSettings, RateWindows
 from ..domain.ticket_requests import TicketRequest
 from ..domain.widget_access import RefusalBatch, RefusalSample
 from . import tables
@@ -84,6 +86,11 @@ class AssistantRepository(_Repository):
         a = tables.assistants
         row = await self._first(select(a).where(a.c.assistant_id == assistant_id))
         return None if row is None else _settings(row)
+
+    async def get_many(self, assistant_ids: Collection[str]) -> dict[str, AssistantSettings]:
+        a = tables.assistants
+        rows = await self._all(select(a).where(a.c.assistant_id.in_(sorted(assistant_ids))))
+        return {row["assistant_id"]: _settings(row) for row in rows}
 
     async def of_workspace(self, workspace_id: UUID, limit: int) -> list[AssistantSettings]:
         """The workspace's assistants (those it saved ticket settings for), by id."""
@@ -222,11 +229,21 @@ class RequestRepository(_Repository):
         rows = await self._all(query.with_for_update(skip_locked=True))
         return [self._remember(row) for row in rows]
 
-    async def add(self, ticket_request: TicketRequest) -> None:
-        row = {f.name: getattr(ticket_request, f.name) for f in fields(TicketRequest)}
-        del row["pending_messages"]
-        await self._session.execute(insert(tables.ticket_requests).values(**row))
-        self.seen.append(ticket_request)
+    async def get_many(self, request_ids: Collection[str]) -> dict[str, TicketRequest]:
+        """To answer with (not locked), by id."""
+        r = tables.ticket_requests
+        rows = await self._all(select(r).where(r.c.request_id.in_(sorted(request_ids))))
+        return {row["request_id"]: self._remember(row) for row in rows}
+
+    async def add_all(self, ticket_requests: Sequence[TicketRequest]) -> None:
+        if not ticket_requests:
+            return
+        stored = [f.name for f in fields(TicketRequest) if f.name != "pending_messages"]
+        await self._session.execute(
+            insert(tables.ticket_requests),
+            [{name: getattr(each, name) for name in stored} for each in ticket_requests],
+        )
+        self.seen.extend(ticket_requests)
 
     async def save(self, ticket_request: TicketRequest) -> None:
         """Write a decided request's outcome."""
@@ -245,23 +262,29 @@ class RequestRepository(_Repository):
             )
         )
 
-    async def recent(
-        self, assistant_id: str, conversation_id: str, now: datetime, window_seconds: int
-    ) -> RecentRequests:
+    async def rate_windows(
+        self, conversations: Collection[tuple[str, str]], now: datetime, window_seconds: int
+    ) -> RateWindows:
+        """How many requests each assistant, and each (assistant, conversation), of
+        `conversations` received in the window before `now`: two statements for a batch."""
         r = tables.ticket_requests
-        # Both counts in one statement: one round trip fewer on every widget request.
-        counts = (
-            await self._session.execute(
-                select(
-                    func.count(),
-                    func.count().filter(r.c.conversation_id == conversation_id),
-                ).where(
-                    r.c.assistant_id == assistant_id,
-                    r.c.received_at > now - timedelta(seconds=window_seconds),
-                )
-            )
-        ).one()
-        return RecentRequests(int(counts[0] or 0), int(counts[1] or 0))
+        in_window = r.c.received_at > now - timedelta(seconds=window_seconds)
+        assistant_ids = sorted({assistant_id for assistant_id, _ in conversations})
+        per_assistant = await self._session.execute(
+            select(r.c.assistant_id, func.count())
+            .where(r.c.assistant_id.in_(assistant_ids), in_window)
+            .group_by(r.c.assistant_id)
+        )
+        per_conversation = await self._session.execute(
+            select(r.c.assistant_id, r.c.conversation_id, func.count())
+            .where(tuple_(r.c.assistant_id, r.c.conversation_id).in_(sorted(conversations)))
+            .where(in_window)
+            .group_by(r.c.assistant_id, r.c.conversation_id)
+        )
+        return RateWindows(
+            {assistant_id: int(count) for assistant_id, count in per_assistant},
+            {(a, c): int(count) for a, c, count in per_conversation},
+        )
 
     async def for_assistant(
         self, workspace_id: UUID, assistant_id: str, status: RequestStatus | None, limit: int
@@ -373,6 +396,44 @@ class ConversationRepository(_Repository):
         )
         return None if row is None else await self._loaded(row)
 
+    async def get_many(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], Conversation]:
+        """`get` for many (assistant, conversation) keys, locked in key order (two batches
+        never wait for each other's rows), with their messages: two statements."""
+        c, m = tables.conversations, tables.conversation_messages
+        wanted = sorted(keys)
+        rows = await self._all(
+            select(c)
+            .where(tuple_(c.c.assistant_id, c.c.conversation_id).in_(wanted))
+            .order_by(c.c.assistant_id, c.c.conversation_id)
+            .with_for_update()
+        )
+        if not rows:
+            return {}
+        messages: dict[tuple[str, str], list[ConversationMessage]] = {}
+        for r in await self._all(
+            select(m.c.assistant_id, m.c.conversation_id, m.c.role, m.c.text, m.c.sent_at)
+            .where(
+                tuple_(m.c.assistant_id, m.c.conversation_id).in_(
+                    [(row["assistant_id"], row["conversation_id"]) for row in rows]
+                )
+            )
+            .order_by(m.c.sent_at, m.c.id)
+        ):
+            messages.setdefault((r["assistant_id"], r["conversation_id"]), []).append(
+                ConversationMessage(
+                    role=MessageRole(r["role"]), text=r["text"], sent_at=r["sent_at"]
+                )
+            )
+        loaded: dict[tuple[str, str], Conversation] = {}
+        for row in rows:
+            key = (row["assistant_id"], row["conversation_id"])
+            loaded[key] = self._remember(
+                _from_row(Conversation, row, messages=messages.get(key, []))
+            )
+        return loaded
+
     async def find(self, workspace_id: UUID, conversation_id: str) -> Conversation | None:
         """A conversation of this workspace, to read."""
         c = tables.conversations
@@ -397,48 +458,60 @@ class ConversationRepository(_Repository):
             ConversationMessage(role=MessageRole(r["role"]), text=r["text"], sent_at=r["sent_at"])
             for r in rows
         ]
-        conversation = _from_row(Conversation, row, messages=messages)
+        return self._remember(_from_row(Conversation, row, messages=messages))
+
+    def _remember(self, conversation: Conversation) -> Conversation:
         self._stored.add((conversation.assistant_id, conversation.conversation_id))
         self.seen.append(conversation)
         return conversation
 
     async def save(self, conversation: Conversation) -> None:
         """Store a new conversation, or what changed in a loaded one, and its new messages."""
-        c = tables.conversations
-        key = (conversation.assistant_id, conversation.conversation_id)
-        values = {"ticket_id": conversation.ticket_id, "last_sequence": conversation.last_sequence}
-        if key in self._stored:
-            await self._session.execute(
-                update(c)
-                .where(c.c.assistant_id == key[0], c.c.conversation_id == key[1])
-                .values(**values)
-            )
-        else:
-            await self._session.execute(
-                insert(c).values(
-                    assistant_id=key[0],
-                    conversation_id=key[1],
-                    workspace_id=conversation.workspace_id,
-                    **values,
-                )
-            )
-            self._stored.add(key)
-            self.seen.append(conversation)
-        await self._append(conversation)
+        await self.save_all([conversation])
 
-    async def _append(self, conversation: Conversation) -> None:
-        if conversation.unsaved_messages:
-            await self._session.execute(
-                insert(tables.conversation_messages),
-                [
-                    {
-                        "assistant_id": conversation.assistant_id,
-                        "conversation_id": conversation.conversation_id,
-                        "role": message.role.value,
-                        "text": message.text,
-                        "sent_at": message.sent_at,
-                    }
-                    for message in conversation.unsaved_messages
-                ],
+    async def save_all(self, conversations: Sequence[Conversation]) -> None:
+        """`save` for many: the new ones in one statement, their messages in one."""
+        c = tables.conversations
+        new: list[dict[str, Any]] = []
+        for conversation in conversations:
+            key = (conversation.assistant_id, conversation.conversation_id)
+            values = {
+                "ticket_id": conversation.ticket_id,
+                "last_sequence": conversation.last_sequence,
+            }
+            if key in self._stored:
+                await self._session.execute(
+                    update(c)
+                    .where(c.c.assistant_id == key[0], c.c.conversation_id == key[1])
+                    .values(**values)
+                )
+                continue
+            new.append(
+                {
+                    "assistant_id": key[0],
+                    "conversation_id": key[1],
+                    "workspace_id": conversation.workspace_id,
+                    **values,
+                }
             )
-        conversation.unsaved_messages.clear()
+            self._remember(conversation)
+        if new:
+            await self._session.execute(insert(c), new)
+        await self._append(conversations)
+
+    async def _append(self, conversations: Sequence[Conversation]) -> None:
+        rows = [
+            {
+                "assistant_id": conversation.assistant_id,
+                "conversation_id": conversation.conversation_id,
+                "role": message.role.value,
+                "text": message.text,
+                "sent_at": message.sent_at,
+            }
+            for conversation in conversations
+            for message in conversation.unsaved_messages
+        ]
+        if rows:
+            await self._session.execute(insert(tables.conversation_messages), rows)
+        for conversation in conversations:
+            conversation.unsaved_messages.clear()
