@@ -280,33 +280,41 @@ async def record_command_result(uow: UnitOfWork, message: EventEnvelope) -> None
 
 async def record_command_results(uow: UnitOfWork, messages: Sequence[EventEnvelope]) -> None:
     """Record a batch of ticket-core's answers in one transaction, each once (the inbox
-    drops redeliveries, also a second copy within the batch)."""
+    drops redeliveries, also a second copy within the batch), in their order; the requests
+    and conversations they decide are loaded, and written, once for the batch."""
     results = [(message, CommandResult.model_validate(message.data)) for message in messages]
     async with uow:
         fresh = await uow.first_deliveries(RESULTS_CONSUMER, [m.id for m, _ in results])
+        new: list[CommandResult] = []
         for message, result in results:
-            if str(message.id) not in fresh:
+            if str(message.id) in fresh:
+                fresh.discard(str(message.id))
+                new.append(result)
+        # Missing: another intake deployment's command, or not a widget request.
+        requests = await uow.requests.by_commands({r.command_id for r in new}) if new else {}
+        decided: dict[str, TicketRequest] = {}
+        tickets: dict[tuple[str, str], UUID] = {}
+        for result in new:
+            if (ticket_request := requests.get(result.command_id)) is None:
                 continue
-            fresh.discard(str(message.id))
-            # None: another intake deployment's command, or not a widget request.
-            if (ticket_request := await uow.requests.by_command(result.command_id)) is not None:
-                ticket_request.take_result(result, _now())
-                await uow.requests.save(ticket_request)
-                await _link_ticket(uow, ticket_request, result)
+            ticket_request.take_result(result, _now())
+            decided[ticket_request.request_id] = ticket_request
+            if result.outcome is not CommandOutcome.REJECTED and result.ticket_id is not None:
+                key = (ticket_request.assistant_id, ticket_request.conversation_id)
+                tickets[key] = result.ticket_id
+        await uow.requests.save_all(list(decided.values()))
+        await _link_tickets(uow, tickets)
         await uow.commit()
 
 
-async def _link_ticket(
-    uow: UnitOfWork, ticket_request: TicketRequest, result: CommandResult
-) -> None:
-    if result.outcome is CommandOutcome.REJECTED or result.ticket_id is None:
+async def _link_tickets(uow: UnitOfWork, tickets: dict[tuple[str, str], UUID]) -> None:
+    """Each conversation's ticket, as the last answer of the batch for it said."""
+    if not tickets:
         return
-    conversation = await uow.conversations.get(
-        ticket_request.assistant_id, ticket_request.conversation_id
-    )
-    if conversation is not None:
-        conversation.link_ticket(result.ticket_id)
-        await uow.conversations.save(conversation)
+    conversations = await uow.conversations.get_many(tickets)
+    for key, conversation in conversations.items():
+        conversation.link_ticket(tickets[key])
+    await uow.conversations.save_all(list(conversations.values()))
 
 
 async def expire_pending(
@@ -317,7 +325,7 @@ async def expire_pending(
         stale = await uow.requests.pending_before(now - timedelta(seconds=timeout_seconds))
         for ticket_request in stale:
             ticket_request.expire(timeout_seconds, _now())
-            await uow.requests.save(ticket_request)
+        await uow.requests.save_all(stale)
         await uow.commit()
     return len(stale)
 

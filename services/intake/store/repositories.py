@@ -15,6 +15,7 @@ from uuid import UUID
 from sqlalchemy import (
     RowMapping,
     Select,
+    bindparam,
     delete,
     exists,
     func,
@@ -215,11 +216,16 @@ class RequestRepository(_Repository):
         row = await self._first(select(r).where(r.c.request_id == request_id))
         return None if row is None else self._remember(row)
 
-    async def by_command(self, command_id: UUID) -> TicketRequest | None:
-        """The request a command was sent for, locked to be decided."""
+    async def by_commands(self, command_ids: Collection[UUID]) -> dict[UUID, TicketRequest]:
+        """The requests the commands were sent for, by command id, locked to be decided."""
         r = tables.ticket_requests
-        row = await self._first(select(r).where(r.c.command_id == command_id).with_for_update())
-        return None if row is None else self._remember(row)
+        rows = await self._all(
+            select(r)
+            .where(r.c.command_id.in_(sorted(command_ids)))
+            .order_by(r.c.request_id)
+            .with_for_update()
+        )
+        return {row["command_id"]: self._remember(row) for row in rows}
 
     async def pending_before(self, moment: datetime) -> list[TicketRequest]:
         """Pending requests received before `moment`, locked to be decided (those another
@@ -245,21 +251,41 @@ class RequestRepository(_Repository):
         )
         self.seen.extend(ticket_requests)
 
-    async def save(self, ticket_request: TicketRequest) -> None:
-        """Write a decided request's outcome."""
+    async def save_all(self, ticket_requests: Sequence[TicketRequest]) -> None:
+        """Write decided requests' outcomes, in one statement (executed per row)."""
+        if not ticket_requests:
+            return
         r = tables.ticket_requests
         await self._session.execute(
             update(r)
-            .where(r.c.request_id == ticket_request.request_id)
+            .where(r.c.request_id == bindparam("b_request_id"))
             .values(
-                status=ticket_request.status.value,
-                reason=ticket_request.reason.value if ticket_request.reason else None,
-                detail=ticket_request.detail,
-                ticket_id=ticket_request.ticket_id,
-                ticket_number=ticket_request.ticket_number,
-                decided_at=ticket_request.decided_at,
-                last_sequence=ticket_request.last_sequence,
-            )
+                {
+                    name: bindparam(f"b_{name}")
+                    for name in (
+                        "status",
+                        "reason",
+                        "detail",
+                        "ticket_id",
+                        "ticket_number",
+                        "decided_at",
+                        "last_sequence",
+                    )
+                }
+            ),
+            [
+                {
+                    "b_request_id": each.request_id,
+                    "b_status": each.status.value,
+                    "b_reason": each.reason.value if each.reason else None,
+                    "b_detail": each.detail,
+                    "b_ticket_id": each.ticket_id,
+                    "b_ticket_number": each.ticket_number,
+                    "b_decided_at": each.decided_at,
+                    "b_last_sequence": each.last_sequence,
+                }
+                for each in ticket_requests
+            ],
         )
 
     async def rate_windows(
@@ -473,6 +499,7 @@ class ConversationRepository(_Repository):
         """`save` for many: the new ones in one statement, their messages in one."""
         c = tables.conversations
         new: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
         for conversation in conversations:
             key = (conversation.assistant_id, conversation.conversation_id)
             values = {
@@ -480,11 +507,7 @@ class ConversationRepository(_Repository):
                 "last_sequence": conversation.last_sequence,
             }
             if key in self._stored:
-                await self._session.execute(
-                    update(c)
-                    .where(c.c.assistant_id == key[0], c.c.conversation_id == key[1])
-                    .values(**values)
-                )
+                changed.append({"b_assistant_id": key[0], "b_conversation_id": key[1], **values})
                 continue
             new.append(
                 {
@@ -495,6 +518,14 @@ class ConversationRepository(_Repository):
                 }
             )
             self._remember(conversation)
+        if changed:
+            await self._session.execute(
+                update(c).where(
+                    c.c.assistant_id == bindparam("b_assistant_id"),
+                    c.c.conversation_id == bindparam("b_conversation_id"),
+                ),
+                changed,
+            )
         if new:
             await self._session.execute(insert(c), new)
         await self._append(conversations)
