@@ -303,18 +303,9 @@ async def record_command_results(uow: UnitOfWork, messages: Sequence[EventEnvelo
                 key = (ticket_request.assistant_id, ticket_request.conversation_id)
                 tickets[key] = result.ticket_id
         await uow.requests.save_all(list(decided.values()))
-        await _link_tickets(uow, tickets)
+        # Each conversation's ticket as the last answer of the batch for it said.
+        await uow.conversations.link_tickets(tickets)
         await uow.commit()
-
-
-async def _link_tickets(uow: UnitOfWork, tickets: dict[tuple[str, str], UUID]) -> None:
-    """Each conversation's ticket, as the last answer of the batch for it said."""
-    if not tickets:
-        return
-    conversations = await uow.conversations.get_many(tickets)
-    for key, conversation in conversations.items():
-        conversation.link_ticket(tickets[key])
-    await uow.conversations.save_all(list(conversations.values()))
 
 
 async def expire_pending(

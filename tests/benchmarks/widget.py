@@ -2,22 +2,24 @@
 produce → consume of the same number of messages of the same size, on the same broker in the
 same run, sent the same way.
 
-What runs, in one process (SQLite for both services, the embedded default; the rate limits
-raised out of the way): the bodies are published to `widget.ticket-requests.v1` with the
-assistant's key in the `X-Widget-Key` header, as a widget's backend sends them; intake's
-consumer takes them (request rows, conversation snapshots, commands in its outbox), its relay
-publishes the commands, ticket-core's consumer creates the linked tickets and its answers,
-ticket-core's relay publishes the answers, intake's consumer marks the requests `created`.
+What runs (SQLite for both services, the embedded default; the rate limits raised out of
+the way; intake in this process, ticket-core in one of its own, as deployed): the bodies are
+published to `widget.ticket-requests.v1` with the assistant's key in the `X-Widget-Key`
+header, as a widget's backend sends them; intake's consumer takes them (request rows,
+conversation snapshots, commands in its outbox), its relay publishes the commands,
+ticket-core's consumer creates the linked tickets and its answers, ticket-core's relay
+publishes the answers, intake's consumer marks the requests `created`.
 Latency: from the publish to `created` committed; `pending` (intake's consumer committed the
 request) is printed too, since ticket-core's part is measured on its own elsewhere. A burst,
 then a run paced at half the burst's rate; then the service layer the HTTP endpoint calls,
-as the earlier row of this benchmark measured it. RSS: this process's, which holds both
-services, the producer and the timings.
+as the earlier row of this benchmark measured it. RSS: the peak of this process (intake, the
+producer and the timings) and of ticket-core's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import tempfile
 import time
@@ -25,6 +27,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -82,20 +85,82 @@ async def run(
             mode = f"{rate:,.0f}/s"
         print(f"widget topic → created, {mode}: {count} requests of {size} bytes", flush=True)
         async with RssPeak() as rss:
-            pending, created = await _topic_path(bootstrap, mode, count, rate)
+            pending, created, core_rss = await _topic_path(bootstrap, mode, count, rate)
         burst_rate = burst_rate or created.per_second
         print(f"raw aiokafka, {mode}: {count} messages of {size} bytes", flush=True)
         baseline = await _raw(bootstrap, mode, count, size, rate)
-        rows += [pending.row(), created.row() + f" RSS peak {rss.peak:.0f} MB", baseline.row()]
+        memory = f" RSS peak: intake + producer {rss.peak:.0f} MB, ticket-core {core_rss:.0f} MB"
+        rows += [pending.row(), created.row() + memory, baseline.row()]
         ratios.append(ratio_line(created, baseline))
     print(f"service layer → created, burst: {service_layer_requests} requests", flush=True)
     rows.append((await _service_layer(bootstrap, service_layer_requests, concurrency)).row())
     print("\n".join(["", HEADER, *rows, *ratios, ""]), flush=True)
 
 
+class TicketCoreProcess:
+    """ticket-core's consumers and relay in a process of their own, as deployed (they would
+    otherwise share this process's one core with intake and the producer)."""
+
+    def __init__(self, database_url: str, bootstrap: str, group: str) -> None:
+        spawn = multiprocessing.get_context("spawn")
+        self._ready, self._stop = spawn.Event(), spawn.Event()
+        self._process = spawn.Process(
+            target=_serve_ticket_core,
+            args=(database_url, bootstrap, group, self._ready, self._stop),
+            daemon=True,
+        )
+        self.rss_peak_mb = 0.0
+        self._sampler: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._process.start()
+        while not await asyncio.to_thread(self._ready.wait, 0.5):
+            if not self._process.is_alive():
+                raise RuntimeError("ticket-core's process ended before it started (above)")
+        self._sampler = asyncio.create_task(self._sample())
+
+    async def _sample(self) -> None:
+        while self._process.pid is not None:
+            self.rss_peak_mb = max(self.rss_peak_mb, _rss_mb(self._process.pid))
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+        self._stop.set()
+        await asyncio.to_thread(self._process.join, 60)
+
+
+def _rss_mb(pid: int) -> float:
+    # A file of the kernel's: reading it never waits.
+    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1_000_000
+
+
+def _serve_ticket_core(
+    database_url: str, bootstrap: str, group: str, ready: Any, stop: Any
+) -> None:
+    async def serve() -> None:
+        core = bootstrap_ticket_core(
+            TicketCoreSettings(
+                database_url=database_url, kafka_bootstrap_servers=bootstrap, consumer_group=group
+            )
+        )
+        await core.broker.start()
+        core.relay.start()
+        ready.set()
+        await asyncio.to_thread(stop.wait)
+        await core.relay.stop()
+        await stop_broker(core.broker)
+        await core.engine.dispose()
+
+    asyncio.run(serve())
+
+
 @dataclass
 class _Running:
     intake: Intake
+    ticket_core: TicketCoreProcess
     widget_key: str
     started: dict[str, float]
     pending: dict[str, float]
@@ -128,6 +193,7 @@ async def _services(bootstrap: str, mode: str, count: int) -> AsyncIterator[_Run
             )
         )
         team = await core_handlers.create_workspace(core.unit_of_work(), "Bench", "b@bench.io")
+        await core.engine.dispose()
         await intake_handlers.put_settings(
             intake.unit_of_work(),
             team.workspace.id,
@@ -140,7 +206,8 @@ async def _services(bootstrap: str, mode: str, count: int) -> AsyncIterator[_Run
             intake.reader(), team.workspace.id, capabilities_of(Role.OWNER), ASSISTANT
         )
         assert settings.widget_key is not None
-        running = _Running(intake, settings.widget_key, {}, {}, {}, asyncio.Event())
+        core_process = TicketCoreProcess(core_url, bootstrap, group)
+        running = _Running(intake, core_process, settings.widget_key, {}, {}, {}, asyncio.Event())
         receive, record = intake_handlers.receive_requests, intake_handlers.record_command_results
 
         async def timed_receive(
@@ -167,23 +234,23 @@ async def _services(bootstrap: str, mode: str, count: int) -> AsyncIterator[_Run
 
         intake_handlers.receive_requests = timed_receive  # type: ignore[assignment]
         intake_handlers.record_command_results = timed_record
-        for service in (core, intake):
-            await service.broker.start()
-            service.relay.start()
+        await core_process.start()
+        await intake.broker.start()
+        intake.relay.start()
         try:
             yield running
         finally:
             intake_handlers.receive_requests = receive
             intake_handlers.record_command_results = record
-            for service in (intake, core):
-                await service.relay.stop()
-                await stop_broker(service.broker)
-                await service.engine.dispose()
+            await intake.relay.stop()
+            await stop_broker(intake.broker)
+            await intake.engine.dispose()
+            await core_process.stop()
 
 
 async def _topic_path(
     bootstrap: str, mode: str, count: int, rate: float | None
-) -> tuple[Figures, Figures]:
+) -> tuple[Figures, Figures, float]:
     async with _services(bootstrap, mode, count) as running:
         header = [(WIDGET_KEY_HEADER, running.widget_key.encode())]
         records: Sent = []
@@ -206,6 +273,7 @@ async def _topic_path(
             await producer.stop()
         pending_elapsed = max(running.pending.values()) - begin
     started, pending, created = running.started, running.pending, running.created
+    core_rss = running.ticket_core.rss_peak_mb
     return (
         Figures(
             f"widget topic → pending ({mode})",
@@ -219,6 +287,7 @@ async def _topic_path(
             elapsed,
             [(created[k] - started[k]) * 1000 for k in started],
         ),
+        core_rss,
     )
 
 

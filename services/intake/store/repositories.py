@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, fields
 from datetime import datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
@@ -53,9 +54,15 @@ def _from_row(kind: type[Loaded], row: RowMapping, **converted: Any) -> Loaded:
     """A domain object from a row whose columns bear its fields' names; `converted`: the
     fields whose stored form differs (or that no column holds)."""
     stored = {
-        f.name: row[f.name] for f in fields(kind) if f.name in row and f.name not in converted
+        name: row[name] for name in _field_names(kind) if name in row and name not in converted
     }
     return kind(**stored, **converted)
+
+
+@cache
+def _field_names(kind: type[DataclassInstance]) -> tuple[str, ...]:
+    # `fields()` builds its answer anew on every call: once per kind instead of once per row.
+    return tuple(f.name for f in fields(kind))
 
 
 def _reason(row: RowMapping) -> RejectionReason | None:
@@ -459,6 +466,25 @@ class ConversationRepository(_Repository):
                 _from_row(Conversation, row, messages=messages.get(key, []))
             )
         return loaded
+
+    async def link_tickets(self, tickets: dict[tuple[str, str], UUID]) -> None:
+        """Each (assistant, conversation)'s ticket, in one statement (executed per row): a
+        link changes nothing else of a conversation and records no event."""
+        if not tickets:
+            return
+        c = tables.conversations
+        await self._session.execute(
+            update(c)
+            .where(
+                c.c.assistant_id == bindparam("b_assistant_id"),
+                c.c.conversation_id == bindparam("b_conversation_id"),
+            )
+            .values(ticket_id=bindparam("b_ticket_id")),
+            [
+                {"b_assistant_id": a, "b_conversation_id": c_id, "b_ticket_id": ticket_id}
+                for (a, c_id), ticket_id in sorted(tickets.items())
+            ],
+        )
 
     async def find(self, workspace_id: UUID, conversation_id: str) -> Conversation | None:
         """A conversation of this workspace, to read."""
