@@ -12,7 +12,8 @@ publishes the answers, intake's consumer marks the requests `created`.
 Latency: from the publish to `created` committed; `pending` (intake's consumer committed the
 request) is printed too, since ticket-core's part is measured on its own elsewhere. A burst,
 then a run paced at half the burst's rate; then the service layer the HTTP endpoint calls,
-as the earlier row of this benchmark measured it. RSS: the peak of this process (intake, the
+as the earlier row of this benchmark measured it (one transaction per request), and with the
+group commit the endpoint now uses (`RequestGroups`). RSS: the peak of this process (intake, the
 producer and the timings) and of ticket-core's.
 """
 
@@ -92,8 +93,12 @@ async def run(
         memory = f" RSS peak: intake + producer {rss.peak:.0f} MB, ticket-core {core_rss:.0f} MB"
         rows += [pending.row(), created.row() + memory, baseline.row()]
         ratios.append(ratio_line(created, baseline))
-    print(f"service layer → created, burst: {service_layer_requests} requests", flush=True)
-    rows.append((await _service_layer(bootstrap, service_layer_requests, concurrency)).row())
+    for grouped in (False, True):
+        print(f"service layer → created, burst: {service_layer_requests} requests", flush=True)
+        pending, created = await _service_layer(
+            bootstrap, service_layer_requests, concurrency, grouped
+        )
+        rows += [pending.row(), created.row()]
     print("\n".join(["", HEADER, *rows, *ratios, ""]), flush=True)
 
 
@@ -350,8 +355,11 @@ async def _raw(bootstrap: str, mode: str, count: int, size: int, rate: float | N
     return Figures(f"raw aiokafka ({mode})", count, elapsed, latencies)
 
 
-async def _service_layer(bootstrap: str, count: int, concurrency: int) -> Figures:
-    """`count` requests through the handler the HTTP endpoint calls, `concurrency` at once."""
+async def _service_layer(
+    bootstrap: str, count: int, concurrency: int, grouped: bool
+) -> tuple[Figures, Figures]:
+    """`count` requests through the handler the HTTP endpoint calls, `concurrency` at once:
+    one transaction each (`receive_request`) or decided together (`RequestGroups`)."""
     async with _services(bootstrap, "service layer", count) as running:
         intake = running.intake
         queue: asyncio.Queue[int] = asyncio.Queue()
@@ -362,6 +370,9 @@ async def _service_layer(bootstrap: str, count: int, concurrency: int) -> Figure
             while not queue.empty():
                 request = _request(queue.get_nowait())
                 running.started[request.request_id] = time.perf_counter()
+                if grouped:
+                    await intake.request_groups.receive(request, running.widget_key)
+                    continue
                 await intake_handlers.receive_request(
                     intake.unit_of_work(), request, intake.limits, intake.guard, running.widget_key
                 )
@@ -370,8 +381,22 @@ async def _service_layer(bootstrap: str, count: int, concurrency: int) -> Figure
         await asyncio.gather(*(widget() for _ in range(concurrency)))
         await asyncio.wait_for(running.done.wait(), timeout=600)
         elapsed = time.perf_counter() - begin
-    latencies = [(running.created[k] - running.started[k]) * 1000 for k in running.started]
-    return Figures("service layer → created (burst)", count, elapsed, latencies)
+    started, pending, created = running.started, running.pending, running.created
+    how = "group commit" if grouped else "one transaction each"
+    return (
+        Figures(
+            f"service layer, {how} → pending (burst)",
+            count,
+            max(pending.values()) - begin,
+            [(pending[k] - started[k]) * 1000 for k in started],
+        ),
+        Figures(
+            f"service layer, {how} → created (burst)",
+            count,
+            elapsed,
+            [(created[k] - started[k]) * 1000 for k in started],
+        ),
+    )
 
 
 def _request(i: int) -> WidgetTicketRequest:
