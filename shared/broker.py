@@ -49,8 +49,8 @@ import asyncio
 import logging
 import random
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
 from functools import partial
@@ -388,27 +388,82 @@ class Subscriptions:
     ) -> Callable[[BatchHandler[Model]], BatchHandler[Model]]:
         """Like `on`, for a handler that stores a whole batch of `model` messages (up to
         `max_records`, what one poll returned) in one transaction; see `BatchConsumer`."""
-        committer = _committers[self.broker]
 
         def declare(handler: BatchHandler[Model]) -> BatchHandler[Model]:
-            consume = BatchConsumer(model, handler, FailurePolicy(self.broker), committer)
+            async def without_headers(received: list[Received[Model]]) -> None:
+                await handler([each.message for each in received])
 
-            async def on_batch(message: KafkaMessage) -> None:
-                await consume(message.consumer, message.raw_message)
-
-            self.broker.subscriber(
-                topic.name,
-                batch=True,
-                max_records=max_records,
-                batch_timeout_ms=BATCH_POLL_TIMEOUT_MS,
-                # The batch consumer validates each message itself (a bad one must not fail
-                # the others); FastStream's own JSON decoding would only be thrown away.
-                decoder=_undecoded,
-                **self._common(topic, handler.__name__, description),
-            )(on_batch)
+            self._declare_batch(topic, description, model, max_records, handler, without_headers)
             return handler
 
         return declare
+
+    def on_batch_with_headers(
+        self,
+        topic: Topic,
+        description: str,
+        model: type[Model],
+        *,
+        max_records: int = BATCH_MAX_RECORDS,
+    ) -> Callable[[ReceivedBatchHandler[Model]], ReceivedBatchHandler[Model]]:
+        """`on_batch` for a handler that also reads each message's headers (`Received`)."""
+
+        def declare(handler: ReceivedBatchHandler[Model]) -> ReceivedBatchHandler[Model]:
+            self._declare_batch(
+                topic, description, model, max_records, handler, handler, with_headers=True
+            )
+            return handler
+
+        return declare
+
+    def _declare_batch(
+        self,
+        topic: Topic,
+        description: str,
+        model: type[Model],
+        max_records: int,
+        named: Callable[..., Any],
+        handler: ReceivedBatchHandler[Model],
+        *,
+        with_headers: bool = False,
+    ) -> None:
+        consume = BatchConsumer(
+            model,
+            handler,
+            FailurePolicy(self.broker),
+            _committers[self.broker],
+            with_headers=with_headers,
+        )
+
+        async def on_batch(message: KafkaMessage) -> None:
+            await consume(message.consumer, message.raw_message)
+
+        self.broker.subscriber(
+            topic.name,
+            batch=True,
+            max_records=max_records,
+            batch_timeout_ms=BATCH_POLL_TIMEOUT_MS,
+            # The batch consumer validates each message and its headers itself (a bad one
+            # must not fail the others); FastStream's own decoding would only be thrown away.
+            parser=_headers_left_to_batch_consumer,
+            decoder=_undecoded,
+            **self._common(topic, named.__name__, description),
+        )(on_batch)
+
+
+async def _headers_left_to_batch_consumer(
+    records: tuple[Any, ...], parse: Callable[[Any], Awaitable[StreamMessage[Any]]]
+) -> StreamMessage[Any]:
+    """FastStream's batch parser decodes every record's headers as UTF-8, and one header that
+    is not would fail the whole poll before any middleware sees it (its records neither
+    stored nor dead-lettered, their offsets passed by the next poll's commit). Parsed without
+    headers instead: `BatchConsumer` decodes them per record and dead-letters a bad one."""
+    try:
+        return await parse(records)
+    except UnicodeDecodeError:
+        message = await parse(tuple(replace(record, headers=()) for record in records))
+        message.raw_message = records
+        return message
 
 
 async def _undecoded(msg: StreamMessage[Any]) -> Any:
@@ -609,6 +664,18 @@ Model = TypeVar("Model", bound=BaseModel)
 BatchHandler = Callable[[list[Model]], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Received(Generic[Model]):
+    """A batch's message with its record's headers, decoded as FastStream decodes a single
+    message's (UTF-8; only for `Subscriptions.on_batch_with_headers`, empty otherwise)."""
+
+    message: Model
+    headers: Mapping[str, str]
+
+
+ReceivedBatchHandler = Callable[[list[Received[Model]]], Awaitable[None]]
+
+
 class BatchConsumer(Generic[Model]):
     """Applies what one poll returned as one batch: `handler` gets every valid message of it
     (each partition's in offset order) and stores them all in one transaction, or raises
@@ -624,28 +691,39 @@ class BatchConsumer(Generic[Model]):
     def __init__(
         self,
         model: type[Model],
-        handler: BatchHandler[Model],
+        handler: ReceivedBatchHandler[Model],
         policy: FailurePolicy,
         committer: OffsetCommitter,
+        *,
+        with_headers: bool = False,
     ) -> None:
         self._model = model
         self._handler = handler
         self._policy = policy
         self._committer = committer
+        self._with_headers = with_headers
+
+    def _received(self, record: Any) -> Received[Model]:
+        headers = (
+            {key: value.decode() for key, value in record.headers or ()}
+            if self._with_headers
+            else {}
+        )
+        return Received(self._model.model_validate_json(record.value or b""), headers)
 
     async def __call__(self, consumer: Any, records: Sequence[Any]) -> None:
-        valid: list[tuple[Model, Any]] = []
+        valid: list[tuple[Received[Model], Any]] = []
         for record in records:
             try:
-                valid.append((self._model.model_validate_json(record.value or b""), record))
-            except ValueError as error:  # ValidationError; never retried
+                valid.append((self._received(record), record))
+            except ValueError as error:  # ValidationError, UnicodeDecodeError; never retried
                 await self._policy.dead_letter_until_stored(record, error, FailureKind.POISON)
         if valid:
             await self._apply(consumer, valid)
         # Every record is stored or dead-lettered: only now may the offsets be committed.
         await self._committer.mark_all_processed(consumer, records)
 
-    async def _apply(self, consumer: Any, valid: list[tuple[Model, Any]]) -> None:
+    async def _apply(self, consumer: Any, valid: list[tuple[Received[Model], Any]]) -> None:
         messages = [message for message, _ in valid]
         failure = await self._policy.apply_whole(
             lambda: self._handler(messages), consumer, [record for _, record in valid]

@@ -12,7 +12,7 @@ from .domain.requests import RateLimits
 from .domain.widget_access import BucketRule, RefusalTally, TokenBuckets, parse_trusted_proxies
 from .entrypoints.consumer import register_consumers
 from .entrypoints.scheduler import refusal_flusher, request_expirer
-from .handlers import IntakeLimits, WidgetGuard
+from .handlers import IntakeLimits, RequestGroups, WidgetGuard
 from .settings import IntakeSettings
 from .store import tables
 from .store.unit_of_work import UnitOfWork
@@ -28,6 +28,7 @@ class Intake(ServiceParts[IntakeSettings]):
     limits: IntakeLimits = field(init=False)
     expirer: PeriodicTask = field(init=False)
     guard: WidgetGuard = field(init=False)
+    request_groups: RequestGroups = field(init=False)
     refusal_flusher: PeriodicTask = field(init=False)
     inbox_pruner: PeriodicTask = field(init=False)
 
@@ -36,6 +37,7 @@ class Intake(ServiceParts[IntakeSettings]):
         self.inbox_pruner = self.inbox_pruner_for(tables.inbox)
         self.limits = _limits(self.settings)
         self.guard = _guard(self.settings)
+        self.request_groups = RequestGroups(self.unit_of_work, self.limits, self.guard)
         self.refusal_flusher = refusal_flusher(
             self.unit_of_work,
             self.guard,

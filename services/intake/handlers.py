@@ -5,6 +5,7 @@ diagnostics. Each loads what it needs, lets the domain decide, and saves."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,7 @@ from .domain.requests import (
     AssistantSettings,
     AssistantTaken,
     RateLimits,
+    RateWindows,
     Refused,
     check_caller,
     ensure_manages_settings,
@@ -51,6 +53,8 @@ from .domain.widget_access import (
 from .store.unit_of_work import UnitOfWork
 
 RESULTS_CONSUMER = "intake:command-results"
+# At most this many concurrent HTTP requests in one transaction (see `RequestGroups`).
+REQUEST_GROUP_MAX = 200
 # What the caller may do, as ticket-core answered it (the internal credential carries it).
 Capabilities = Collection[Capability]
 
@@ -127,19 +131,193 @@ async def receive_request(
 ) -> WidgetRequestAnswer:
     """Decide at once what can be decided; otherwise ask ticket-core and answer `pending`.
     A refusal stores and publishes nothing: it is counted, and sampled for the admin."""
-    caller = _Caller(request.assistant_id)
+    [answer] = await receive_requests(uow, [(request, widget_key)], limits, guard)
+    return answer
+
+
+async def receive_requests(
+    uow: UnitOfWork,
+    calls: Sequence[tuple[WidgetTicketRequest, str | None]],
+    limits: IntakeLimits,
+    guard: WidgetGuard,
+) -> list[WidgetRequestAnswer]:
+    """`receive_request` for many requests (with each one's widget key) in one transaction,
+    an answer for each: decided in this order as if they came one by one (the rate windows
+    count the earlier accepted ones, the same id again gets the same answer and no second
+    ticket); a refusal answers its request and fails none of the others."""
     try:
-        async with uow:
-            settings = await caller.check(uow, widget_key)
-            answer = await _receive(uow, request, settings, limits.rate, widget_key)
-            await uow.commit()
-            return answer
+        batch = await _receive_batch(uow, calls, limits.rate)
+    except IntegrityError:
+        # A request id committed meanwhile by a concurrent delivery (HTTP and Kafka at once):
+        # decided again, it is found and answered again.
+        batch = await _receive_batch(uow, calls, limits.rate)
+    # Counted once the batch is decided for good (a retried batch counts nothing twice).
+    for refusal, assistant_id, request in batch.refusals:
+        record_refusal(guard, refusal, assistant_id, request.request_id, request.conversation.id)
+    return batch.answers
+
+
+class RequestGroups:
+    """Widget requests this process receives over HTTP at the same time, decided together in
+    one transaction (`receive_requests`; group commit): those that arrive while a group is
+    written go together in the next one, so that concurrent requests cost about one
+    transaction instead of one each, waiting in turn for SQLite's one writer. A group that
+    fails is taken again one request at a time, so that only the failing one gets the error."""
+
+    def __init__(
+        self,
+        new_uow: Callable[[], UnitOfWork],
+        limits: IntakeLimits,
+        guard: WidgetGuard,
+        max_size: int = REQUEST_GROUP_MAX,
+    ) -> None:
+        self._new_uow, self._limits, self._guard, self._max_size = new_uow, limits, guard, max_size
+        self._waiting: list[_Waiting] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def receive(
+        self, request: WidgetTicketRequest, widget_key: str | None
+    ) -> WidgetRequestAnswer:
+        answer: asyncio.Future[WidgetRequestAnswer] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(request, widget_key, answer))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_groups())
+        return await answer
+
+    async def _write_groups(self) -> None:
+        group: list[_Waiting] = []
+        try:
+            while self._waiting:
+                group = self._waiting[: self._max_size]
+                del self._waiting[: self._max_size]
+                await self._write(group)
+        finally:  # cancelled (the process stops): nobody waits forever
+            for waiting in (*group, *self._waiting):
+                waiting.answer.cancel()
+            self._waiting.clear()
+
+    async def _write(self, group: list[_Waiting]) -> None:
+        calls = [(waiting.request, waiting.widget_key) for waiting in group]
+        try:
+            answers = await receive_requests(self._new_uow(), calls, self._limits, self._guard)
+        except Exception:
+            for waiting in group:
+                try:
+                    answer = await receive_request(
+                        self._new_uow(),
+                        waiting.request,
+                        self._limits,
+                        self._guard,
+                        waiting.widget_key,
+                    )
+                except Exception as error:
+                    waiting.settle(error=error)
+                else:
+                    waiting.settle(answer)
+            return
+        for waiting, answer in zip(group, answers, strict=True):
+            waiting.settle(answer)
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    request: WidgetTicketRequest
+    widget_key: str | None
+    answer: asyncio.Future[WidgetRequestAnswer]
+
+    def settle(
+        self, answer: WidgetRequestAnswer | None = None, *, error: Exception | None = None
+    ) -> None:
+        if self.answer.done():  # its caller went away (the HTTP client hung up)
+            return
+        if error is not None:
+            self.answer.set_exception(error)
+        else:
+            assert answer is not None
+            self.answer.set_result(answer)
+
+
+@dataclass(slots=True)
+class _Batch:
+    answers: list[WidgetRequestAnswer]
+    # Each refusal, with the assistant it counts for (None: no configured one).
+    refusals: list[tuple[Refused, str | None, WidgetTicketRequest]]
+
+
+async def _receive_batch(
+    uow: UnitOfWork, calls: Sequence[tuple[WidgetTicketRequest, str | None]], rate: RateLimits
+) -> _Batch:
+    batch = _Batch([], [])
+    accepted: list[tuple[TicketRequest, WidgetTicketRequest]] = []
+    async with uow:
+        assistants = await uow.assistants.get_many({request.assistant_id for request, _ in calls})
+        # The caller is checked first: a call without the key learns, and costs, no more.
+        callers = [_check_caller(assistants, request, key) for request, key in calls]
+        admitted = [
+            request
+            for (request, _), caller in zip(calls, callers, strict=True)
+            if not isinstance(caller, Refused)
+        ]
+        now = _now()
+        earlier = await uow.requests.get_many({r.request_id for r in admitted}) if admitted else {}
+        windows = (
+            await uow.requests.rate_windows(
+                {(r.assistant_id, r.conversation.id) for r in admitted}, now, rate.window_seconds
+            )
+            if admitted
+            else RateWindows({}, {})
+        )
+        for (request, widget_key), caller in zip(calls, callers, strict=True):
+            try:
+                if isinstance(caller, Refused):
+                    raise caller
+                if (known := earlier.get(request.request_id)) is not None:
+                    batch.answers.append(known.answer_again(request))
+                    continue
+                recent = windows.recent(request.assistant_id, request.conversation.id)
+                ticket_request = TicketRequest.decide(
+                    request, caller, recent, rate, widget_key, now
+                )
+            except Refused as refusal:
+                # Counted for the assistant when it is configured, as every refusal is.
+                counted_for = request.assistant_id if request.assistant_id in assistants else None
+                batch.refusals.append((refusal, counted_for, request))
+                batch.answers.append(refused_answer(request.request_id, refusal))
+                continue
+            windows.count(request.assistant_id, request.conversation.id)
+            earlier[request.request_id] = ticket_request
+            accepted.append((ticket_request, request))
+            batch.answers.append(ticket_request.answer())
+        if accepted:
+            await _store_accepted(uow, accepted)
+        await uow.commit()
+    return batch
+
+
+def _check_caller(
+    assistants: dict[str, AssistantSettings], request: WidgetTicketRequest, key: str | None
+) -> AssistantSettings | Refused:
+    try:
+        return check_caller(request.assistant_id, assistants.get(request.assistant_id), key)
     except Refused as refusal:
-        caller.count(guard, refusal, request.request_id, request.conversation.id)
-        return refused_answer(request.request_id, refusal)
-    except IntegrityError as error:
-        # The same request id committed by a concurrent delivery (HTTP and Kafka at once).
-        return await _answer_again(uow, request, error)
+        return refusal
+
+
+async def _store_accepted(
+    uow: UnitOfWork, accepted: list[tuple[TicketRequest, WidgetTicketRequest]]
+) -> None:
+    # The requests' rows before the conversations', as when an outcome arrives: two
+    # transactions then never wait for each other's rows (on PostgreSQL).
+    await uow.requests.add_all([ticket_request for ticket_request, _ in accepted])
+    conversations = await uow.conversations.get_many(
+        {(t.assistant_id, t.conversation_id) for t, _ in accepted}
+    )
+    for ticket_request, request in accepted:
+        key = (ticket_request.assistant_id, ticket_request.conversation_id)
+        if (conversation := conversations.get(key)) is None:
+            conversation = conversations[key] = Conversation(*key, ticket_request.workspace_id)
+        conversation.take(request.conversation.messages)
+    await uow.conversations.save_all(list(conversations.values()))
 
 
 @dataclass(slots=True)
@@ -156,43 +334,6 @@ class _Caller:
     def count(self, guard: WidgetGuard, refusal: Refused, *ids: str | None) -> None:
         known = self.settings.assistant_id if self.settings else None
         record_refusal(guard, refusal, known, *ids)
-
-
-async def _receive(
-    uow: UnitOfWork,
-    request: WidgetTicketRequest,
-    settings: AssistantSettings,
-    rate: RateLimits,
-    widget_key: str | None,
-) -> WidgetRequestAnswer:
-    """The same request id always gets the same answer and at most one ticket."""
-    if (earlier := await uow.requests.get(request.request_id)) is not None:
-        return earlier.answer_again(request)
-    now = _now()
-    recent = await uow.requests.recent(
-        request.assistant_id, request.conversation.id, now, rate.window_seconds
-    )
-    ticket_request = TicketRequest.decide(request, settings, recent, rate, widget_key, now)
-    # The request's row before the conversation's, as when an outcome arrives: two
-    # transactions then never wait for each other's row (on PostgreSQL).
-    await uow.requests.add(ticket_request)
-    conversation = await uow.conversations.get(request.assistant_id, request.conversation.id)
-    conversation = conversation or Conversation(
-        request.assistant_id, request.conversation.id, ticket_request.workspace_id
-    )
-    conversation.take(request.conversation.messages)
-    await uow.conversations.save(conversation)
-    return ticket_request.answer()
-
-
-async def _answer_again(
-    uow: UnitOfWork, request: WidgetTicketRequest, error: IntegrityError
-) -> WidgetRequestAnswer:
-    async with uow:
-        earlier = await uow.requests.get(request.request_id)
-    if earlier is None:
-        raise error
-    return earlier.answer_again(request)
 
 
 async def request_status(
@@ -222,33 +363,32 @@ async def record_command_result(uow: UnitOfWork, message: EventEnvelope) -> None
 
 async def record_command_results(uow: UnitOfWork, messages: Sequence[EventEnvelope]) -> None:
     """Record a batch of ticket-core's answers in one transaction, each once (the inbox
-    drops redeliveries, also a second copy within the batch)."""
+    drops redeliveries, also a second copy within the batch), in their order; the requests
+    and conversations they decide are loaded, and written, once for the batch."""
     results = [(message, CommandResult.model_validate(message.data)) for message in messages]
     async with uow:
         fresh = await uow.first_deliveries(RESULTS_CONSUMER, [m.id for m, _ in results])
+        new: list[CommandResult] = []
         for message, result in results:
-            if str(message.id) not in fresh:
+            if str(message.id) in fresh:
+                fresh.discard(str(message.id))
+                new.append(result)
+        # Missing: another intake deployment's command, or not a widget request.
+        requests = await uow.requests.by_commands({r.command_id for r in new}) if new else {}
+        decided: dict[str, TicketRequest] = {}
+        tickets: dict[tuple[str, str], UUID] = {}
+        for result in new:
+            if (ticket_request := requests.get(result.command_id)) is None:
                 continue
-            fresh.discard(str(message.id))
-            # None: another intake deployment's command, or not a widget request.
-            if (ticket_request := await uow.requests.by_command(result.command_id)) is not None:
-                ticket_request.take_result(result, _now())
-                await uow.requests.save(ticket_request)
-                await _link_ticket(uow, ticket_request, result)
+            ticket_request.take_result(result, _now())
+            decided[ticket_request.request_id] = ticket_request
+            if result.outcome is not CommandOutcome.REJECTED and result.ticket_id is not None:
+                key = (ticket_request.assistant_id, ticket_request.conversation_id)
+                tickets[key] = result.ticket_id
+        await uow.requests.save_all(list(decided.values()))
+        # Each conversation's ticket as the last answer of the batch for it said.
+        await uow.conversations.link_tickets(tickets)
         await uow.commit()
-
-
-async def _link_ticket(
-    uow: UnitOfWork, ticket_request: TicketRequest, result: CommandResult
-) -> None:
-    if result.outcome is CommandOutcome.REJECTED or result.ticket_id is None:
-        return
-    conversation = await uow.conversations.get(
-        ticket_request.assistant_id, ticket_request.conversation_id
-    )
-    if conversation is not None:
-        conversation.link_ticket(result.ticket_id)
-        await uow.conversations.save(conversation)
 
 
 async def expire_pending(
@@ -259,7 +399,7 @@ async def expire_pending(
         stale = await uow.requests.pending_before(now - timedelta(seconds=timeout_seconds))
         for ticket_request in stale:
             ticket_request.expire(timeout_seconds, _now())
-            await uow.requests.save(ticket_request)
+        await uow.requests.save_all(stale)
         await uow.commit()
     return len(stale)
 

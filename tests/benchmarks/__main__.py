@@ -27,7 +27,19 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5000, help="activity-log backlog size")
     parser.add_argument("--rebuild-events", type=int, default=100_000, help="events to rebuild")
     parser.add_argument(
-        "--widget-paced-rate", type=float, default=20.0, help="requests/s, widget latency run"
+        "--widget-requests", type=int, default=5000, help="widget requests per burst run"
+    )
+    parser.add_argument(
+        "--widget-paced-rate",
+        type=float,
+        default=None,
+        help="requests/s, widget latency run (default: half the burst's rate)",
+    )
+    parser.add_argument(
+        "--widget-service-layer-requests",
+        type=int,
+        default=500,
+        help="requests through the HTTP endpoint's handler",
     )
     parser.add_argument(
         "--listing-sizes",
@@ -106,7 +118,8 @@ def main() -> None:
     if args.suite in ("all", "widget"):
         asyncio.run(
             widget.run(
-                requests=args.tickets,
+                requests=args.widget_requests,
+                service_layer_requests=args.widget_service_layer_requests,
                 concurrency=args.concurrency,
                 paced_rate=args.widget_paced_rate,
             )

@@ -18,7 +18,12 @@ from services.intake.store import tables
 from services.ticket_core.domain.permissions import capabilities_of
 from shared.contracts.api import Role
 from shared.contracts.envelope import Actor, EventEnvelope
-from shared.contracts.widget import AssistantTicketSettings, RequestStatus, WidgetTicketRequest
+from shared.contracts.widget import (
+    AssistantTicketSettings,
+    RequestStatus,
+    WidgetRequestAnswer,
+    WidgetTicketRequest,
+)
 
 SENT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -109,6 +114,68 @@ async def test_a_request_arriving_ten_times_at_once_sends_one_command(intake: In
     assert command["actor"] == {"type": "visitor", "id": "asst-1/conv-1"}
     assert command["data"]["subject"] == "Where is my parcel?"
     assert "Contact: Ada <ada@example.com>" in command["data"]["description"]
+
+
+async def test_concurrent_http_requests_are_decided_together_each_with_its_own_answer(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await configure(intake)
+    group_sizes: list[int] = []
+    receive_requests = handlers.receive_requests
+
+    async def counted(uow: Any, calls: Any, *args: Any) -> Any:
+        group_sizes.append(len(calls))
+        return await receive_requests(uow, calls, *args)
+
+    monkeypatch.setattr(handlers, "receive_requests", counted)
+    calls = [(widget_request(f"req-{n}", f"conv-{n}"), KEYS["asst-1"]) for n in range(8)]
+    calls += [(widget_request("req-0", "conv-0"), KEYS["asst-1"])]  # the same id again
+    calls += [(widget_request("req-nokey", "conv-9"), "wk_wrong")]
+
+    answers = await asyncio.gather(
+        *(intake.request_groups.receive(request, key) for request, key in calls)
+    )
+
+    assert max(group_sizes) > 1, "the concurrent requests were never decided together"
+    assert [(a.request_id, a.status, a.reason) for a in answers] == [
+        *((f"req-{n}", RequestStatus.PENDING, None) for n in range(8)),
+        ("req-0", RequestStatus.PENDING, None),
+        ("req-nokey", RequestStatus.REJECTED, "invalid_widget_key"),
+    ]
+    assert [c["correlation_id"] for c in await outbox(intake, "ticket.commands.v1")] == [
+        f"req-{n}" for n in range(8)
+    ]
+
+
+async def test_a_request_that_fails_its_group_fails_alone(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await configure(intake)
+    receive_requests = handlers.receive_requests
+
+    async def failing(uow: Any, calls: Any, *args: Any) -> Any:
+        if any(request.request_id == "req-bug" for request, _ in calls):
+            raise RuntimeError("a bug this request meets")
+        return await receive_requests(uow, calls, *args)
+
+    monkeypatch.setattr(handlers, "receive_requests", failing)
+    ids = ["req-1", "req-bug", "req-2"]
+
+    answers = await asyncio.gather(
+        *(
+            intake.request_groups.receive(widget_request(i, f"conv-{i}"), KEYS["asst-1"])
+            for i in ids
+        ),
+        return_exceptions=True,
+    )
+
+    first, bug, second = answers
+    assert isinstance(bug, RuntimeError)
+    assert isinstance(first, WidgetRequestAnswer)
+    assert isinstance(second, WidgetRequestAnswer)
+    assert (first.request_id, first.status) == ("req-1", RequestStatus.PENDING)
+    assert (second.request_id, second.status) == ("req-2", RequestStatus.PENDING)
+    assert await rows(intake, tables.ticket_requests) == 2
 
 
 async def test_a_refusal_is_answered_the_same_way_every_time_and_sampled_for_the_admin(

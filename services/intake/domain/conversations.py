@@ -52,9 +52,6 @@ class Conversation(RecordsMessages):
         check_conversation_growth(len(self.messages), len(messages))
         return self.take(messages)
 
-    def link_ticket(self, ticket_id: UUID) -> None:
-        self.ticket_id = ticket_id
-
     def out(self) -> ConversationOut:
         return ConversationOut(
             id=self.conversation_id,

@@ -76,6 +76,27 @@ class RecentRequests:
     for_conversation: int
 
 
+@dataclass(slots=True)
+class RateWindows:
+    """The requests in the current window per assistant and per conversation, for requests
+    decided one after another (a batch): each one accepted counts for those after it, as it
+    would had they come one by one."""
+
+    per_assistant: dict[str, int]
+    per_conversation: dict[tuple[str, str], int]
+
+    def recent(self, assistant_id: str, conversation_id: str) -> RecentRequests:
+        return RecentRequests(
+            self.per_assistant.get(assistant_id, 0),
+            self.per_conversation.get((assistant_id, conversation_id), 0),
+        )
+
+    def count(self, assistant_id: str, conversation_id: str) -> None:
+        self.per_assistant[assistant_id] = self.per_assistant.get(assistant_id, 0) + 1
+        key = (assistant_id, conversation_id)
+        self.per_conversation[key] = self.per_conversation.get(key, 0) + 1
+
+
 def check_caller(
     assistant_id: str, settings: AssistantSettings | None, widget_key: str | None
 ) -> AssistantSettings:

@@ -2,12 +2,10 @@
 ticket-core's answers to intake's commands."""
 
 from collections.abc import Callable
-from typing import Annotated
 
-from faststream import Header
 from faststream.kafka import KafkaBroker
 
-from shared.broker import Subscriptions
+from shared.broker import Received, Subscriptions
 from shared.contracts.commands import CommandResultType
 from shared.contracts.envelope import EventEnvelope
 from shared.contracts.topics import TICKET_COMMAND_RESULTS, WIDGET_TICKET_REQUESTS
@@ -27,18 +25,20 @@ def register_consumers(
 ) -> None:
     subscriptions = Subscriptions(broker, "intake", group_id)
 
-    @subscriptions.on(
+    @subscriptions.on_batch_with_headers(
         WIDGET_TICKET_REQUESTS,
         "The same body as POST /widget/v1/ticket-requests, with the assistant's "
         f"widget key in the `{WIDGET_KEY_HEADER}` header; the same handler and checks (key, "
-        "identity verification, the assistant's rules). No origin (no browser) and no token "
-        "buckets: the broker authenticates the producer and its quotas bound it.",
+        "identity verification, the assistant's rules), a poll's requests in one transaction. "
+        "No origin (no browser) and no token buckets: the broker authenticates the producer "
+        "and its quotas bound it.",
+        WidgetTicketRequest,
     )
-    async def on_widget_ticket_requests(
-        request: WidgetTicketRequest,
-        widget_key: Annotated[str | None, Header(WIDGET_KEY_HEADER, default=None)],
-    ) -> None:
-        await handlers.receive_request(unit_of_work(), request, limits, guard, widget_key)
+    async def on_widget_ticket_requests(received: list[Received[WidgetTicketRequest]]) -> None:
+        # The key is only ever compared in constant time, never looked up: its size is the
+        # broker's to bound (a record's headers count against its maximum message size).
+        calls = [(each.message, each.headers.get(WIDGET_KEY_HEADER)) for each in received]
+        await handlers.receive_requests(unit_of_work(), calls, limits, guard)
 
     @subscriptions.on_batch(
         TICKET_COMMAND_RESULTS,

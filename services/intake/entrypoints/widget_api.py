@@ -368,13 +368,8 @@ def widget_routes() -> APIRouter:
 async def post_ticket_request(
     assistant: Writer, body: WidgetTicketRequest, request: Request, response: Response
 ) -> Any:
-    service = _service(request)
-    answer = await handlers.receive_request(
-        service.unit_of_work(),
-        body,
-        service.limits,
-        service.guard,
-        request.headers.get(WIDGET_KEY_HEADER),
+    answer = await _service(request).request_groups.receive(
+        body, request.headers.get(WIDGET_KEY_HEADER)
     )
     return _widget_answer(answer, response)
 

@@ -6,20 +6,24 @@ request's row before a conversation's, so that two transactions never wait for e
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, fields
 from datetime import datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy import (
     RowMapping,
     Select,
+    bindparam,
     delete,
     exists,
     func,
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -35,7 +39,7 @@ from shared.contracts.widget import (
 
 from ..domain.assistants import Assistant
 from ..domain.conversations import Conversation
-from ..domain.requests import AssistantSettings, RecentRequests
+from ..domain.requests import AssistantSettings, RateWindows
 from ..domain.ticket_requests import TicketRequest
 from ..domain.widget_access import RefusalBatch, RefusalSample
 from . import tables
@@ -50,9 +54,15 @@ def _from_row(kind: type[Loaded], row: RowMapping, **converted: Any) -> Loaded:
     """A domain object from a row whose columns bear its fields' names; `converted`: the
     fields whose stored form differs (or that no column holds)."""
     stored = {
-        f.name: row[f.name] for f in fields(kind) if f.name in row and f.name not in converted
+        name: row[name] for name in _field_names(kind) if name in row and name not in converted
     }
     return kind(**stored, **converted)
+
+
+@cache
+def _field_names(kind: type[DataclassInstance]) -> tuple[str, ...]:
+    # `fields()` builds its answer anew on every call: once per kind instead of once per row.
+    return tuple(f.name for f in fields(kind))
 
 
 def _reason(row: RowMapping) -> RejectionReason | None:
@@ -84,6 +94,11 @@ class AssistantRepository(_Repository):
         a = tables.assistants
         row = await self._first(select(a).where(a.c.assistant_id == assistant_id))
         return None if row is None else _settings(row)
+
+    async def get_many(self, assistant_ids: Collection[str]) -> dict[str, AssistantSettings]:
+        a = tables.assistants
+        rows = await self._all(select(a).where(a.c.assistant_id.in_(sorted(assistant_ids))))
+        return {row["assistant_id"]: _settings(row) for row in rows}
 
     async def of_workspace(self, workspace_id: UUID, limit: int) -> list[AssistantSettings]:
         """The workspace's assistants (those it saved ticket settings for), by id."""
@@ -208,11 +223,16 @@ class RequestRepository(_Repository):
         row = await self._first(select(r).where(r.c.request_id == request_id))
         return None if row is None else self._remember(row)
 
-    async def by_command(self, command_id: UUID) -> TicketRequest | None:
-        """The request a command was sent for, locked to be decided."""
+    async def by_commands(self, command_ids: Collection[UUID]) -> dict[UUID, TicketRequest]:
+        """The requests the commands were sent for, by command id, locked to be decided."""
         r = tables.ticket_requests
-        row = await self._first(select(r).where(r.c.command_id == command_id).with_for_update())
-        return None if row is None else self._remember(row)
+        rows = await self._all(
+            select(r)
+            .where(r.c.command_id.in_(sorted(command_ids)))
+            .order_by(r.c.request_id)
+            .with_for_update()
+        )
+        return {row["command_id"]: self._remember(row) for row in rows}
 
     async def pending_before(self, moment: datetime) -> list[TicketRequest]:
         """Pending requests received before `moment`, locked to be decided (those another
@@ -222,46 +242,82 @@ class RequestRepository(_Repository):
         rows = await self._all(query.with_for_update(skip_locked=True))
         return [self._remember(row) for row in rows]
 
-    async def add(self, ticket_request: TicketRequest) -> None:
-        row = {f.name: getattr(ticket_request, f.name) for f in fields(TicketRequest)}
-        del row["pending_messages"]
-        await self._session.execute(insert(tables.ticket_requests).values(**row))
-        self.seen.append(ticket_request)
+    async def get_many(self, request_ids: Collection[str]) -> dict[str, TicketRequest]:
+        """To answer with (not locked), by id."""
+        r = tables.ticket_requests
+        rows = await self._all(select(r).where(r.c.request_id.in_(sorted(request_ids))))
+        return {row["request_id"]: self._remember(row) for row in rows}
 
-    async def save(self, ticket_request: TicketRequest) -> None:
-        """Write a decided request's outcome."""
+    async def add_all(self, ticket_requests: Sequence[TicketRequest]) -> None:
+        if not ticket_requests:
+            return
+        stored = [f.name for f in fields(TicketRequest) if f.name != "pending_messages"]
+        await self._session.execute(
+            insert(tables.ticket_requests),
+            [{name: getattr(each, name) for name in stored} for each in ticket_requests],
+        )
+        self.seen.extend(ticket_requests)
+
+    async def save_all(self, ticket_requests: Sequence[TicketRequest]) -> None:
+        """Write decided requests' outcomes, in one statement (executed per row)."""
+        if not ticket_requests:
+            return
         r = tables.ticket_requests
         await self._session.execute(
             update(r)
-            .where(r.c.request_id == ticket_request.request_id)
+            .where(r.c.request_id == bindparam("b_request_id"))
             .values(
-                status=ticket_request.status.value,
-                reason=ticket_request.reason.value if ticket_request.reason else None,
-                detail=ticket_request.detail,
-                ticket_id=ticket_request.ticket_id,
-                ticket_number=ticket_request.ticket_number,
-                decided_at=ticket_request.decided_at,
-                last_sequence=ticket_request.last_sequence,
-            )
+                {
+                    name: bindparam(f"b_{name}")
+                    for name in (
+                        "status",
+                        "reason",
+                        "detail",
+                        "ticket_id",
+                        "ticket_number",
+                        "decided_at",
+                        "last_sequence",
+                    )
+                }
+            ),
+            [
+                {
+                    "b_request_id": each.request_id,
+                    "b_status": each.status.value,
+                    "b_reason": each.reason.value if each.reason else None,
+                    "b_detail": each.detail,
+                    "b_ticket_id": each.ticket_id,
+                    "b_ticket_number": each.ticket_number,
+                    "b_decided_at": each.decided_at,
+                    "b_last_sequence": each.last_sequence,
+                }
+                for each in ticket_requests
+            ],
         )
 
-    async def recent(
-        self, assistant_id: str, conversation_id: str, now: datetime, window_seconds: int
-    ) -> RecentRequests:
+    async def rate_windows(
+        self, conversations: Collection[tuple[str, str]], now: datetime, window_seconds: int
+    ) -> RateWindows:
+        """How many requests each assistant, and each (assistant, conversation), of
+        `conversations` received in the window before `now`: two statements for a batch."""
         r = tables.ticket_requests
-        # Both counts in one statement: one round trip fewer on every widget request.
-        counts = (
-            await self._session.execute(
-                select(
-                    func.count(),
-                    func.count().filter(r.c.conversation_id == conversation_id),
-                ).where(
-                    r.c.assistant_id == assistant_id,
-                    r.c.received_at > now - timedelta(seconds=window_seconds),
-                )
-            )
-        ).one()
-        return RecentRequests(int(counts[0] or 0), int(counts[1] or 0))
+        in_window = r.c.received_at > now - timedelta(seconds=window_seconds)
+        assistant_ids = sorted({assistant_id for assistant_id, _ in conversations})
+        per_assistant = await self._session.execute(
+            select(r.c.assistant_id, func.count())
+            .where(r.c.assistant_id.in_(assistant_ids), in_window)
+            .group_by(r.c.assistant_id)
+        )
+        per_conversation = await self._session.execute(
+            select(r.c.assistant_id, r.c.conversation_id, func.count())
+            .where(tuple_(r.c.assistant_id, r.c.conversation_id).in_(sorted(conversations)))
+            .where(in_window)
+            .group_by(r.c.assistant_id, r.c.conversation_id)
+        )
+        return RateWindows(
+            {assistant_id: int(count) for assistant_id, count in per_assistant},
+            {(a, c): int(count) for a, c, count in per_conversation},
+        )
 
     async def for_assistant(
         self, workspace_id: UUID, assistant_id: str, status: RequestStatus | None, limit: int
@@ -373,6 +429,63 @@ class ConversationRepository(_Repository):
         )
         return None if row is None else await self._loaded(row)
 
+    async def get_many(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], Conversation]:
+        """`get` for many (assistant, conversation) keys, locked in key order (two batches
+        never wait for each other's rows), with their messages: two statements."""
+        c, m = tables.conversations, tables.conversation_messages
+        wanted = sorted(keys)
+        rows = await self._all(
+            select(c)
+            .where(tuple_(c.c.assistant_id, c.c.conversation_id).in_(wanted))
+            .order_by(c.c.assistant_id, c.c.conversation_id)
+            .with_for_update()
+        )
+        if not rows:
+            return {}
+        messages: dict[tuple[str, str], list[ConversationMessage]] = {}
+        for r in await self._all(
+            select(m.c.assistant_id, m.c.conversation_id, m.c.role, m.c.text, m.c.sent_at)
+            .where(
+                tuple_(m.c.assistant_id, m.c.conversation_id).in_(
+                    [(row["assistant_id"], row["conversation_id"]) for row in rows]
+                )
+            )
+            .order_by(m.c.sent_at, m.c.id)
+        ):
+            messages.setdefault((r["assistant_id"], r["conversation_id"]), []).append(
+                ConversationMessage(
+                    role=MessageRole(r["role"]), text=r["text"], sent_at=r["sent_at"]
+                )
+            )
+        loaded: dict[tuple[str, str], Conversation] = {}
+        for row in rows:
+            key = (row["assistant_id"], row["conversation_id"])
+            loaded[key] = self._remember(
+                _from_row(Conversation, row, messages=messages.get(key, []))
+            )
+        return loaded
+
+    async def link_tickets(self, tickets: dict[tuple[str, str], UUID]) -> None:
+        """Each (assistant, conversation)'s ticket, in one statement (executed per row): a
+        link changes nothing else of a conversation and records no event."""
+        if not tickets:
+            return
+        c = tables.conversations
+        await self._session.execute(
+            update(c)
+            .where(
+                c.c.assistant_id == bindparam("b_assistant_id"),
+                c.c.conversation_id == bindparam("b_conversation_id"),
+            )
+            .values(ticket_id=bindparam("b_ticket_id")),
+            [
+                {"b_assistant_id": a, "b_conversation_id": c_id, "b_ticket_id": ticket_id}
+                for (a, c_id), ticket_id in sorted(tickets.items())
+            ],
+        )
+
     async def find(self, workspace_id: UUID, conversation_id: str) -> Conversation | None:
         """A conversation of this workspace, to read."""
         c = tables.conversations
@@ -397,48 +510,65 @@ class ConversationRepository(_Repository):
             ConversationMessage(role=MessageRole(r["role"]), text=r["text"], sent_at=r["sent_at"])
             for r in rows
         ]
-        conversation = _from_row(Conversation, row, messages=messages)
+        return self._remember(_from_row(Conversation, row, messages=messages))
+
+    def _remember(self, conversation: Conversation) -> Conversation:
         self._stored.add((conversation.assistant_id, conversation.conversation_id))
         self.seen.append(conversation)
         return conversation
 
     async def save(self, conversation: Conversation) -> None:
         """Store a new conversation, or what changed in a loaded one, and its new messages."""
-        c = tables.conversations
-        key = (conversation.assistant_id, conversation.conversation_id)
-        values = {"ticket_id": conversation.ticket_id, "last_sequence": conversation.last_sequence}
-        if key in self._stored:
-            await self._session.execute(
-                update(c)
-                .where(c.c.assistant_id == key[0], c.c.conversation_id == key[1])
-                .values(**values)
-            )
-        else:
-            await self._session.execute(
-                insert(c).values(
-                    assistant_id=key[0],
-                    conversation_id=key[1],
-                    workspace_id=conversation.workspace_id,
-                    **values,
-                )
-            )
-            self._stored.add(key)
-            self.seen.append(conversation)
-        await self._append(conversation)
+        await self.save_all([conversation])
 
-    async def _append(self, conversation: Conversation) -> None:
-        if conversation.unsaved_messages:
-            await self._session.execute(
-                insert(tables.conversation_messages),
-                [
-                    {
-                        "assistant_id": conversation.assistant_id,
-                        "conversation_id": conversation.conversation_id,
-                        "role": message.role.value,
-                        "text": message.text,
-                        "sent_at": message.sent_at,
-                    }
-                    for message in conversation.unsaved_messages
-                ],
+    async def save_all(self, conversations: Sequence[Conversation]) -> None:
+        """`save` for many: the new ones in one statement, their messages in one."""
+        c = tables.conversations
+        new: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
+        for conversation in conversations:
+            key = (conversation.assistant_id, conversation.conversation_id)
+            values = {
+                "ticket_id": conversation.ticket_id,
+                "last_sequence": conversation.last_sequence,
+            }
+            if key in self._stored:
+                changed.append({"b_assistant_id": key[0], "b_conversation_id": key[1], **values})
+                continue
+            new.append(
+                {
+                    "assistant_id": key[0],
+                    "conversation_id": key[1],
+                    "workspace_id": conversation.workspace_id,
+                    **values,
+                }
             )
-        conversation.unsaved_messages.clear()
+            self._remember(conversation)
+        if changed:
+            await self._session.execute(
+                update(c).where(
+                    c.c.assistant_id == bindparam("b_assistant_id"),
+                    c.c.conversation_id == bindparam("b_conversation_id"),
+                ),
+                changed,
+            )
+        if new:
+            await self._session.execute(insert(c), new)
+        await self._append(conversations)
+
+    async def _append(self, conversations: Sequence[Conversation]) -> None:
+        rows = [
+            {
+                "assistant_id": conversation.assistant_id,
+                "conversation_id": conversation.conversation_id,
+                "role": message.role.value,
+                "text": message.text,
+                "sent_at": message.sent_at,
+            }
+            for conversation in conversations
+            for message in conversation.unsaved_messages
+        ]
+        if rows:
+            await self._session.execute(insert(tables.conversation_messages), rows)
+        for conversation in conversations:
+            conversation.unsaved_messages.clear()
