@@ -3,7 +3,8 @@ needs, lets the domain decide, and commits the result with its events (unit of w
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from .domain.members import Member, Workspace
 from .domain.permissions import Action
 from .domain.tickets import Ticket
 from .store.ticket_list import StatusCounts, TicketFilter, TicketListPage
-from .store.unit_of_work import UnitOfWork
+from .store.unit_of_work import Causation, UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,40 +371,91 @@ CONVERSATIONS_CONSUMER = "ticket-core:conversations"
 
 
 async def create_ticket_from_conversation(uow: UnitOfWork, command: EventEnvelope) -> None:
-    """Run a `ticket.create_from_conversation` command once, and answer it on
-    `ticket.command-results.v1` in the same commit. A conversation that already has a ticket
-    gets that ticket as the answer, never a second one."""
-    request = ConversationTicketRequest(
+    """One `ticket.create_from_conversation` command: a batch of one."""
+    await create_tickets_from_conversations(uow, [command])
+
+
+async def create_tickets_from_conversations(
+    uow: UnitOfWork, commands: Sequence[EventEnvelope]
+) -> None:
+    """Run a batch of `ticket.create_from_conversation` commands, each once, in one
+    transaction, and answer each on `ticket.command-results.v1` in the same commit. They are
+    decided in order: a conversation that already has a ticket (made earlier in the batch, too)
+    gets that ticket as the answer, never a second one; a refusal is an answer, not a failure
+    of the batch. A command that does not validate raises (the consumer then takes the batch
+    one command at a time, and dead-letters only that one)."""
+    requests = [(command, _conversation_ticket_request(command)) for command in commands]
+    async with uow:
+        fresh = await uow.first_deliveries(COMMANDS_CONSUMER, [c.id for c, _ in requests])
+        to_run = []
+        for command, request in requests:
+            if str(command.id) in fresh:
+                fresh.discard(str(command.id))  # a second copy in the batch is a duplicate too
+                to_run.append((command, request))
+        workspaces = await uow.workspaces.existing(r.workspace_id for _, r in to_run)
+        linked = await uow.tickets.linked_tickets(
+            (r.workspace_id, r.conversation_id) for _, r in to_run
+        )
+        numbers = await _TicketNumbers.take(
+            uow, Counter(r.workspace_id for _, r in to_run if r.workspace_id in workspaces)
+        )
+        created: list[Ticket] = []
+        now = _now()
+        for command, request in to_run:
+            conversation = (request.workspace_id, request.conversation_id)
+            current = linked.get(conversation)
+            result = request.answer_without_creating(request.workspace_id in workspaces, current)
+            if result is None:
+                try:
+                    ticket = request.create(numbers.next(request.workspace_id), current, now)
+                except DomainError as error:
+                    result = request.refused(error)
+                else:
+                    numbers.used(request.workspace_id)
+                    uow.caused_by(Causation.of(command), ticket, *([current] if current else []))
+                    if current is not None:
+                        await uow.tickets.update(current)  # its link goes before the new one's
+                    created.append(ticket)
+                    linked[conversation] = ticket
+                    result = request.created(ticket)
+            uow.send(TICKET_COMMAND_RESULTS.name, _result_envelope(command, result))
+        await numbers.give_back_unused()
+        await uow.tickets.add_all(created)
+        await uow.commit()
+
+
+def _conversation_ticket_request(command: EventEnvelope) -> ConversationTicketRequest:
+    return ConversationTicketRequest(
         command_id=command.id,
         workspace_id=command.workspace_id,
         request=CreateFromConversation.model_validate(command.data),
         actor=command.actor,
     )
-    async with uow:
-        if not await uow.first_delivery(COMMANDS_CONSUMER, command.id):
-            return
-        result = await _decide_creation(uow, request)
-        uow.send(TICKET_COMMAND_RESULTS.name, _result_envelope(command, result))
-        await uow.commit()
 
 
-async def _decide_creation(uow: UnitOfWork, request: ConversationTicketRequest) -> CommandResult:
-    workspace_id = request.workspace_id
-    workspace_exists = await uow.workspaces.get(workspace_id) is not None
-    linked = await _linked_ticket(uow, workspace_id, request.conversation_id)
-    answer = request.answer_without_creating(workspace_exists, linked)
-    if answer is not None:
-        return answer
-    try:
-        async with uow.savepoint():
-            number = await uow.workspaces.take_ticket_number(workspace_id)
-            ticket = request.create(number, linked, _now())
-            if linked is not None:
-                await uow.tickets.update(linked)  # its link goes before the new one is made
-            await uow.tickets.add(ticket)
-    except DomainError as error:
-        return request.refused(error)
-    return request.created(ticket)
+class _TicketNumbers:
+    """New ticket numbers of a batch: a block per workspace taken at once (as many as could be
+    needed), handed out in order; those left over are given back before commit. The rows stay
+    locked meanwhile, so nobody else sees a number that is then given back: gap-free."""
+
+    def __init__(self, uow: UnitOfWork, wanted: Mapping[UUID, int], first: dict[UUID, int]):
+        self._uow = uow
+        self._unused = dict(wanted)
+        self._next = first
+
+    @classmethod
+    async def take(cls, uow: UnitOfWork, wanted: Mapping[UUID, int]) -> "_TicketNumbers":
+        return cls(uow, wanted, await uow.workspaces.take_ticket_numbers(wanted))
+
+    def next(self, workspace_id: UUID) -> int:
+        return self._next[workspace_id]
+
+    def used(self, workspace_id: UUID) -> None:
+        self._next[workspace_id] += 1
+        self._unused[workspace_id] -= 1
+
+    async def give_back_unused(self) -> None:
+        await self._uow.workspaces.give_back_ticket_numbers(self._unused)
 
 
 def _result_envelope(command: EventEnvelope, result: CommandResult) -> EventEnvelope:
