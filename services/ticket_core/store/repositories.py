@@ -3,7 +3,7 @@ nothing of one workspace is reachable from another by id."""
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import RowMapping, Select, delete, func, insert, select, update
@@ -154,6 +154,24 @@ class MemberRepository:
         member = _member_from_row(row)
         self.seen.append(member)
         return member
+
+    async def get_many(self, keys: Iterable[tuple[UUID, UUID]]) -> dict[tuple[UUID, UUID], Member]:
+        """The members these (workspace id, member id) name, those that exist; one look-up."""
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        m = tables.members
+        rows = (
+            await self._session.execute(
+                select(m).where(m.c.id.in_({member_id for _, member_id in wanted}))
+            )
+        ).mappings()
+        found: dict[tuple[UUID, UUID], Member] = {}
+        for row in rows:
+            if (row["workspace_id"], row["id"]) in wanted:
+                found[(row["workspace_id"], row["id"])] = member = _member_from_row(row)
+                self.seen.append(member)
+        return found
 
     async def list(self, workspace_id: UUID) -> list[Member]:
         rows = (
@@ -423,6 +441,15 @@ class TicketRepository:
             ) from error
 
 
+class IdempotentAnswer(NamedTuple):
+    workspace_id: UUID
+    member_id: UUID
+    key: str
+    request_fingerprint: str
+    response: dict[str, Any]
+    created_at: datetime
+
+
 class IdempotencyRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -438,25 +465,12 @@ class IdempotencyRepository:
             ),
         )
 
-    async def remember(
-        self,
-        workspace_id: UUID,
-        member_id: UUID,
-        key: str,
-        fingerprint: str,
-        response: dict[str, Any],
-        now: datetime,
-    ) -> None:
-        await self._session.execute(
-            insert(tables.idempotency_keys).values(
-                workspace_id=workspace_id,
-                member_id=member_id,
-                key=key,
-                request_fingerprint=fingerprint,
-                response=response,
-                created_at=now,
+    async def remember_all(self, answers: Sequence[IdempotentAnswer]) -> None:
+        """The answers to creates that carried an Idempotency-Key, one statement for all."""
+        if answers:
+            await self._session.execute(
+                insert(tables.idempotency_keys), [answer._asdict() for answer in answers]
             )
-        )
 
 
 async def _first_row(session: AsyncSession, statement: Select[Any]) -> RowMapping | None:

@@ -65,6 +65,14 @@ class UnitOfWork(SqlUnitOfWork):
         super().__init__(session_factory, after_commit)
         self._causation = causation
 
+    @property
+    def causation(self) -> Causation:
+        return self._causation
+
+    @property
+    def session_factory(self) -> async_sessionmaker[AsyncSession]:
+        return self._session_factory
+
     def caused_by(self, causation: Causation, *tickets: Ticket) -> None:
         """The events these tickets record in this transaction were caused by `causation`
         rather than by the unit of work's own (one command of a batch)."""
