@@ -1,15 +1,19 @@
 """ticket-core's use cases: one short function per command or query. Each loads what the rule
 needs, lets the domain decide, and commits the result with its events (unit of work)."""
 
+import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
+from weakref import WeakKeyDictionary
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 
 from shared.contracts.api import Role
@@ -30,8 +34,9 @@ from .domain.errors import (
 from .domain.members import Member, Workspace
 from .domain.permissions import Action
 from .domain.tickets import Ticket
+from .store.repositories import IdempotentAnswer
 from .store.ticket_list import StatusCounts, TicketFilter, TicketListPage
-from .store.unit_of_work import UnitOfWork
+from .store.unit_of_work import Causation, UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,9 @@ class UpdateTicket:
 class NewWorkspace:
     workspace: Workspace
     owner: Member
+
+
+log = structlog.get_logger(__name__)
 
 
 def _now() -> datetime:
@@ -170,31 +178,142 @@ async def _member(uow: UnitOfWork, workspace_id: UUID, member_id: UUID) -> Membe
 
 
 async def create_ticket(uow: UnitOfWork, command: CreateTicket) -> Ticket:
+    """Create a ticket. Creates that arrive while another transaction of the same database
+    runs are made together in the next one (`_GroupCommit`); each caller gets its own ticket
+    or its own refusal."""
+    return await _group_commit_of(uow).create(uow, command)
+
+
+async def _create_tickets(
+    uow: UnitOfWork, commands: Sequence[tuple[UnitOfWork, CreateTicket]]
+) -> list[Ticket | DomainError]:
+    """Create tickets in one transaction, with a statement per table however many there are;
+    per command its ticket or the domain's refusal. Each ticket's events carry the causation
+    of the unit of work its caller gave."""
     async with uow:
-        actor = await _acting_member(uow, command.workspace_id, command.actor_id)
-        now = _now()
-        ticket = Ticket.open_by(
-            actor,
-            number=await uow.workspaces.take_ticket_number(command.workspace_id),
-            subject=command.subject,
-            description=command.description,
-            priority=command.priority,
-            assignee_id=command.assignee_id,
-            assignee=await _member_named(uow, command.workspace_id, command.assignee_id),
-            now=now,
+        members = await uow.members.get_many(
+            (command.workspace_id, member_id)
+            for _, command in commands
+            for member_id in (command.actor_id, command.assignee_id)
+            if member_id is not None
         )
-        await uow.tickets.add(ticket)
-        if command.idempotency_key:
-            await uow.idempotency.remember(
-                command.workspace_id,
-                command.actor_id,
-                command.idempotency_key,
-                _fingerprint(command),
-                ticket.snapshot(),
-                now,
-            )
+        numbers = await _TicketNumbers.take(
+            uow,
+            Counter(c.workspace_id for _, c in commands if (c.workspace_id, c.actor_id) in members),
+        )
+        now = _now()
+        results: list[Ticket | DomainError] = []
+        created: list[Ticket] = []
+        answers: list[IdempotentAnswer] = []
+        for caller, command in commands:
+            try:
+                ticket = _open_ticket(command, members, numbers.next, now)
+            except DomainError as error:
+                results.append(error)
+                continue
+            numbers.used(command.workspace_id)
+            uow.caused_by(caller.causation, ticket)
+            created.append(ticket)
+            results.append(ticket)
+            if command.idempotency_key:
+                answers.append(
+                    IdempotentAnswer(
+                        command.workspace_id,
+                        command.actor_id,
+                        command.idempotency_key,
+                        _fingerprint(command),
+                        ticket.snapshot(),
+                        now,
+                    )
+                )
+        await numbers.give_back_unused()
+        await uow.tickets.add_all(created)
+        await uow.idempotency.remember_all(answers)
         await uow.commit()
-    return ticket
+    return results
+
+
+def _open_ticket(
+    command: CreateTicket,
+    members: Mapping[tuple[UUID, UUID], Member],
+    number_of: Callable[[UUID], int],
+    now: datetime,
+) -> Ticket:
+    actor = members.get((command.workspace_id, command.actor_id))
+    if actor is None:
+        raise UnknownMember("You are not a member of this workspace (any more).")
+    assignee_id = command.assignee_id
+    return Ticket.open_by(
+        actor,
+        number=number_of(command.workspace_id),
+        subject=command.subject,
+        description=command.description,
+        priority=command.priority,
+        assignee_id=assignee_id,
+        assignee=members.get((command.workspace_id, assignee_id)) if assignee_id else None,
+        now=now,
+    )
+
+
+class _GroupCommit:
+    """Group commit of creates: while one transaction of creates runs, those that arrive
+    wait, and the next transaction takes them all (at most `MAX_CREATES_PER_TRANSACTION`).
+    Nothing waits for a timer: a lone create goes at once. Should a transaction of several
+    fail for a reason other than a refusal, they are made again one at a time, so that only
+    the failing one's caller gets the failure (as the batch consumers do)."""
+
+    MAX_CREATES_PER_TRANSACTION = 500
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[UnitOfWork, CreateTicket, asyncio.Future[Ticket]]] = []
+        self._running: asyncio.Task[None] | None = None
+
+    async def create(self, uow: UnitOfWork, command: CreateTicket) -> Ticket:
+        answer: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
+        self._waiting.append((uow, command, answer))
+        if self._running is None or self._running.done():
+            # A task of its own: a caller that goes away must not stop the others' commit.
+            self._running = asyncio.create_task(self._run_waiting())
+        return await answer
+
+    async def _run_waiting(self) -> None:
+        while self._waiting:
+            taken = self._waiting[: self.MAX_CREATES_PER_TRANSACTION]
+            del self._waiting[: len(taken)]
+            commands = [(uow, command) for uow, command, _ in taken]
+            try:
+                results = await _create_tickets(taken[0][0], commands)
+            except Exception as error:
+                if len(taken) == 1:
+                    _answer(taken[0][2], error)
+                    continue
+                log.warning("group_commit_failed_creating_one_at_a_time", creates=len(taken))
+                for uow, command, answer in taken:
+                    try:
+                        [result] = await _create_tickets(uow, [(uow, command)])
+                        _answer(answer, result)
+                    except Exception as one_error:
+                        _answer(answer, one_error)
+                continue
+            for (_, _, answer), result in zip(taken, results, strict=True):
+                _answer(answer, result)
+
+
+def _answer(answer: asyncio.Future[Ticket], result: Ticket | BaseException) -> None:
+    if answer.done():  # its caller went away
+        return
+    if isinstance(result, BaseException):
+        answer.set_exception(result)
+    else:
+        answer.set_result(result)
+
+
+_group_commits: WeakKeyDictionary[object, _GroupCommit] = WeakKeyDictionary()
+
+
+def _group_commit_of(uow: UnitOfWork) -> _GroupCommit:
+    """The group commit of the unit of work's database (its session factory)."""
+    return _group_commits.setdefault(uow.session_factory, _GroupCommit())
 
 
 async def create_ticket_once(uow: UnitOfWork, command: CreateTicket) -> dict[str, Any]:
@@ -370,40 +489,91 @@ CONVERSATIONS_CONSUMER = "ticket-core:conversations"
 
 
 async def create_ticket_from_conversation(uow: UnitOfWork, command: EventEnvelope) -> None:
-    """Run a `ticket.create_from_conversation` command once, and answer it on
-    `ticket.command-results.v1` in the same commit. A conversation that already has a ticket
-    gets that ticket as the answer, never a second one."""
-    request = ConversationTicketRequest(
+    """One `ticket.create_from_conversation` command: a batch of one."""
+    await create_tickets_from_conversations(uow, [command])
+
+
+async def create_tickets_from_conversations(
+    uow: UnitOfWork, commands: Sequence[EventEnvelope]
+) -> None:
+    """Run a batch of `ticket.create_from_conversation` commands, each once, in one
+    transaction, and answer each on `ticket.command-results.v1` in the same commit. They are
+    decided in order: a conversation that already has a ticket (made earlier in the batch, too)
+    gets that ticket as the answer, never a second one; a refusal is an answer, not a failure
+    of the batch. A command that does not validate raises (the consumer then takes the batch
+    one command at a time, and dead-letters only that one)."""
+    requests = [(command, _conversation_ticket_request(command)) for command in commands]
+    async with uow:
+        fresh = await uow.first_deliveries(COMMANDS_CONSUMER, [c.id for c, _ in requests])
+        to_run = []
+        for command, request in requests:
+            if str(command.id) in fresh:
+                fresh.discard(str(command.id))  # a second copy in the batch is a duplicate too
+                to_run.append((command, request))
+        workspaces = await uow.workspaces.existing(r.workspace_id for _, r in to_run)
+        linked = await uow.tickets.linked_tickets(
+            (r.workspace_id, r.conversation_id) for _, r in to_run
+        )
+        numbers = await _TicketNumbers.take(
+            uow, Counter(r.workspace_id for _, r in to_run if r.workspace_id in workspaces)
+        )
+        created: list[Ticket] = []
+        now = _now()
+        for command, request in to_run:
+            conversation = (request.workspace_id, request.conversation_id)
+            current = linked.get(conversation)
+            result = request.answer_without_creating(request.workspace_id in workspaces, current)
+            if result is None:
+                try:
+                    ticket = request.create(numbers.next(request.workspace_id), current, now)
+                except DomainError as error:
+                    result = request.refused(error)
+                else:
+                    numbers.used(request.workspace_id)
+                    uow.caused_by(Causation.of(command), ticket, *([current] if current else []))
+                    if current is not None:
+                        await uow.tickets.update(current)  # its link goes before the new one's
+                    created.append(ticket)
+                    linked[conversation] = ticket
+                    result = request.created(ticket)
+            uow.send(TICKET_COMMAND_RESULTS.name, _result_envelope(command, result))
+        await numbers.give_back_unused()
+        await uow.tickets.add_all(created)
+        await uow.commit()
+
+
+def _conversation_ticket_request(command: EventEnvelope) -> ConversationTicketRequest:
+    return ConversationTicketRequest(
         command_id=command.id,
         workspace_id=command.workspace_id,
         request=CreateFromConversation.model_validate(command.data),
         actor=command.actor,
     )
-    async with uow:
-        if not await uow.first_delivery(COMMANDS_CONSUMER, command.id):
-            return
-        result = await _decide_creation(uow, request)
-        uow.send(TICKET_COMMAND_RESULTS.name, _result_envelope(command, result))
-        await uow.commit()
 
 
-async def _decide_creation(uow: UnitOfWork, request: ConversationTicketRequest) -> CommandResult:
-    workspace_id = request.workspace_id
-    workspace_exists = await uow.workspaces.get(workspace_id) is not None
-    linked = await _linked_ticket(uow, workspace_id, request.conversation_id)
-    answer = request.answer_without_creating(workspace_exists, linked)
-    if answer is not None:
-        return answer
-    try:
-        async with uow.savepoint():
-            number = await uow.workspaces.take_ticket_number(workspace_id)
-            ticket = request.create(number, linked, _now())
-            if linked is not None:
-                await uow.tickets.update(linked)  # its link goes before the new one is made
-            await uow.tickets.add(ticket)
-    except DomainError as error:
-        return request.refused(error)
-    return request.created(ticket)
+class _TicketNumbers:
+    """New ticket numbers of a batch: a block per workspace taken at once (as many as could be
+    needed), handed out in order; those left over are given back before commit. The rows stay
+    locked meanwhile, so nobody else sees a number that is then given back: gap-free."""
+
+    def __init__(self, uow: UnitOfWork, wanted: Mapping[UUID, int], first: dict[UUID, int]):
+        self._uow = uow
+        self._unused = dict(wanted)
+        self._next = first
+
+    @classmethod
+    async def take(cls, uow: UnitOfWork, wanted: Mapping[UUID, int]) -> "_TicketNumbers":
+        return cls(uow, wanted, await uow.workspaces.take_ticket_numbers(wanted))
+
+    def next(self, workspace_id: UUID) -> int:
+        return self._next[workspace_id]
+
+    def used(self, workspace_id: UUID) -> None:
+        self._next[workspace_id] += 1
+        self._unused[workspace_id] -= 1
+
+    async def give_back_unused(self) -> None:
+        await self._uow.workspaces.give_back_ticket_numbers(self._unused)
 
 
 def _result_envelope(command: EventEnvelope, result: CommandResult) -> EventEnvelope:

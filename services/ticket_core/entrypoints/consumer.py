@@ -19,16 +19,21 @@ def register_consumers(
 ) -> None:
     subscriptions = Subscriptions(broker, "ticket-core", group_id)
 
-    @subscriptions.on(
-        TICKET_COMMANDS, "Runs each command once; answers on ticket.command-results.v1."
+    @subscriptions.on_batch(
+        TICKET_COMMANDS,
+        "Runs each command once, a poll's batch in one transaction; answers on "
+        "ticket.command-results.v1.",
+        EventEnvelope,
     )
-    async def on_ticket_commands(command: EventEnvelope) -> None:
-        if command.type != CommandType.CREATE_FROM_CONVERSATION:
-            raise PermanentFailure(
-                f"unknown command type {command.type!r}; "
-                f"known: {', '.join(t.value for t in CommandType)}"
-            )
-        await handlers.create_ticket_from_conversation(unit_of_work(_caused_by(command)), command)
+    async def on_ticket_commands(commands: list[EventEnvelope]) -> None:
+        for command in commands:
+            if command.type != CommandType.CREATE_FROM_CONVERSATION:
+                # The batch is then applied one command at a time: only this one is parked.
+                raise PermanentFailure(
+                    f"unknown command type {command.type!r}; "
+                    f"known: {', '.join(t.value for t in CommandType)}"
+                )
+        await handlers.create_tickets_from_conversations(unit_of_work(Causation.new()), commands)
 
     @subscriptions.on(
         INTAKE_CONVERSATIONS, "A visitor's reply reopens a linked ticket that waits on them."
@@ -36,10 +41,4 @@ def register_consumers(
     async def on_intake_conversations(event: EventEnvelope) -> None:
         # Tolerant reader: other conversation events are not ticket-core's business.
         if event.type == ConversationEventType.VISITOR_REPLIED:
-            await handlers.reopen_on_visitor_reply(unit_of_work(_caused_by(event)), event)
-
-
-def _caused_by(message: EventEnvelope) -> Causation:
-    return Causation(
-        correlation_id=message.correlation_id or str(message.id), causation_id=str(message.id)
-    )
+            await handlers.reopen_on_visitor_reply(unit_of_work(Causation.of(event)), event)

@@ -1,8 +1,9 @@
 """Load and save domain objects with plain SQL. The workspace id is part of every lookup, so
 nothing of one workspace is reachable from another by id."""
 
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import RowMapping, Select, delete, func, insert, select, update
@@ -76,15 +77,47 @@ class WorkspaceRepository:
 
     async def take_ticket_number(self, workspace_id: UUID) -> int:
         """The next ticket number; the row lock held until commit keeps numbers gap-free."""
-        number = await self._session.scalar(
-            update(tables.workspaces)
-            .where(tables.workspaces.c.id == workspace_id)
-            .values(last_ticket_number=tables.workspaces.c.last_ticket_number + 1)
-            .returning(tables.workspaces.c.last_ticket_number)
+        return (await self.take_ticket_numbers({workspace_id: 1}))[workspace_id]
+
+    async def take_ticket_numbers(self, wanted: Mapping[UUID, int]) -> dict[UUID, int]:
+        """The first of `wanted[w]` consecutive new numbers of each workspace `w`. The rows
+        stay locked until commit, which keeps numbers gap-free; they are taken in id order,
+        so two transactions never wait for each other in a cycle."""
+        w = tables.workspaces
+        first_numbers: dict[UUID, int] = {}
+        for workspace_id in sorted(wanted):
+            count = wanted[workspace_id]
+            last = await self._session.scalar(
+                update(w)
+                .where(w.c.id == workspace_id)
+                .values(last_ticket_number=w.c.last_ticket_number + count)
+                .returning(w.c.last_ticket_number)
+            )
+            if last is None:
+                raise LookupError(f"workspace {workspace_id} does not exist")
+            first_numbers[workspace_id] = int(last) - count + 1
+        return first_numbers
+
+    async def give_back_ticket_numbers(self, unused: Mapping[UUID, int]) -> None:
+        """Return the last `unused[w]` numbers taken in this transaction (still locked, so
+        nobody else has seen them)."""
+        w = tables.workspaces
+        for workspace_id in sorted(unused):
+            if unused[workspace_id]:
+                await self._session.execute(
+                    update(w)
+                    .where(w.c.id == workspace_id)
+                    .values(last_ticket_number=w.c.last_ticket_number - unused[workspace_id])
+                )
+
+    async def existing(self, workspace_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these workspaces exist."""
+        w = tables.workspaces
+        return set(
+            (
+                await self._session.scalars(select(w.c.id).where(w.c.id.in_(set(workspace_ids))))
+            ).all()
         )
-        if number is None:
-            raise LookupError(f"workspace {workspace_id} does not exist")
-        return int(number)
 
 
 class MemberRepository:
@@ -121,6 +154,24 @@ class MemberRepository:
         member = _member_from_row(row)
         self.seen.append(member)
         return member
+
+    async def get_many(self, keys: Iterable[tuple[UUID, UUID]]) -> dict[tuple[UUID, UUID], Member]:
+        """The members these (workspace id, member id) name, those that exist; one look-up."""
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        m = tables.members
+        rows = (
+            await self._session.execute(
+                select(m).where(m.c.id.in_({member_id for _, member_id in wanted}))
+            )
+        ).mappings()
+        found: dict[tuple[UUID, UUID], Member] = {}
+        for row in rows:
+            if (row["workspace_id"], row["id"]) in wanted:
+                found[(row["workspace_id"], row["id"])] = member = _member_from_row(row)
+                self.seen.append(member)
+        return found
 
     async def list(self, workspace_id: UUID) -> list[Member]:
         rows = (
@@ -179,11 +230,25 @@ class TicketRepository:
         self._links_read[ticket.id] = frozenset(ticket.conversation_ids)
 
     async def add(self, ticket: Ticket) -> None:
-        await self._session.execute(insert(tables.tickets).values(**_ticket_row(ticket)))
-        for conversation_id in ticket.conversation_ids:
-            await self._link(ticket, conversation_id)
-        await self._recount(ticket.workspace_id, None, _count_key(ticket))
-        self._remember(ticket)
+        await self.add_all([ticket])
+
+    async def add_all(self, tickets: Sequence[Ticket]) -> None:
+        """New tickets, one statement per table however many there are."""
+        if not tickets:
+            return
+        await self._session.execute(insert(tables.tickets), [_ticket_row(t) for t in tickets])
+        links = [
+            {"workspace_id": t.workspace_id, "conversation_id": c, "ticket_id": t.id}
+            for t in tickets
+            for c in t.conversation_ids
+        ]
+        if links:
+            await self._insert_links(links)
+        await self._add_to_counts(
+            [(t.workspace_id, key, +1) for t in tickets if (key := _count_key(t)) is not None]
+        )
+        for ticket in tickets:
+            self._remember(ticket)
 
     async def get(self, workspace_id: UUID, ticket_id: UUID) -> Ticket | None:
         """A ticket of this workspace that is not deleted."""
@@ -273,26 +338,75 @@ class TicketRepository:
         touched in key order, so two transactions never wait for each other in a cycle."""
         if before == after:
             return
-        deltas = sorted(
-            [(key, delta) for key, delta in ((before, -1), (after, +1)) if key is not None]
+        await self._add_to_counts(
+            [
+                (workspace_id, key, delta)
+                for key, delta in ((before, -1), (after, +1))
+                if key is not None
+            ]
         )
+
+    async def _add_to_counts(self, deltas: Iterable[tuple[UUID, CountKey, int]]) -> None:
+        """Add each delta to its row of the rollup, summed per row, in one statement. Rows are
+        touched in key order, so two transactions never wait for each other in a cycle."""
+        summed: dict[tuple[UUID, str, str, UUID], int] = {}
+        for workspace_id, key, delta in deltas:
+            assert key is not None
+            row_key = (workspace_id, *key)
+            summed[row_key] = summed.get(row_key, 0) + delta
+        rows = [
+            {
+                "workspace_id": workspace_id,
+                "status": status,
+                "priority": priority,
+                "assignee_key": assignee_key,
+                "tickets": delta,
+            }
+            for (workspace_id, status, priority, assignee_key), delta in sorted(summed.items())
+            if delta
+        ]
+        if not rows:
+            return
         c = tables.ticket_counts
         dialect = self._session.get_bind().dialect.name
-        upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        for (status, priority, assignee_key), delta in deltas:
-            statement = upsert(c).values(
-                workspace_id=workspace_id,
-                status=status,
-                priority=priority,
-                assignee_key=assignee_key,
-                tickets=delta,
-            )
+        upsert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(c)
+        await self._session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[c.c.workspace_id, c.c.status, c.c.priority, c.c.assignee_key],
+                set_={"tickets": c.c.tickets + upsert.excluded.tickets},
+            ),
+            rows,
+        )
+
+    async def linked_tickets(
+        self, conversations: Iterable[tuple[UUID, str]]
+    ) -> dict[tuple[UUID, str], Ticket]:
+        """The (not deleted) ticket each (workspace id, conversation id) is linked to, if any;
+        one look-up for all. A ticket linked to several of them is one object."""
+        wanted = set(conversations)
+        if not wanted:
+            return {}
+        t, links = tables.tickets, tables.ticket_conversations
+        rows = (
             await self._session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[c.c.workspace_id, c.c.status, c.c.priority, c.c.assignee_key],
-                    set_={"tickets": c.c.tickets + delta},
+                select(links.c.conversation_id, t)
+                .join(t, t.c.id == links.c.ticket_id)
+                .where(
+                    links.c.conversation_id.in_({conversation for _, conversation in wanted}),
+                    links.c.workspace_id.in_({workspace for workspace, _ in wanted}),
+                    t.c.deleted_at.is_(None),
                 )
             )
+        ).mappings()
+        loaded: dict[UUID, Ticket] = {}
+        linked: dict[tuple[UUID, str], Ticket] = {}
+        for row in rows:
+            key = (row["workspace_id"], row["conversation_id"])
+            if key in wanted:
+                if row["id"] not in loaded:
+                    loaded[row["id"]] = self._remember(_ticket_from_row(row))
+                linked[key] = loaded[row["id"]]
+        return linked
 
     async def ticket_linked_to(self, workspace_id: UUID, conversation_id: str) -> UUID | None:
         linked: UUID | None = await self._session.scalar(
@@ -304,21 +418,36 @@ class TicketRepository:
         return linked
 
     async def _link(self, ticket: Ticket, conversation_id: str) -> None:
+        await self._insert_links(
+            [
+                {
+                    "workspace_id": ticket.workspace_id,
+                    "conversation_id": conversation_id,
+                    "ticket_id": ticket.id,
+                }
+            ]
+        )
+
+    async def _insert_links(self, links: list[dict[str, Any]]) -> None:
         try:
             async with self._session.begin_nested():
-                await self._session.execute(
-                    insert(tables.ticket_conversations).values(
-                        workspace_id=ticket.workspace_id,
-                        conversation_id=conversation_id,
-                        ticket_id=ticket.id,
-                    )
-                )
+                await self._session.execute(insert(tables.ticket_conversations), links)
         except IntegrityError as error:
+            conversations = ", ".join(str(link["conversation_id"]) for link in links)
             raise Conflict(
                 "conversation_already_linked",
-                f"Conversation {conversation_id} was just linked to another ticket; "
+                f"Conversation {conversations} was just linked to another ticket; "
                 "unlink it there first.",
             ) from error
+
+
+class IdempotentAnswer(NamedTuple):
+    workspace_id: UUID
+    member_id: UUID
+    key: str
+    request_fingerprint: str
+    response: dict[str, Any]
+    created_at: datetime
 
 
 class IdempotencyRepository:
@@ -336,25 +465,12 @@ class IdempotencyRepository:
             ),
         )
 
-    async def remember(
-        self,
-        workspace_id: UUID,
-        member_id: UUID,
-        key: str,
-        fingerprint: str,
-        response: dict[str, Any],
-        now: datetime,
-    ) -> None:
-        await self._session.execute(
-            insert(tables.idempotency_keys).values(
-                workspace_id=workspace_id,
-                member_id=member_id,
-                key=key,
-                request_fingerprint=fingerprint,
-                response=response,
-                created_at=now,
+    async def remember_all(self, answers: Sequence[IdempotentAnswer]) -> None:
+        """The answers to creates that carried an Idempotency-Key, one statement for all."""
+        if answers:
+            await self._session.execute(
+                insert(tables.idempotency_keys), [answer._asdict() for answer in answers]
             )
-        )
 
 
 async def _first_row(session: AsyncSession, statement: Select[Any]) -> RowMapping | None:

@@ -38,6 +38,13 @@ class Causation:
         request_id = str(uuid4())
         return cls(correlation_id=request_id, causation_id=request_id)
 
+    @classmethod
+    def of(cls, message: EventEnvelope) -> Causation:
+        """What `message` causes: its correlation goes on, and it is the cause."""
+        return cls(
+            correlation_id=message.correlation_id or str(message.id), causation_id=str(message.id)
+        )
+
 
 class UnitOfWork(SqlUnitOfWork):
     """Also publishes, with the commit, every event the loaded aggregates recorded."""
@@ -58,7 +65,22 @@ class UnitOfWork(SqlUnitOfWork):
         super().__init__(session_factory, after_commit)
         self._causation = causation
 
+    @property
+    def causation(self) -> Causation:
+        return self._causation
+
+    @property
+    def session_factory(self) -> async_sessionmaker[AsyncSession]:
+        return self._session_factory
+
+    def caused_by(self, causation: Causation, *tickets: Ticket) -> None:
+        """The events these tickets record in this transaction were caused by `causation`
+        rather than by the unit of work's own (one command of a batch)."""
+        for ticket in tickets:
+            self._causation_of[str(ticket.id)] = causation
+
     def _open_repositories(self, session: AsyncSession) -> None:
+        self._causation_of: dict[str, Causation] = {}  # by event subject
         self.workspaces = WorkspaceRepository(session)
         self.members = MemberRepository(session)
         self.tickets = TicketRepository(session)
@@ -76,6 +98,7 @@ class UnitOfWork(SqlUnitOfWork):
         ]
         for aggregate in aggregates:
             workspace_id, subject = _identity(aggregate)
+            causation = self._causation_of.get(subject, self._causation)
             for recorded in aggregate.pending_events:
                 envelopes.append(
                     EventEnvelope(
@@ -85,8 +108,8 @@ class UnitOfWork(SqlUnitOfWork):
                         workspace_id=workspace_id,
                         subject=subject,
                         sequence=recorded.sequence,
-                        correlation_id=self._causation.correlation_id,
-                        causation_id=self._causation.causation_id,
+                        correlation_id=causation.correlation_id,
+                        causation_id=causation.causation_id,
                         actor=recorded.actor,
                         data=recorded.data,
                     )
