@@ -5,7 +5,6 @@ diagnostics. Each loads what it needs, lets the domain decide, and saves."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from shared.contracts.widget import (
     WidgetRequestAnswer,
     WidgetTicketRequest,
 )
+from shared.group_commit import GroupCommit
 
 from .domain.admission import CallKind
 from .domain.admission import WidgetGuard as WidgetGuard  # the bootstrap builds it from here
@@ -135,9 +135,12 @@ async def receive_request(
     return answer
 
 
+WidgetCall = tuple[WidgetTicketRequest, str | None]  # a request, and the widget key it came with
+
+
 async def receive_requests(
     uow: UnitOfWork,
-    calls: Sequence[tuple[WidgetTicketRequest, str | None]],
+    calls: Sequence[WidgetCall],
     limits: IntakeLimits,
     guard: WidgetGuard,
 ) -> list[WidgetRequestAnswer]:
@@ -159,10 +162,8 @@ async def receive_requests(
 
 class RequestGroups:
     """Widget requests this process receives over HTTP at the same time, decided together in
-    one transaction (`receive_requests`; group commit): those that arrive while a group is
-    written go together in the next one, so that concurrent requests cost about one
-    transaction instead of one each, waiting in turn for SQLite's one writer. A group that
-    fails is taken again one request at a time, so that only the failing one gets the error."""
+    one transaction (`receive_requests`; `shared.group_commit`), so that concurrent requests
+    cost about one transaction instead of one each, waiting in turn for SQLite's one writer."""
 
     def __init__(
         self,
@@ -171,70 +172,17 @@ class RequestGroups:
         guard: WidgetGuard,
         max_size: int = REQUEST_GROUP_MAX,
     ) -> None:
-        self._new_uow, self._limits, self._guard, self._max_size = new_uow, limits, guard, max_size
-        self._waiting: list[_Waiting] = []
-        self._writer: asyncio.Task[None] | None = None
+        async def write(calls: Sequence[WidgetCall]) -> list[WidgetRequestAnswer]:
+            return await receive_requests(new_uow(), calls, limits, guard)
+
+        self._group_commit = GroupCommit[WidgetCall, WidgetRequestAnswer](
+            "intake:widget-requests", write, max_size=max_size
+        )
 
     async def receive(
         self, request: WidgetTicketRequest, widget_key: str | None
     ) -> WidgetRequestAnswer:
-        answer: asyncio.Future[WidgetRequestAnswer] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(request, widget_key, answer))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_groups())
-        return await answer
-
-    async def _write_groups(self) -> None:
-        group: list[_Waiting] = []
-        try:
-            while self._waiting:
-                group = self._waiting[: self._max_size]
-                del self._waiting[: self._max_size]
-                await self._write(group)
-        finally:  # cancelled (the process stops): nobody waits forever
-            for waiting in (*group, *self._waiting):
-                waiting.answer.cancel()
-            self._waiting.clear()
-
-    async def _write(self, group: list[_Waiting]) -> None:
-        calls = [(waiting.request, waiting.widget_key) for waiting in group]
-        try:
-            answers = await receive_requests(self._new_uow(), calls, self._limits, self._guard)
-        except Exception:
-            for waiting in group:
-                try:
-                    answer = await receive_request(
-                        self._new_uow(),
-                        waiting.request,
-                        self._limits,
-                        self._guard,
-                        waiting.widget_key,
-                    )
-                except Exception as error:
-                    waiting.settle(error=error)
-                else:
-                    waiting.settle(answer)
-            return
-        for waiting, answer in zip(group, answers, strict=True):
-            waiting.settle(answer)
-
-
-@dataclass(frozen=True, slots=True)
-class _Waiting:
-    request: WidgetTicketRequest
-    widget_key: str | None
-    answer: asyncio.Future[WidgetRequestAnswer]
-
-    def settle(
-        self, answer: WidgetRequestAnswer | None = None, *, error: Exception | None = None
-    ) -> None:
-        if self.answer.done():  # its caller went away (the HTTP client hung up)
-            return
-        if error is not None:
-            self.answer.set_exception(error)
-        else:
-            assert answer is not None
-            self.answer.set_result(answer)
+        return await self._group_commit.submit((request, widget_key))
 
 
 @dataclass(slots=True)

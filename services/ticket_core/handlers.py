@@ -1,7 +1,6 @@
 """ticket-core's use cases: one short function per command or query. Each loads what the rule
 needs, lets the domain decide, and commits the result with its events (unit of work)."""
 
-import asyncio
 import hashlib
 import json
 from collections import Counter
@@ -13,7 +12,6 @@ from typing import Any
 from uuid import UUID
 from weakref import WeakKeyDictionary
 
-import structlog
 from sqlalchemy.exc import IntegrityError
 
 from shared.contracts.api import Role
@@ -21,6 +19,7 @@ from shared.contracts.commands import CommandResult, CommandResultType, CreateFr
 from shared.contracts.conversations import VisitorReplied
 from shared.contracts.envelope import EventEnvelope
 from shared.contracts.topics import TICKET_COMMAND_RESULTS
+from shared.group_commit import GroupCommit
 
 from .domain import permissions
 from .domain.conversation_tickets import ConversationTicketRequest
@@ -65,9 +64,6 @@ class UpdateTicket:
 class NewWorkspace:
     workspace: Workspace
     owner: Member
-
-
-log = structlog.get_logger(__name__)
 
 
 def _now() -> datetime:
@@ -179,9 +175,9 @@ async def _member(uow: UnitOfWork, workspace_id: UUID, member_id: UUID) -> Membe
 
 async def create_ticket(uow: UnitOfWork, command: CreateTicket) -> Ticket:
     """Create a ticket. Creates that arrive while another transaction of the same database
-    runs are made together in the next one (`_GroupCommit`); each caller gets its own ticket
-    or its own refusal."""
-    return await _group_commit_of(uow).create(uow, command)
+    runs are made together in the next one (`shared.group_commit`); each caller gets its own
+    ticket or its own refusal."""
+    return await _group_commit_of(uow).submit((uow, command))
 
 
 async def _create_tickets(
@@ -255,65 +251,27 @@ def _open_ticket(
     )
 
 
-class _GroupCommit:
-    """Group commit of creates: while one transaction of creates runs, those that arrive
-    wait, and the next transaction takes them all (at most `MAX_CREATES_PER_TRANSACTION`).
-    Nothing waits for a timer: a lone create goes at once. Should a transaction of several
-    fail for a reason other than a refusal, they are made again one at a time, so that only
-    the failing one's caller gets the failure (as the batch consumers do)."""
-
-    MAX_CREATES_PER_TRANSACTION = 500
-
-    def __init__(self) -> None:
-        self._waiting: list[tuple[UnitOfWork, CreateTicket, asyncio.Future[Ticket]]] = []
-        self._running: asyncio.Task[None] | None = None
-
-    async def create(self, uow: UnitOfWork, command: CreateTicket) -> Ticket:
-        answer: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
-        self._waiting.append((uow, command, answer))
-        if self._running is None or self._running.done():
-            # A task of its own: a caller that goes away must not stop the others' commit.
-            self._running = asyncio.create_task(self._run_waiting())
-        return await answer
-
-    async def _run_waiting(self) -> None:
-        while self._waiting:
-            taken = self._waiting[: self.MAX_CREATES_PER_TRANSACTION]
-            del self._waiting[: len(taken)]
-            commands = [(uow, command) for uow, command, _ in taken]
-            try:
-                results = await _create_tickets(taken[0][0], commands)
-            except Exception as error:
-                if len(taken) == 1:
-                    _answer(taken[0][2], error)
-                    continue
-                log.warning("group_commit_failed_creating_one_at_a_time", creates=len(taken))
-                for uow, command, answer in taken:
-                    try:
-                        [result] = await _create_tickets(uow, [(uow, command)])
-                        _answer(answer, result)
-                    except Exception as one_error:
-                        _answer(answer, one_error)
-                continue
-            for (_, _, answer), result in zip(taken, results, strict=True):
-                _answer(answer, result)
+# Creates that arrive while a transaction of creates runs go together in the next one.
+CREATES_PER_TRANSACTION = 500
+CreateCall = tuple[UnitOfWork, CreateTicket]  # the caller's unit of work: its causation
 
 
-def _answer(answer: asyncio.Future[Ticket], result: Ticket | BaseException) -> None:
-    if answer.done():  # its caller went away
-        return
-    if isinstance(result, BaseException):
-        answer.set_exception(result)
-    else:
-        answer.set_result(result)
+async def _write_creates(calls: Sequence[CreateCall]) -> list[Ticket | DomainError]:
+    return await _create_tickets(calls[0][0], calls)
 
 
-_group_commits: WeakKeyDictionary[object, _GroupCommit] = WeakKeyDictionary()
+_group_commits: WeakKeyDictionary[object, GroupCommit[CreateCall, Ticket]] = WeakKeyDictionary()
 
 
-def _group_commit_of(uow: UnitOfWork) -> _GroupCommit:
+def _group_commit_of(uow: UnitOfWork) -> GroupCommit[CreateCall, Ticket]:
     """The group commit of the unit of work's database (its session factory)."""
-    return _group_commits.setdefault(uow.session_factory, _GroupCommit())
+    group_commit = _group_commits.get(uow.session_factory)
+    if group_commit is None:
+        group_commit = GroupCommit(
+            "ticket-core:creates", _write_creates, max_size=CREATES_PER_TRANSACTION
+        )
+        _group_commits[uow.session_factory] = group_commit
+    return group_commit
 
 
 async def create_ticket_once(uow: UnitOfWork, command: CreateTicket) -> dict[str, Any]:

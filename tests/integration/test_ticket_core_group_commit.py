@@ -90,7 +90,7 @@ async def test_a_failed_group_is_made_again_one_create_at_a_time(
         )
 
     assert transaction_sizes == [4, 1, 1, 1, 1]
-    assert any(e["event"] == "group_commit_failed_creating_one_at_a_time" for e in logs)
+    assert any(e["event"] == "group_commit_failed_writing_one_at_a_time" for e in logs)
     assert isinstance(answers[2], IntegrityError)
     tickets = [a for a in answers if isinstance(a, Ticket)]
     assert [(t.subject, t.number) for t in tickets] == [
