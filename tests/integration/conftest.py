@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from uuid import uuid4
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from services.activity_log.bootstrap import MIGRATIONS_DIR as ACTIVITY_LOG_MIGRATIONS
 from services.intake.bootstrap import MIGRATIONS_DIR as INTAKE_MIGRATIONS
@@ -21,6 +22,15 @@ from services.ticket_core.settings import TicketCoreSettings
 from shared.migrations import upgrade_to_head
 from tests.conftest import NewDatabase
 from tests.support.kafka_reader import start_service_groups_at_end
+
+
+@pytest.fixture
+async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
+    """A plain producer, as another system publishing to the service's topics."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+    await producer.start()
+    yield producer
+    await producer.stop()
 
 
 @pytest.fixture

@@ -26,14 +26,6 @@ PARTITION = 0
 
 
 @pytest.fixture
-async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
-    await producer.start()
-    yield producer
-    await producer.stop()
-
-
-@pytest.fixture
 async def activity_log(kafka: str, activity_log_url: str) -> AsyncIterator[ActivityLog]:
     """Not started: each test publishes its backlog first, so that one poll returns it."""
     group = f"activity-batches-{uuid4()}"

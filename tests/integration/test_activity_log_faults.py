@@ -37,14 +37,6 @@ from tests.support.waiting import eventually
 
 
 @pytest.fixture
-async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
-    await producer.start()
-    yield producer
-    await producer.stop()
-
-
-@pytest.fixture
 async def group(kafka: str) -> str:
     name = f"activity-faults-{uuid4()}"
     await start_group_at_end(kafka, name, TICKET_EVENTS)

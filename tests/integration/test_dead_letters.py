@@ -41,14 +41,6 @@ async def activity_log(kafka: str, activity_log_url: str) -> AsyncIterator[Activ
     await service.engine.dispose()
 
 
-@pytest.fixture
-async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
-    await producer.start()
-    yield producer
-    await producer.stop()
-
-
 def ticket_event(workspace: UUID, ticket: str, sequence: int) -> EventEnvelope:
     return EventEnvelope(
         type="ticket.created" if sequence == 1 else "ticket.priority_changed",

@@ -47,14 +47,6 @@ async def start(core: TicketCore) -> None:
 
 
 @pytest.fixture
-async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
-    await producer.start()
-    yield producer
-    await producer.stop()
-
-
-@pytest.fixture
 def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many commands each call of the batch handler got."""
     sizes: list[int] = []

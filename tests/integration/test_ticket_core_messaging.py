@@ -42,14 +42,6 @@ async def running_core(
     await core.engine.dispose()
 
 
-@pytest.fixture
-async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
-    await producer.start()
-    yield producer
-    await producer.stop()
-
-
 def create_command(workspace_id: UUID, conversation_id: str, **data: Any) -> EventEnvelope:
     return EventEnvelope(
         type="ticket.create_from_conversation",

@@ -40,14 +40,6 @@ PARTITION = 0
 
 
 @pytest.fixture
-async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
-    await producer.start()
-    yield producer
-    await producer.stop()
-
-
-@pytest.fixture
 async def intake(kafka: str, intake_url: str, fresh_group: str) -> AsyncIterator[Intake]:
     """Not started: each test publishes its batch first, so that one poll returns it."""
     service = bootstrap_intake(
