@@ -18,7 +18,12 @@ import structlog
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.broker import dependency_backoff_seconds, probe_broker, stop_consuming
+from shared.broker import (
+    CONSUMER_DRAIN_SECONDS,
+    dependency_backoff_seconds,
+    probe_broker,
+    stop_consuming,
+)
 from shared.settings import SystemSettings
 
 log = structlog.get_logger(__name__)
@@ -61,6 +66,9 @@ class PeriodicTask:
 
 
 CONNECT_ATTEMPT_SECONDS = 20.0
+# The producer's own stop flushes what it holds; a broker that went away and came back can
+# leave a request it never answers, and the process must still be gone within its 30 s.
+PRODUCER_STOP_SECONDS = 3.0
 
 
 class BrokerConnection:
@@ -142,16 +150,28 @@ class BrokerConnection:
                 await self._task
             self._task = None
         if self.connected.is_set():
-            await stop_consuming(self.broker)
+            await _bounded("consumers", CONSUMER_DRAIN_SECONDS, stop_consuming(self.broker))
         for work in reversed(self._started):
             await work.stop()
         self._started.clear()
         if self.connected.is_set():
-            await self.broker.stop()  # the producer: the consumers stopped above
+            # The producer: the consumers stopped above.
+            await _bounded("producer", PRODUCER_STOP_SECONDS, self.broker.stop())
             self.connected.clear()
         else:  # stopped while an attempt was under way: undo what it had started
             with contextlib.suppress(Exception):
                 await self.broker.stop()
+
+
+async def _bounded(step: str, seconds: float, stopping: Awaitable[None]) -> None:
+    """A step of a service's stop, given at most `seconds`: an unfinished offset commit means a
+    redelivery (dropped by the inbox), an unfinished flush rows the relay sends next start; a
+    step that never ends meant a process that never stopped, still consuming as a stranger."""
+    try:
+        async with asyncio.timeout(seconds):
+            await stopping
+    except TimeoutError:
+        log.warning("stop_step_cut_short", step=step, after_seconds=seconds)
 
 
 def service_lifespan(

@@ -6,6 +6,7 @@ import asyncio
 from typing import cast
 
 import pytest
+import structlog
 from faststream.kafka import KafkaBroker
 
 import shared.background as background
@@ -45,3 +46,34 @@ async def test_a_hanging_undo_does_not_stop_the_retries(monkeypatch: pytest.Monk
     assert attempts == 2
     assert broker.stops == 1
     assert connection.last_error is None
+
+
+async def test_a_stop_step_that_never_ends_is_cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service whose consumers or producer never finish stopping still stops: it used to
+    stay alive after SIGTERM, consuming as a stranger beside the next system on its broker."""
+
+    async def broker_answers(_settings: SystemSettings) -> None:
+        return None
+
+    async def consumers_never_stop(_broker: KafkaBroker) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(background, "probe_broker", broker_answers)
+    monkeypatch.setattr(background, "stop_consuming", consumers_never_stop)
+    monkeypatch.setattr(background, "CONSUMER_DRAIN_SECONDS", 0.05)
+    monkeypatch.setattr(background, "PRODUCER_STOP_SECONDS", 0.05)
+
+    async def connect() -> None:
+        return None
+
+    broker = BrokerWhoseStopHangs()
+    connection = BrokerConnection(cast(KafkaBroker, broker), SystemSettings(), connect=connect)
+    connection.start()
+    await asyncio.wait_for(connection.connected.wait(), timeout=5.0)
+
+    with structlog.testing.capture_logs() as logs:
+        await asyncio.wait_for(connection.stop(), timeout=5.0)
+
+    assert broker.stops == 1  # the producer's stop was called, and given up on
+    cut_short = [entry["step"] for entry in logs if entry["event"] == "stop_step_cut_short"]
+    assert cut_short == ["consumers", "producer"]
