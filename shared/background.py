@@ -67,7 +67,7 @@ class PeriodicTask:
 
 CONNECT_ATTEMPT_SECONDS = 20.0
 # The producer's own stop flushes what it holds; a broker that went away and came back can
-# leave a request it never answers, and the process must still be gone within its 30 s.
+# leave a request it never answers, and the process must still be gone in time (shared.http).
 PRODUCER_STOP_SECONDS = 3.0
 
 

@@ -36,8 +36,9 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 # How a service stops on SIGTERM, each step bounded: requests in flight finish (at most
 # HTTP_DRAIN_SECONDS, 10); the consumers finish the messages they hold and commit their offsets
 # (CONSUMER_DRAIN_SECONDS in shared.broker, 15); the outbox relay publishes what is pending
-# (OUTBOX_FLUSH_SECONDS in shared.outbox, 5). So a service is gone within 30 s
-# (`helpdesk run` waits 35 s before it kills one).
+# (OUTBOX_FLUSH_SECONDS in shared.outbox, 5); the producer stops (PRODUCER_STOP_SECONDS in
+# shared.background, 3). So a service is gone within 33 s (`helpdesk run` waits 35 s before it
+# kills one).
 HTTP_DRAIN_SECONDS = 10
 
 # A caller's own request id is kept if it is 1 to 200 printable ASCII characters; any other is
