@@ -222,8 +222,12 @@ def run(
         raise _fail(f"Cannot run {replicas} replica(s) on these ports: {error}.") from error
     os.environ.setdefault("GATEWAY_PUBLIC_URL", f"http://127.0.0.1:{gateway_port}")
     system = RunningSystem(plan, log_dir)
-    # SIGTERM (a process manager, `make run`'s script) stops the system as Ctrl-C does.
+    # SIGTERM (a process manager, `make run`'s script) stops the system as Ctrl-C does. And
+    # Ctrl-C does even when started from a script's background job, which inherits SIGINT
+    # ignored (Python then leaves it so): the supervisor would never stop, and its services
+    # would outlive it.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         typer.echo(f"starting {_processes(plan)} ...")
         try:

@@ -121,6 +121,10 @@ def run_environment(kafka: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _with_sigint_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.fixture
 def helpdesk_run(
     run_environment: dict[str, str], tmp_path: Path
@@ -137,6 +141,9 @@ def helpdesk_run(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As a script's background job starts it: SIGINT ignored, which the process inherits.
+        # Ctrl-C must stop it all the same (it once did not, and its services outlived it).
+        preexec_fn=_with_sigint_ignored,
     )
     try:
         yield process, gateway_port
