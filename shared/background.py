@@ -6,10 +6,17 @@ background, retrying with capped backoff for as long as the broker is unreachabl
 HTTP listeners already answer (`/healthz` 200; `/readyz` 503 saying what is waited for). Its
 consumers, its outbox relay and its periodic tasks start once the broker answers; what the
 service's own transactions write to the outbox meanwhile stays there and goes out then.
+
+Once connected, it watches its Kafka clients: aiokafka never restarts a client whose
+background work has failed, so a process holding one stops (as on SIGTERM) and exits with
+RESTART_EXIT_CODE for its supervisor to start it again, instead of staying up unable to
+consume.
 """
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -21,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.broker import (
     CONSUMER_DRAIN_SECONDS,
     dependency_backoff_seconds,
+    failed_kafka_clients,
     probe_broker,
     stop_consuming,
 )
@@ -66,9 +74,38 @@ class PeriodicTask:
 
 
 CONNECT_ATTEMPT_SECONDS = 20.0
+# How often a connected service looks at its Kafka clients' background work.
+CLIENT_WATCH_SECONDS = 2.0
+# EX_TEMPFAIL: the process stopped itself to be started again (see stop_process_for_restart).
+RESTART_EXIT_CODE = 75
 # The producer's own stop flushes what it holds; a broker that went away and came back can
 # leave a request it never answers, and the process must still be gone in time (shared.http).
 PRODUCER_STOP_SECONDS = 3.0
+
+
+_restart_reason: str | None = None
+
+
+def _sigterm_this_process() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+# How this process is stopped gracefully: `shared.http.run_service` sets its server's own.
+stop_this_process: Callable[[], None] = _sigterm_this_process
+
+
+def stop_process_for_restart(reason: str) -> None:
+    """Stop this process as SIGTERM does (requests in flight finish, consumers commit what they
+    did) and have it exit with RESTART_EXIT_CODE: its supervisor (`helpdesk run`, Compose's
+    restart policy, Kubernetes) starts it again with new clients."""
+    global _restart_reason
+    _restart_reason = reason
+    stop_this_process()
+
+
+def restart_reason() -> str | None:
+    """Why this process stopped itself to be started again, if it did."""
+    return _restart_reason
 
 
 class BrokerConnection:
@@ -83,11 +120,15 @@ class BrokerConnection:
         settings: SystemSettings,
         *,
         connect: Callable[[], Awaitable[None]] | None = None,
+        on_failed_client: Callable[[str], None] = stop_process_for_restart,
     ) -> None:
         self.broker = broker
         self._settings = settings
         self._connect = connect or broker.start
+        self._on_failed_client = on_failed_client
         self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self.failed_clients: list[str] = []
         self._started: list[BackgroundWork] = []
         self.connected = asyncio.Event()
         self.attempts = 0
@@ -128,6 +169,18 @@ class BrokerConnection:
         for work in then_start:
             work.start()
             self._started.append(work)
+        self._watch = asyncio.create_task(self._watch_clients(), name="kafka-client-watch")
+
+    async def _watch_clients(self) -> None:
+        while not self.failed_clients:
+            await asyncio.sleep(CLIENT_WATCH_SECONDS)
+            self.failed_clients = failed_kafka_clients(self.broker)
+        log.error(
+            "kafka_client_failed",
+            failed=self.failed_clients,
+            action="stopping this process so that its supervisor starts it again",
+        )
+        self._on_failed_client("; ".join(self.failed_clients))
 
     async def check(self) -> None:
         """Readiness: connected and answering, or why not."""
@@ -139,11 +192,22 @@ class BrokerConnection:
             )
         if not await self.broker.ping(timeout=2.0):
             raise RuntimeError("the Kafka broker does not answer")
+        if self.failed_clients:
+            raise RuntimeError(
+                "a Kafka client of this process failed and is not restarted by aiokafka ("
+                + "; ".join(self.failed_clients)
+                + "): the process is stopping so that its supervisor starts it again"
+            )
 
     async def stop(self) -> None:
         """Stop in the order that loses nothing: the consumers finish what they hold and commit
         it; the background work stops, newest first, so the relay (the oldest) publishes what
         they and the last requests wrote to the outbox; then the producer goes."""
+        if self._watch is not None:  # a stop ends the clients' tasks: no failure, that
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -259,6 +259,45 @@ def kafka_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:
     return producer if isinstance(producer, AIOKafkaProducer) else None
 
 
+def kafka_client_tasks(broker: KafkaBroker) -> list[tuple[str, asyncio.Future[Any]]]:
+    """The background tasks of the started broker's aiokafka clients, each named: a consumer's
+    group coordination and its fetching, the producer's sending. aiokafka never starts one of
+    them again: once one has ended with an error the client is dead for good, though the
+    process looks alive (FastStream's loop then only logs "Kafka error occurred" every 5 s).
+    These are aiokafka 0.14's private attributes; a test proves they are still found."""
+    tasks: list[tuple[str, asyncio.Future[Any]]] = []
+    for subscriber in broker.subscribers:
+        consumer = getattr(subscriber, "consumer", None)
+        if consumer is None:
+            continue
+        topics = ",".join(sorted(consumer.subscription())) or "no topic"
+        coordinator = getattr(consumer, "_coordinator", None)
+        for attribute in ("_coordination_task", "_reset_committed_task"):  # with a group, without
+            task = getattr(coordinator, attribute, None)
+            if isinstance(task, asyncio.Future):
+                tasks.append((f"consumer of {topics}: group coordination", task))
+        fetching = getattr(getattr(consumer, "_fetcher", None), "error_future", None)
+        if isinstance(fetching, asyncio.Future):
+            tasks.append((f"consumer of {topics}: fetching", fetching))
+    producer = kafka_producer(broker)
+    sending = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    if isinstance(sending, asyncio.Future):
+        tasks.append(("producer: sending", sending))
+    return tasks
+
+
+def failed_kafka_clients(broker: KafkaBroker) -> list[str]:
+    """What has ended of the broker's clients' background work, and why; call it only while
+    the broker runs (a stop ends them all)."""
+    failed = []
+    for name, task in kafka_client_tasks(broker):
+        if not task.done():
+            continue
+        error = None if task.cancelled() else task.exception()
+        failed.append(f"{name} ended" + (f" after {_describe(error)}" if error else ""))
+    return failed
+
+
 def producer_batch_bytes(settings: SystemSettings) -> int:
     """The producer's batch per partition: a quarter of the maximum message size (256 KiB by
     default), so a relay's burst goes out in a few requests instead of one per 16 KiB (the

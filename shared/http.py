@@ -6,6 +6,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, Protocol
 from uuid import uuid4
 
@@ -16,7 +17,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.background import BackgroundWork, BrokerConnection, service_lifespan
+from shared import background
+from shared.background import (
+    RESTART_EXIT_CODE,
+    BackgroundWork,
+    BrokerConnection,
+    service_lifespan,
+)
 from shared.broker import FailureKind, classify_failure
 from shared.internal_auth import InternalTokenVerifier
 from shared.problems import (
@@ -448,6 +455,7 @@ def run_service(
     """Run one service process: JSON logs, then its HTTP listeners (the first app's lifespan
     starts the consumers). One uvicorn server serves every listener's socket."""
     import socket
+    import sys
 
     import uvicorn
 
@@ -470,10 +478,20 @@ def run_service(
         uvicorn.Config(
             ListenerDispatch(listeners),
             log_config=None,  # keep our JSON logging
+            # Not uvloop: writing to a connection the broker has just closed raises
+            # RuntimeError there instead of OSError, which aiokafka does not expect
+            # (aiokafka#1038): it ended a consumer's group coordination for good after a
+            # broker restart, and the service stopped consuming while it looked alive.
+            loop="asyncio",
             access_log=False,  # request ids are in our own log lines
             # On SIGTERM: no new connections, requests in flight get this long to finish
             # (a live stream is ended then), before the lifespan stops the consumers.
             timeout_graceful_shutdown=HTTP_DRAIN_SECONDS,
         )
     )
+    # A process stopping itself does what uvicorn does on SIGTERM, and exits with its own code
+    # (uvicorn ends a process stopped by a signal by raising the signal again).
+    background.stop_this_process = partial(setattr, server, "should_exit", True)
     server.run(sockets=sockets)
+    if background.restart_reason() is not None:
+        sys.exit(RESTART_EXIT_CODE)

@@ -71,7 +71,7 @@ async def run(*, requests: int, concurrency: int) -> None:
             bare = await asyncio.create_subprocess_exec(
                 sys.executable,
                 *("-m", "uvicorn", "tests.benchmarks.bare_insert:app"),
-                *("--port", str(bare_port), "--log-level", "warning"),
+                *("--port", str(bare_port), "--log-level", "warning", "--loop", "asyncio"),
                 env={**os.environ, "BENCH_BARE_DATABASE_URL": urls["TICKET_CORE"]},
             )
             try:
