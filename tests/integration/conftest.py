@@ -19,6 +19,7 @@ from services.ticket_core.bootstrap import MIGRATIONS_DIR as TICKET_CORE_MIGRATI
 from services.ticket_core.bootstrap import TicketCore
 from services.ticket_core.bootstrap import bootstrap as bootstrap_ticket_core
 from services.ticket_core.settings import TicketCoreSettings
+from shared.broker import stop_broker
 from shared.migrations import upgrade_to_head
 from tests.conftest import NewDatabase
 from tests.support.kafka_reader import start_service_groups_at_end
@@ -31,6 +32,23 @@ async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
     await producer.start()
     yield producer
     await producer.stop()
+
+
+@pytest.fixture
+async def unstarted_ticket_core(
+    kafka: str, ticket_core_url: str, fresh_group: str
+) -> AsyncIterator[TicketCore]:
+    """ticket-core on a consumer group of its own, not started yet (a test may publish a
+    backlog first, for one poll to return it all); stopped after the test."""
+    core = bootstrap_ticket_core(
+        TicketCoreSettings(
+            database_url=ticket_core_url, kafka_bootstrap_servers=kafka, consumer_group=fresh_group
+        )
+    )
+    yield core
+    await core.relay.stop()
+    await stop_broker(core.broker)
+    await core.engine.dispose()
 
 
 @pytest.fixture

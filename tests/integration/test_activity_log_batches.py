@@ -19,10 +19,9 @@ from services.activity_log.store.unit_of_work import UnitOfWork
 from shared.broker import stop_broker
 from shared.contracts.envelope import Actor, EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS
+from tests.integration.support import PARTITION, publish_on_one_partition
 from tests.support.kafka_reader import header, read_until, start_group_at_end
 from tests.support.waiting import eventually
-
-PARTITION = 0
 
 
 @pytest.fixture
@@ -66,17 +65,6 @@ def ticket_event(workspace: UUID, ticket: str, sequence: int) -> EventEnvelope:
     )
 
 
-async def publish_on_one_partition(
-    producer: AIOKafkaProducer, messages: Sequence[EventEnvelope | bytes]
-) -> None:
-    """Every message on the same partition, in this order, as a ticket's events are."""
-    for message in messages:
-        value = message if isinstance(message, bytes) else message.model_dump_json().encode()
-        key = b"poison" if isinstance(message, bytes) else message.subject.encode()
-        await producer.send("ticket.events.v1", value, key=key, partition=PARTITION)
-    await producer.flush()
-
-
 async def history(service: ActivityLog, workspace: UUID, ticket: str) -> list[ActivityEntry]:
     return await handlers.ticket_history(service.unit_of_work(), workspace, ticket)
 
@@ -88,7 +76,7 @@ async def test_two_interleaved_tickets_with_redeliveries_and_a_gap_land_whole_an
     a1, a2, a3 = (ticket_event(workspace, a, n) for n in (1, 2, 3))
     b1, b2, b3 = (ticket_event(workspace, b, n) for n in (1, 2, 3))
     # b3 comes before b2 (a gap closed within the batch); a1 and b1 come twice.
-    await publish_on_one_partition(producer, [a1, b1, a2, a1, b3, b1, b2, a3])
+    await publish_on_one_partition(producer, TICKET_EVENTS.name, [a1, b1, a2, a1, b3, b1, b2, a3])
     await activity_log.broker.start()
 
     async def both_complete() -> bool:
@@ -110,7 +98,7 @@ async def test_a_poison_message_mid_batch_is_dead_lettered_alone(
     workspace, ticket = uuid4(), str(uuid4())
     first, second = ticket_event(workspace, ticket, 1), ticket_event(workspace, ticket, 2)
     poison = b'{"type": "ticket.created", "batch": "' + ticket.encode() + b'"}'
-    await publish_on_one_partition(producer, [first, poison, second])
+    await publish_on_one_partition(producer, TICKET_EVENTS.name, [first, poison, second])
     await activity_log.broker.start()
 
     async def both() -> bool:
@@ -137,7 +125,7 @@ async def test_a_failure_of_one_event_mid_batch_stores_the_others_and_dead_lette
             ActivityEntry.from_event(clash.model_copy(update={"subject": str(uuid4())}))
         )
         await uow.commit()
-    await publish_on_one_partition(producer, [first, clash, second])
+    await publish_on_one_partition(producer, TICKET_EVENTS.name, [first, clash, second])
     with structlog.testing.capture_logs() as logs:
         await activity_log.broker.start()
         [dead] = await read_until(

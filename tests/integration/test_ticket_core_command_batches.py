@@ -5,7 +5,7 @@ finished, a command the rules refuse and two commands for one conversation is an
 command by command, in order, with gap-free numbers; a command that does not validate in the
 middle of a batch is dead-lettered alone."""
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -14,36 +14,19 @@ from aiokafka import AIOKafkaProducer
 
 from services.ticket_core import handlers
 from services.ticket_core.bootstrap import TicketCore
-from services.ticket_core.bootstrap import bootstrap as bootstrap_ticket_core
-from services.ticket_core.settings import TicketCoreSettings
 from services.ticket_core.store.ticket_list import TicketFilter
 from services.ticket_core.store.unit_of_work import UnitOfWork
-from shared.broker import stop_broker
-from shared.contracts.envelope import Actor, EventEnvelope
+from shared.contracts.envelope import EventEnvelope
 from shared.contracts.tickets import TicketStatus
+from shared.contracts.topics import TICKET_COMMANDS
+from tests.integration.support import create_command, publish_on_one_partition, start_ticket_core
 from tests.support.kafka_reader import body, header, read_until
-
-VISITOR = Actor(type="visitor", id="visitor-7")
-PARTITION = 0
 
 
 @pytest.fixture
-async def core(kafka: str, ticket_core_url: str, fresh_group: str) -> AsyncIterator[TicketCore]:
+def core(unstarted_ticket_core: TicketCore) -> TicketCore:
     """Not started: each test publishes its backlog first, so that one poll returns it."""
-    service = bootstrap_ticket_core(
-        TicketCoreSettings(
-            database_url=ticket_core_url, kafka_bootstrap_servers=kafka, consumer_group=fresh_group
-        )
-    )
-    yield service
-    await service.relay.stop()
-    await stop_broker(service.broker)
-    await service.engine.dispose()
-
-
-async def start(core: TicketCore) -> None:
-    await core.broker.start()
-    core.relay.start()
+    return unstarted_ticket_core
 
 
 @pytest.fixture
@@ -58,30 +41,6 @@ def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(handlers, "create_tickets_from_conversations", counted)
     return sizes
-
-
-def command(workspace_id: UUID, conversation_id: str, **data: Any) -> EventEnvelope:
-    return EventEnvelope(
-        type="ticket.create_from_conversation",
-        source="intake",
-        workspace_id=workspace_id,
-        subject=conversation_id,
-        sequence=1,
-        correlation_id=f"widget-request-{uuid4()}",
-        actor=VISITOR,
-        data={"conversation_id": conversation_id, "subject": "Refund please", **data},
-    )
-
-
-async def publish_on_one_partition(
-    producer: AIOKafkaProducer, messages: Sequence[EventEnvelope | bytes]
-) -> None:
-    """Every message on one partition, in this order (the consumer's offset order)."""
-    for message in messages:
-        value = message if isinstance(message, bytes) else message.model_dump_json().encode()
-        key = b"poison" if isinstance(message, bytes) else message.subject.encode()
-        await producer.send("ticket.commands.v1", value, key=key, partition=PARTITION)
-    await producer.flush()
 
 
 async def answers(kafka: str, commands: Sequence[EventEnvelope]) -> dict[UUID, dict[str, Any]]:
@@ -103,7 +62,7 @@ async def test_a_mixed_batch_is_answered_command_by_command_in_order(
     team = await handlers.create_workspace(core.unit_of_work(), "Acme", "o@acme.io")
     ws, owner = team.workspace.id, team.owner.id
     # Before the batch: conv-old got ticket #1 from a command, conv-done's ticket #2 is closed.
-    earlier = command(ws, "conv-old")
+    earlier = create_command(ws, "conv-old")
     await handlers.create_ticket_from_conversation(core.unit_of_work(), earlier)
     done = await handlers.create_ticket(
         core.unit_of_work(), handlers.CreateTicket(ws, owner, "Done", "")
@@ -113,17 +72,17 @@ async def test_a_mixed_batch_is_answered_command_by_command_in_order(
         core.unit_of_work(), handlers.UpdateTicket(ws, owner, done.id, {"status": "closed"})
     )
 
-    first = command(ws, "conv-a")
-    refused = command(ws, "conv-r", subject="   ")
-    unknown = command(uuid4(), "conv-u")
-    again_old = command(ws, "conv-old")
-    second = command(ws, "conv-b")
-    takes_over = command(ws, "conv-done")
-    same_1, same_2 = command(ws, "conv-c"), command(ws, "conv-c")
+    first = create_command(ws, "conv-a")
+    refused = create_command(ws, "conv-r", subject="   ")
+    unknown = create_command(uuid4(), "conv-u")
+    again_old = create_command(ws, "conv-old")
+    second = create_command(ws, "conv-b")
+    takes_over = create_command(ws, "conv-done")
+    same_1, same_2 = create_command(ws, "conv-c"), create_command(ws, "conv-c")
     batch = [first, refused, first, unknown, earlier, again_old, second, same_1]
     batch += [takes_over, same_2, second]
-    await publish_on_one_partition(producer, batch)
-    await start(core)
+    await publish_on_one_partition(producer, TICKET_COMMANDS.name, batch)
+    await start_ticket_core(core)
 
     distinct = [first, refused, unknown, again_old, second, same_1, takes_over, same_2]
     replies = await answers(kafka, distinct)
@@ -190,10 +149,10 @@ async def test_a_command_that_does_not_validate_mid_batch_is_dead_lettered_alone
     team = await handlers.create_workspace(core.unit_of_work(), "Acme", "o@acme.io")
     ws = team.workspace.id
     key = f"conv-{uuid4()}"  # the dead-letter topic is shared with other tests
-    before, after = command(ws, "conv-1"), command(ws, "conv-2")
-    too_long = command(ws, key, subject="x" * 201)
-    await publish_on_one_partition(producer, [before, too_long, after])
-    await start(core)
+    before, after = create_command(ws, "conv-1"), create_command(ws, "conv-2")
+    too_long = create_command(ws, key, subject="x" * 201)
+    await publish_on_one_partition(producer, TICKET_COMMANDS.name, [before, too_long, after])
+    await start_ticket_core(core)
 
     replies = await answers(kafka, [before, after])
     [dead] = await read_until(kafka, "ticket.commands.v1.dlq", lambda r: r.key == key.encode())

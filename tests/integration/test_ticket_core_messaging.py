@@ -3,7 +3,6 @@ from intake run once and are answered, a visitor's reply reopens a ticket, resol
 close themselves, and a command that does not validate is dead-lettered."""
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -13,46 +12,18 @@ from aiokafka import AIOKafkaProducer
 
 from services.ticket_core import handlers
 from services.ticket_core.bootstrap import TicketCore
-from services.ticket_core.bootstrap import bootstrap as bootstrap_ticket_core
 from services.ticket_core.domain.tickets import Ticket
-from services.ticket_core.settings import TicketCoreSettings
 from services.ticket_core.store.ticket_list import TicketFilter
-from shared.broker import stop_broker
-from shared.contracts.envelope import Actor, EventEnvelope
+from shared.contracts.envelope import EventEnvelope
+from tests.integration.support import VISITOR, create_command, start_ticket_core
 from tests.support.kafka_reader import body, header, read_until
 from tests.support.waiting import eventually
 
-VISITOR = Actor(type="visitor", id="visitor-7")
-
 
 @pytest.fixture
-async def running_core(
-    kafka: str, ticket_core_url: str, fresh_group: str
-) -> AsyncIterator[TicketCore]:
-    core = bootstrap_ticket_core(
-        TicketCoreSettings(
-            database_url=ticket_core_url, kafka_bootstrap_servers=kafka, consumer_group=fresh_group
-        )
-    )
-    await core.broker.start()
-    core.relay.start()
-    yield core
-    await core.relay.stop()
-    await stop_broker(core.broker)
-    await core.engine.dispose()
-
-
-def create_command(workspace_id: UUID, conversation_id: str, **data: Any) -> EventEnvelope:
-    return EventEnvelope(
-        type="ticket.create_from_conversation",
-        source="intake",
-        workspace_id=workspace_id,
-        subject=conversation_id,
-        sequence=1,
-        correlation_id=f"widget-request-{uuid4()}",
-        actor=VISITOR,
-        data={"conversation_id": conversation_id, "subject": "Refund please", **data},
-    )
+async def running_core(unstarted_ticket_core: TicketCore) -> TicketCore:
+    await start_ticket_core(unstarted_ticket_core)
+    return unstarted_ticket_core
 
 
 async def send(producer: AIOKafkaProducer, topic: str, key: str, value: bytes) -> None:

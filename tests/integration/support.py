@@ -1,0 +1,46 @@
+"""What the integration tests do as the other services would: publish their messages, start a
+service's consumers."""
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID, uuid4
+
+from aiokafka import AIOKafkaProducer
+
+from services.ticket_core.bootstrap import TicketCore
+from shared.contracts.envelope import Actor, EventEnvelope
+
+PARTITION = 0
+VISITOR = Actor(type="visitor", id="visitor-7")
+
+
+def create_command(workspace_id: UUID, conversation_id: str, **data: Any) -> EventEnvelope:
+    """intake's command to make a ticket of a conversation."""
+    return EventEnvelope(
+        type="ticket.create_from_conversation",
+        source="intake",
+        workspace_id=workspace_id,
+        subject=conversation_id,
+        sequence=1,
+        correlation_id=f"widget-request-{uuid4()}",
+        actor=VISITOR,
+        data={"conversation_id": conversation_id, "subject": "Refund please", **data},
+    )
+
+
+async def publish_on_one_partition(
+    producer: AIOKafkaProducer, topic: str, messages: Sequence[EventEnvelope | bytes]
+) -> None:
+    """Every message on one partition, in this order (the consumer's offset order, as a
+    ticket's events are); bytes are sent as they are, as a poison message."""
+    for message in messages:
+        value = message if isinstance(message, bytes) else message.model_dump_json().encode()
+        key = b"poison" if isinstance(message, bytes) else message.subject.encode()
+        await producer.send(topic, value, key=key, partition=PARTITION)
+    await producer.flush()
+
+
+async def start_ticket_core(core: TicketCore) -> None:
+    """Its consumers and its outbox relay, as its process starts them."""
+    await core.broker.start()
+    core.relay.start()
