@@ -15,7 +15,7 @@ import asyncio
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from uuid import uuid4
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -74,7 +74,13 @@ async def run(*, tickets: int, concurrency: int, paced_rate: float) -> None:
                 )
                 results.append(figures)
             print(f"raw aiokafka, {mode}: {count} messages of {payload_size} bytes")
-            baseline = await raw_kafka(bootstrap, mode, count, payload_size, concurrency, rate)
+            baseline = await raw_kafka(
+                bootstrap,
+                mode,
+                count,
+                TICKET_EVENTS.partitions,
+                senders_waiting_each(count, payload_size, concurrency, rate),
+            )
             print()
             print(HEADER)
             for figures in [*results, baseline]:
@@ -208,13 +214,41 @@ async def pace(begin: float, i: int, rate: float | None) -> None:
         await asyncio.sleep(max(0.0, begin + i / rate - time.perf_counter()))
 
 
+# Publishes the records keyed "0".."count-1" to the topic; when each key was handed over.
+SendAll = Callable[[AIOKafkaProducer, str], Awaitable[dict[bytes, float]]]
+
+
+def senders_waiting_each(count: int, size: int, concurrency: int, rate: float | None) -> SendAll:
+    """`concurrency` senders, each waiting for a record's acknowledgement before the next, as
+    the pipeline's creators wait for their create."""
+
+    async def send_all(producer: AIOKafkaProducer, topic: str) -> dict[bytes, float]:
+        sent: dict[bytes, float] = {}
+        body = b"x" * size
+        begin = time.perf_counter()
+
+        async def sender(worker: int) -> None:
+            for i in range(worker, count, concurrency):
+                await pace(begin, i, rate)
+                key = f"{i}".encode()
+                sent[key] = time.perf_counter()
+                await producer.send_and_wait(topic, body, key=key)
+
+        await asyncio.gather(*(sender(w) for w in range(concurrency)))
+        return sent
+
+    return send_all
+
+
 async def raw_kafka(
-    bootstrap: str, mode: str, count: int, size: int, concurrency: int, rate: float | None
+    bootstrap: str, mode: str, count: int, partitions: int, send_all: SendAll
 ) -> Figures:
+    """The baseline: `send_all` publishes with the services' producer settings to a new topic
+    of `partitions`, read back by a plain consumer that commits after each poll."""
     topic = f"bench.raw.{uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
-    await admin.create_topics([NewTopic(topic, TICKET_EVENTS.partitions, 1)])
+    await admin.create_topics([NewTopic(topic, partitions, 1)])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
     consumer = AIOKafkaConsumer(
         topic,
@@ -225,39 +259,30 @@ async def raw_kafka(
     )
     await producer.start()
     await consumer.start()
-    sent: dict[bytes, float] = {}
     received: dict[bytes, float] = {}
     try:
-        body = b"x" * size
-
-        async def sender(worker: int) -> None:
-            for i in range(worker, count, concurrency):
-                await pace(begin, i, rate)
-                key = f"{i}".encode()
-                sent[key] = time.perf_counter()
-                await producer.send_and_wait(topic, body, key=key)
 
         async def receiver() -> None:
             while len(received) < count:
                 batches = await consumer.getmany(timeout_ms=200)
+                now = time.perf_counter()
                 for records in batches.values():
-                    now = time.perf_counter()
                     for record in records:
-                        received[record.key] = now
+                        received[record.key or b""] = now
                         progress("raw received", len(received), count)
-                # Commit after the batch, as the pipeline's consumer commits after each entry.
+                # Commit after the batch, as the services' consumers commit after theirs.
                 if batches:
                     await consumer.commit()
 
         begin = time.perf_counter()
-        await asyncio.gather(receiver(), *(sender(w) for w in range(concurrency)))
+        sent, _ = await asyncio.gather(send_all(producer, topic), receiver())
         elapsed = time.perf_counter() - begin
     finally:
         await consumer.stop()
         await producer.stop()
         await admin.delete_topics([topic])
         await admin.close()
-    latencies = [(received[key] - sent[key]) * 1000 for key in sent]
+    latencies = [(received[key] - at) * 1000 for key, at in sent.items()]
     return Figures(f"raw aiokafka ({mode})", count, elapsed, latencies)
 
 

@@ -29,7 +29,7 @@ import httpx
 from services.local_run import RunningSystem, SystemPlan
 from shared.contracts.topics import TICKET_EVENTS
 from shared.kafka_admin import ensure_topics
-from tests.benchmarks.pipeline import pace, raw_kafka
+from tests.benchmarks.pipeline import pace, raw_kafka, senders_waiting_each
 from tests.benchmarks.stats import HEADER, Figures, progress, ratio_line
 from tests.support.credentials import strong_secrets
 from tests.support.kafka_reader import start_group_at_end, start_service_groups_at_end
@@ -44,7 +44,13 @@ async def run(*, patches: int, rate: float) -> None:
     print(f"PATCH → SSE: {patches} PATCHes at {rate:g}/s, 4 service processes on SQLite")
     to_stream, round_trip, size = await _patch_to_stream(bootstrap, patches, rate)
     print(f"raw aiokafka, {rate:g}/s: {patches} messages of {size} bytes", flush=True)
-    baseline = await raw_kafka(bootstrap, f"{rate:g}/s", patches, size, 1, rate)
+    baseline = await raw_kafka(
+        bootstrap,
+        f"{rate:g}/s",
+        patches,
+        TICKET_EVENTS.partitions,
+        senders_waiting_each(patches, size, 1, rate),
+    )
     print(f"\n{HEADER}\n{to_stream.row()}\n{round_trip.row()}\n{baseline.row()}")
     print(ratio_line(to_stream, baseline))
     print(ratio_line(to_stream, round_trip) + "\n")

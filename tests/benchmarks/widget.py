@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaProducer
 
 import services.intake.handlers as intake_handlers
 from services.intake.bootstrap import MIGRATIONS_DIR as INTAKE_MIGRATIONS
@@ -60,7 +59,7 @@ from shared.contracts.widget import (
 from shared.kafka_admin import ensure_topics
 from shared.migrations import upgrade_to_head
 from tests.benchmarks.activity import RssPeak
-from tests.benchmarks.pipeline import pace
+from tests.benchmarks.pipeline import pace, raw_kafka
 from tests.benchmarks.stats import HEADER, Figures, progress, ratio_line
 from tests.support.kafka_reader import start_service_groups_at_end
 
@@ -313,46 +312,14 @@ async def _send(
 
 
 async def _raw(bootstrap: str, mode: str, count: int, size: int, rate: float | None) -> Figures:
-    """The same records sent the same way to a topic of as many partitions, read back by a
-    consumer that commits after each poll."""
-    topic = f"bench.raw.{uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, WIDGET_TICKET_REQUESTS.partitions, 1)])
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"bench-raw-{uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await producer.start()
-    await consumer.start()
-    received: dict[bytes, float] = {}
-    try:
-        records: Sent = [(f"{i}".encode(), b"x" * size, []) for i in range(count)]
+    """The same records sent the same way (`_send`) to a topic of as many partitions."""
+    records: Sent = [(f"{i}".encode(), b"x" * size, []) for i in range(count)]
 
-        async def receiver() -> None:
-            while len(received) < count:
-                batches = await consumer.getmany(timeout_ms=200)
-                now = time.perf_counter()
-                for batch in batches.values():
-                    for record in batch:
-                        received[record.key or b""] = now
-                if batches:
-                    await consumer.commit()
+    async def send_all(producer: AIOKafkaProducer, topic: str) -> dict[bytes, float]:
+        sent = await _send(producer, topic, records, rate)
+        return {f"{i}".encode(): at for i, at in enumerate(sent)}
 
-        begin = time.perf_counter()
-        sent, _ = await asyncio.gather(_send(producer, topic, records, rate), receiver())
-        elapsed = time.perf_counter() - begin
-    finally:
-        await consumer.stop()
-        await producer.stop()
-        await admin.delete_topics([topic])
-        await admin.close()
-    latencies = [(received[f"{i}".encode()] - t) * 1000 for i, t in enumerate(sent)]
-    return Figures(f"raw aiokafka ({mode})", count, elapsed, latencies)
+    return await raw_kafka(bootstrap, mode, count, WIDGET_TICKET_REQUESTS.partitions, send_all)
 
 
 async def _service_layer(
