@@ -411,7 +411,9 @@ class Subscriptions:
     def on(self, topic: Topic, description: str) -> Callable[[Handler], Handler]:
         def declare(handler: Handler) -> Handler:
             self.broker.subscriber(
-                topic.name, **self._common(topic, handler.__name__, description)
+                topic.name,
+                parser=_headers_left_to_middleware,
+                **self._common(topic, handler.__name__, description),
             )(handler)
             return handler
 
@@ -484,25 +486,42 @@ class Subscriptions:
             batch_timeout_ms=BATCH_POLL_TIMEOUT_MS,
             # The batch consumer validates each message and its headers itself (a bad one
             # must not fail the others); FastStream's own decoding would only be thrown away.
-            parser=_headers_left_to_batch_consumer,
+            parser=_headers_left_to_middleware,
             decoder=_undecoded,
             **self._common(topic, named.__name__, description),
         )(on_batch)
 
 
-async def _headers_left_to_batch_consumer(
-    records: tuple[Any, ...], parse: Callable[[Any], Awaitable[StreamMessage[Any]]]
+async def _headers_left_to_middleware(
+    raw: Any, parse: Callable[[Any], Awaitable[StreamMessage[Any]]]
 ) -> StreamMessage[Any]:
-    """FastStream's batch parser decodes every record's headers as UTF-8, and one header that
-    is not would fail the whole poll before any middleware sees it (its records neither
-    stored nor dead-lettered, their offsets passed by the next poll's commit). Parsed without
-    headers instead: `BatchConsumer` decodes them per record and dead-letters a bad one."""
+    """FastStream's parser decodes every header as UTF-8, and a header that is not fails the
+    message (a batch: the whole poll) before any middleware sees it: neither applied nor
+    dead-lettered, its offset passed by the next commit. Parsed without headers instead, the
+    raw record(s) kept: the middleware (`decoded_headers`) dead-letters what has a bad one."""
     try:
-        return await parse(records)
+        return await parse(raw)
     except UnicodeDecodeError:
-        message = await parse(tuple(replace(record, headers=()) for record in records))
-        message.raw_message = records
+        without_headers = (
+            tuple(replace(record, headers=()) for record in raw)
+            if isinstance(raw, tuple)
+            else replace(raw, headers=())
+        )
+        message = await parse(without_headers)
+        message.raw_message = raw
         return message
+
+
+def decoded_headers(record: Any) -> dict[str, str]:
+    """A record's headers as text, or ValueError (never retried: dead-lettered) naming the
+    first that is not UTF-8."""
+    headers = {}
+    for key, value in record.headers or ():
+        try:
+            headers[key] = (value or b"").decode()
+        except UnicodeDecodeError:
+            raise ValueError(f"header {key!r} is not UTF-8 text; every header must be") from None
+    return headers
 
 
 async def _undecoded(msg: StreamMessage[Any]) -> Any:
@@ -682,8 +701,13 @@ class ReliableConsumeMiddleware(BaseMiddleware):
         try:
             if batch:
                 return await call_next(msg)  # BatchConsumer: stores, then marks processed
+
+            async def headers_checked_then_handled() -> Any:
+                decoded_headers(msg.raw_message)
+                return await call_next(msg)
+
             result = await self._policy.process_or_dead_letter(
-                lambda: call_next(msg),
+                headers_checked_then_handled,
                 msg.consumer,  # type: ignore[attr-defined]
                 msg.raw_message,
             )
@@ -743,11 +767,7 @@ class BatchConsumer(Generic[Model]):
         self._with_headers = with_headers
 
     def _received(self, record: Any) -> Received[Model]:
-        headers = (
-            {key: value.decode() for key, value in record.headers or ()}
-            if self._with_headers
-            else {}
-        )
+        headers = decoded_headers(record) if self._with_headers else {}
         return Received(self._model.model_validate_json(record.value or b""), headers)
 
     async def __call__(self, consumer: Any, records: Sequence[Any]) -> None:
@@ -755,7 +775,7 @@ class BatchConsumer(Generic[Model]):
         for record in records:
             try:
                 valid.append((self._received(record), record))
-            except ValueError as error:  # ValidationError, UnicodeDecodeError; never retried
+            except ValueError as error:  # ValidationError, a header not text; never retried
                 await self._policy.dead_letter_until_stored(record, error, FailureKind.POISON)
         if valid:
             await self._apply(consumer, valid)

@@ -227,3 +227,61 @@ async def test_resolved_tickets_close_themselves_after_the_workspace_period(
     assert ticket.status == "closed"
     untouched = await handlers.get_ticket(ticket_core.unit_of_work(), ws, owner, active.id)
     assert untouched.status == "new"
+
+
+async def test_a_reply_with_a_header_that_is_not_text_is_dead_lettered_and_the_next_applied(
+    running_core: TicketCore, producer: AIOKafkaProducer
+) -> None:
+    """One message on a single-message subscriber whose header is not UTF-8 (FastStream's
+    parser decodes every header) goes to the dead-letter topic; the one behind it is applied."""
+    team = await handlers.create_workspace(running_core.unit_of_work(), "Acme", "o@acme.io")
+    ws, owner = team.workspace.id, team.owner.id
+    waiting = []
+    for conversation in ("conv-bad", "conv-good"):
+        ticket = await handlers.create_ticket(
+            running_core.unit_of_work(), handlers.CreateTicket(ws, owner, conversation, "")
+        )
+        await handlers.link_conversation(
+            running_core.unit_of_work(), ws, owner, ticket.id, conversation
+        )
+        await handlers.update_ticket(
+            running_core.unit_of_work(),
+            handlers.UpdateTicket(ws, owner, ticket.id, {"status": "waiting_on_customer"}),
+        )
+        waiting.append(ticket)
+
+    def reply(conversation: str) -> bytes:
+        return (
+            EventEnvelope(
+                type="conversation.visitor_replied",
+                source="intake",
+                workspace_id=ws,
+                subject=conversation,
+                sequence=2,
+                actor=VISITOR,
+                data={"conversation_id": conversation, "sent_at": datetime.now(UTC).isoformat()},
+            )
+            .model_dump_json()
+            .encode()
+        )
+
+    bad = reply("conv-bad")
+    for value, headers in ((bad, [("trace", b"\xff\xfe")]), (reply("conv-good"), [])):
+        await producer.send_and_wait(
+            "intake.conversations.v1", value, key=b"one-partition", headers=headers
+        )
+
+    (dead,) = await read_until(
+        running_core.settings.kafka_bootstrap_servers,
+        "intake.conversations.v1.dlq",
+        lambda r: r.value == bad,
+    )
+
+    async def reopened() -> Ticket | None:
+        ticket = await handlers.get_ticket(running_core.unit_of_work(), ws, owner, waiting[1].id)
+        return ticket if ticket.status == "open" else None
+
+    await eventually(reopened, what="the reply behind the bad one applied")
+    assert "header 'trace' is not UTF-8 text" in (header(dead, "dead-letter-reason") or "")
+    untouched = await handlers.get_ticket(running_core.unit_of_work(), ws, owner, waiting[0].id)
+    assert untouched.status == "waiting_on_customer"

@@ -17,6 +17,9 @@ from shared.settings import SystemSettings
 class BrokerWhoseStopHangs:
     def __init__(self) -> None:
         self.stops = 0
+        # What the connection's watch of the Kafka clients reads: none here.
+        self.subscribers: list[object] = []
+        self.config = None
 
     async def stop(self) -> None:
         self.stops += 1
@@ -46,6 +49,9 @@ async def test_a_hanging_undo_does_not_stop_the_retries(monkeypatch: pytest.Monk
     assert attempts == 2
     assert broker.stops == 1
     assert connection.last_error is None
+    monkeypatch.setattr(background, "CONSUMER_DRAIN_SECONDS", 0.05)
+    monkeypatch.setattr(background, "PRODUCER_STOP_SECONDS", 0.05)
+    await connection.stop()
 
 
 async def test_a_stop_step_that_never_ends_is_cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
