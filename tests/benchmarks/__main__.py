@@ -21,7 +21,16 @@ from tests.benchmarks import (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tickets", type=int, default=1000, help="tickets per pipeline run")
-    parser.add_argument("--concurrency", type=int, default=8, help="concurrent creators")
+    parser.add_argument(
+        "--creators",
+        type=int,
+        default=32,
+        help="the pipeline's concurrent creators (as the gateway suite's 32 requests in "
+        "flight; a group commit holds at most this many creates)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=8, help="concurrent widget requests, service layer"
+    )
     parser.add_argument("--paced-rate", type=float, default=50.0, help="tickets/s, latency run")
     parser.add_argument("--update-seconds", type=float, default=5.0, help="per update run")
     parser.add_argument("--events", type=int, default=5000, help="activity-log backlog size")
@@ -108,7 +117,7 @@ def main() -> None:
     if args.suite in ("all", "pipeline"):
         asyncio.run(
             pipeline.run(
-                tickets=args.tickets, concurrency=args.concurrency, paced_rate=args.paced_rate
+                tickets=args.tickets, concurrency=args.creators, paced_rate=args.paced_rate
             )
         )
     if args.suite in ("all", "relay"):
