@@ -28,6 +28,19 @@ def create_command(workspace_id: UUID, conversation_id: str, **data: Any) -> Eve
     )
 
 
+def ticket_event(workspace: UUID, ticket: str, sequence: int) -> EventEnvelope:
+    """ticket-core's event number `sequence` of a ticket: created, then edited."""
+    return EventEnvelope(
+        type="ticket.created" if sequence == 1 else "ticket.edited",
+        source="ticket-core",
+        workspace_id=workspace,
+        subject=ticket,
+        sequence=sequence,
+        actor=Actor(type="member", id="m-1"),
+        data={"changes": {"subject": {"from": None, "to": f"v{sequence}"}}},
+    )
+
+
 async def publish_on_one_partition(
     producer: AIOKafkaProducer, topic: str, messages: Sequence[EventEnvelope | bytes]
 ) -> None:

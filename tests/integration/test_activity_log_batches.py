@@ -17,9 +17,9 @@ from services.activity_log.domain.entries import ActivityEntry
 from services.activity_log.settings import ActivityLogSettings
 from services.activity_log.store.unit_of_work import UnitOfWork
 from shared.broker import stop_broker
-from shared.contracts.envelope import Actor, EventEnvelope
+from shared.contracts.envelope import EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS
-from tests.integration.support import PARTITION, publish_on_one_partition
+from tests.integration.support import PARTITION, publish_on_one_partition, ticket_event
 from tests.support.kafka_reader import header, read_until, start_group_at_end
 from tests.support.waiting import eventually
 
@@ -51,18 +51,6 @@ def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(handlers, "record_events", counted)
     return sizes
-
-
-def ticket_event(workspace: UUID, ticket: str, sequence: int) -> EventEnvelope:
-    return EventEnvelope(
-        type="ticket.created" if sequence == 1 else "ticket.edited",
-        source="ticket-core",
-        workspace_id=workspace,
-        subject=ticket,
-        sequence=sequence,
-        actor=Actor(type="member", id="m-1"),
-        data={"changes": {"subject": {"from": None, "to": f"v{sequence}"}}},
-    )
 
 
 async def history(service: ActivityLog, workspace: UUID, ticket: str) -> list[ActivityEntry]:

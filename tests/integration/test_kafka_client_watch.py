@@ -24,9 +24,9 @@ from services.activity_log.handlers import ticket_history
 from services.activity_log.settings import ActivityLogSettings
 from shared.background import RESTART_EXIT_CODE, BrokerConnection
 from shared.broker import failed_kafka_clients, kafka_client_tasks
-from shared.contracts.envelope import Actor, EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS
 from tests.e2e.conftest import free_port
+from tests.integration.support import ticket_event
 from tests.support.activity_log_failing_client import break_group_coordination
 from tests.support.credentials import strong_secrets
 from tests.support.kafka_reader import start_group_at_end
@@ -72,18 +72,6 @@ async def activity_log(settings: ActivityLogSettings) -> AsyncIterator[RunningAc
         yield running
 
 
-def ticket_created() -> EventEnvelope:
-    return EventEnvelope(
-        type="ticket.created",
-        source="ticket-core",
-        workspace_id=uuid4(),
-        subject=str(uuid4()),
-        sequence=1,
-        actor=Actor(type="member", id="m-1"),
-        data={},
-    )
-
-
 async def test_every_client_task_is_found_and_running(activity_log: RunningActivityLog) -> None:
     """The watch reads aiokafka's private attributes: an aiokafka that renames them fails
     here instead of leaving the watch blind."""
@@ -112,7 +100,7 @@ async def test_a_consumer_whose_coordination_failed_stops_the_process_and_a_rest
     assert "group coordination ended" in str(not_ready.value)
 
     # Published while the consumer is dead; the restarted process (same group) stores it.
-    event = ticket_created()
+    event = ticket_event(uuid4(), str(uuid4()), 1)
     await producer.send_and_wait(
         TICKET_EVENTS.name, event.model_dump_json().encode(), key=event.subject.encode()
     )
