@@ -174,7 +174,10 @@ class BrokerConnection:
     async def _watch_clients(self) -> None:
         while not self.failed_clients:
             await asyncio.sleep(CLIENT_WATCH_SECONDS)
-            self.failed_clients = failed_kafka_clients(self.broker)
+            try:
+                self.failed_clients = failed_kafka_clients(self.broker)
+            except Exception as error:  # a look that fails is no reason to stop a process
+                log.warning("kafka_client_watch_failed", error=repr(error))
         log.error(
             "kafka_client_failed",
             failed=self.failed_clients,
@@ -203,7 +206,7 @@ class BrokerConnection:
         """Stop in the order that loses nothing: the consumers finish what they hold and commit
         it; the background work stops, newest first, so the relay (the oldest) publishes what
         they and the last requests wrote to the outbox; then the producer goes."""
-        if self._watch is not None:  # a stop ends the clients' tasks: no failure, that
+        if self._watch is not None:  # first: a stop ends the clients' tasks, which is no failure
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch

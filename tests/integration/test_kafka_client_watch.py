@@ -23,8 +23,9 @@ from services.activity_log.bootstrap import bootstrap as bootstrap_activity_log
 from services.activity_log.handlers import ticket_history
 from services.activity_log.settings import ActivityLogSettings
 from shared.background import RESTART_EXIT_CODE, BrokerConnection
-from shared.broker import failed_kafka_clients, kafka_client_tasks
+from shared.broker import create_watching_broker, failed_kafka_clients, kafka_client_tasks
 from shared.contracts.topics import TICKET_EVENTS
+from shared.settings import SystemSettings
 from tests.e2e.conftest import free_port
 from tests.integration.support import ticket_event
 from tests.support.activity_log_failing_client import break_group_coordination
@@ -83,6 +84,26 @@ async def test_every_client_task_is_found_and_running(activity_log: RunningActiv
     }
     assert failed_kafka_clients(activity_log.service.broker) == []
     await activity_log.connection.check()  # ready
+
+
+async def test_a_consumer_without_a_group_is_watched_too(kafka: str) -> None:
+    """As the gateway's live feed reads (every replica every event)."""
+    broker = create_watching_broker(SystemSettings(kafka_bootstrap_servers=kafka), client_id="t")
+
+    @broker.subscriber(TICKET_EVENTS.name, group_id=None, auto_offset_reset="latest")
+    async def ignore(_event: bytes) -> None:
+        return None
+
+    await broker.start()
+    try:
+        watched = {name: task.done() for name, task in kafka_client_tasks(broker)}
+        assert watched == {
+            f"consumer of {TICKET_EVENTS.name}: group coordination": False,
+            f"consumer of {TICKET_EVENTS.name}: fetching": False,
+            "producer: sending": False,
+        }
+    finally:
+        await broker.stop()
 
 
 async def test_a_consumer_whose_coordination_failed_stops_the_process_and_a_restart_recovers(
