@@ -1,5 +1,5 @@
-"""What the integration tests do as the other services would: publish their messages, start a
-service's consumers."""
+"""What the integration tests do as the other services and the dashboard would: publish their
+messages, start a service's consumers, set an assistant up."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -7,8 +7,13 @@ from uuid import UUID, uuid4
 
 from aiokafka import AIOKafkaProducer
 
+from services.intake import handlers as intake_handlers
+from services.intake.bootstrap import Intake
 from services.ticket_core.bootstrap import TicketCore
+from services.ticket_core.domain.permissions import capabilities_of
+from shared.contracts.api import Role
 from shared.contracts.envelope import Actor, EventEnvelope
+from shared.contracts.widget import AssistantTicketSettings
 
 PARTITION = 0
 VISITOR = Actor(type="visitor", id="visitor-7")
@@ -57,3 +62,18 @@ async def start_ticket_core(core: TicketCore) -> None:
     """Its consumers and its outbox relay, as its process starts them."""
     await core.broker.start()
     core.relay.start()
+
+
+async def configure_assistant(
+    intake: Intake, assistant: str, settings: AssistantTicketSettings
+) -> tuple[UUID, str]:
+    """An assistant of a new workspace with these ticket settings, as its owner saves them in
+    the dashboard: the workspace, and the widget key intake gave the assistant."""
+    workspace = uuid4()
+    owner = capabilities_of(Role.OWNER)
+    await intake_handlers.put_settings(
+        intake.unit_of_work(), workspace, uuid4(), owner, assistant, settings
+    )
+    saved, _ = await intake_handlers.get_settings(intake.reader(), workspace, owner, assistant)
+    assert saved.widget_key is not None
+    return workspace, saved.widget_key

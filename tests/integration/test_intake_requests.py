@@ -24,6 +24,7 @@ from shared.contracts.widget import (
     WidgetRequestAnswer,
     WidgetTicketRequest,
 )
+from tests.integration.support import configure_assistant
 
 SENT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -52,20 +53,11 @@ KEYS: dict[str, str] = {}
 async def configure(
     intake: Intake, enabled: bool = True, contact: bool = False, assistant: str = "asst-1"
 ) -> UUID:
-    workspace = uuid4()
-    await handlers.put_settings(
-        intake.unit_of_work(),
-        workspace,
-        uuid4(),
-        capabilities_of(Role.ADMIN),
+    workspace, KEYS[assistant] = await configure_assistant(
+        intake,
         assistant,
         AssistantTicketSettings(ticket_creation_enabled=enabled, require_contact_info=contact),
     )
-    settings, _ = await handlers.get_settings(
-        intake.reader(), workspace, capabilities_of(Role.ADMIN), assistant
-    )
-    assert settings.widget_key is not None
-    KEYS[assistant] = settings.widget_key
     return workspace
 
 

@@ -20,9 +20,7 @@ from services.intake.bootstrap import bootstrap as bootstrap_intake
 from services.intake.settings import IntakeSettings
 from services.intake.store import tables
 from services.intake.store.unit_of_work import UnitOfWork
-from services.ticket_core.domain.permissions import capabilities_of
 from shared.broker import stop_broker
-from shared.contracts.api import Role
 from shared.contracts.topics import WIDGET_TICKET_REQUESTS
 from shared.contracts.widget import (
     WIDGET_KEY_HEADER,
@@ -32,6 +30,7 @@ from shared.contracts.widget import (
     WidgetRequestAnswer,
     WidgetTicketRequest,
 )
+from tests.integration.support import configure_assistant
 from tests.support.kafka_reader import header, read_until
 from tests.support.waiting import eventually
 
@@ -74,20 +73,12 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> list[list[WidgetRequestAnswer]]:
 
 
 async def configure(intake: Intake, assistant: str, *, enabled: bool = True) -> str:
-    workspace = uuid4()
-    await handlers.put_settings(
-        intake.unit_of_work(),
-        workspace,
-        uuid4(),
-        capabilities_of(Role.OWNER),
+    _, key = await configure_assistant(
+        intake,
         assistant,
         AssistantTicketSettings(ticket_creation_enabled=enabled, require_contact_info=False),
     )
-    saved, _ = await handlers.get_settings(
-        intake.reader(), workspace, capabilities_of(Role.OWNER), assistant
-    )
-    assert saved.widget_key is not None
-    return saved.widget_key
+    return key
 
 
 def body(request_id: str, assistant: str, conversation: str) -> bytes:

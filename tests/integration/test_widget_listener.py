@@ -4,18 +4,15 @@ the checks (a caller without the key learns nothing about the body)."""
 
 from collections.abc import AsyncIterator
 from typing import Any
-from uuid import uuid4
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.intake import handlers
 from services.intake.entrypoints.http_api import create_app
 from services.intake.settings import IntakeSettings
-from services.ticket_core.domain.permissions import capabilities_of
-from shared.contracts.api import Role
 from shared.contracts.widget import AssistantTicketSettings
+from tests.integration.support import configure_assistant
 
 SHOP = "https://shop.example"
 PREFLIGHT = {
@@ -42,23 +39,14 @@ async def client(widget_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def configure(app: FastAPI, assistant: str, **settings: Any) -> str:
-    service = app.state.service
-    workspace = uuid4()
-    await handlers.put_settings(
-        service.unit_of_work(),
-        workspace,
-        uuid4(),
-        capabilities_of(Role.OWNER),
+    _, key = await configure_assistant(
+        app.state.service,
         assistant,
         AssistantTicketSettings(
             ticket_creation_enabled=True, require_contact_info=False, **settings
         ),
     )
-    saved, _ = await handlers.get_settings(
-        service.reader(), workspace, capabilities_of(Role.OWNER), assistant
-    )
-    assert saved.widget_key is not None
-    return saved.widget_key
+    return key
 
 
 async def test_a_preflight_from_an_origin_no_assistant_accepts_is_refused(
