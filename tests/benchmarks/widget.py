@@ -279,19 +279,18 @@ async def _topic_path(
     started, pending, created = running.started, running.pending, running.created
     core_rss = running.ticket_core.rss_peak_mb
     return (
-        Figures(
-            f"widget topic → pending ({mode})",
-            count,
-            pending_elapsed,
-            [(pending[k] - started[k]) * 1000 for k in started],
-        ),
-        Figures(
-            f"widget topic → created ({mode})",
-            count,
-            elapsed,
-            [(created[k] - started[k]) * 1000 for k in started],
-        ),
+        _row(f"widget topic → pending ({mode})", started, pending, pending_elapsed),
+        _row(f"widget topic → created ({mode})", started, created, elapsed),
         core_rss,
+    )
+
+
+def _row(
+    label: str, started: dict[str, float], reached: dict[str, float], elapsed: float
+) -> Figures:
+    """Each started request's latency until it `reached` the state, over the run's seconds."""
+    return Figures(
+        label, len(started), elapsed, [(reached[key] - at) * 1000 for key, at in started.items()]
     )
 
 
@@ -350,19 +349,10 @@ async def _service_layer(
         elapsed = time.perf_counter() - begin
     started, pending, created = running.started, running.pending, running.created
     how = "group commit" if grouped else "one transaction each"
+    pending_elapsed = max(pending.values()) - begin
     return (
-        Figures(
-            f"service layer, {how} → pending (burst)",
-            count,
-            max(pending.values()) - begin,
-            [(pending[k] - started[k]) * 1000 for k in started],
-        ),
-        Figures(
-            f"service layer, {how} → created (burst)",
-            count,
-            elapsed,
-            [(created[k] - started[k]) * 1000 for k in started],
-        ),
+        _row(f"service layer, {how} → pending (burst)", started, pending, pending_elapsed),
+        _row(f"service layer, {how} → created (burst)", started, created, elapsed),
     )
 
 
