@@ -141,11 +141,7 @@ class BrokerConnection:
         while True:
             self.attempts += 1
             try:
-                # Bounded: a broker that answers but lacks a topic yet would otherwise hold
-                # an attempt for aiokafka's 40 s request timeout.
-                async with asyncio.timeout(CONNECT_ATTEMPT_SECONDS):
-                    await probe_broker(self._settings)
-                    await self._connect()
+                await self._attempt()
                 break
             except Exception as error:
                 self.last_error = f"{type(error).__name__}: {error}".splitlines()[0][:300]
@@ -170,6 +166,28 @@ class BrokerConnection:
             work.start()
             self._started.append(work)
         self._watch = asyncio.create_task(self._watch_clients(), name="kafka-client-watch")
+
+    async def _attempt(self) -> None:
+        """One try, bounded: a broker that answers but lacks a topic yet would otherwise hold
+        it for aiokafka's 40 s request timeout. One cut short says where it waited, so that a
+        broker that never lets a service connect can be told from a slow one."""
+        attempt = asyncio.create_task(self._probe_and_connect(), name="broker-connect-attempt")
+        try:
+            done, _ = await asyncio.wait({attempt}, timeout=CONNECT_ATTEMPT_SECONDS)
+        except asyncio.CancelledError:  # the service stops meanwhile
+            attempt.cancel()
+            raise
+        if done:
+            return attempt.result()
+        where = awaited_in(attempt)
+        attempt.cancel()
+        # Its own undo (a `finally`) runs, bounded too; `broker.stop()` comes next.
+        await asyncio.wait({attempt}, timeout=CONNECT_ATTEMPT_SECONDS)
+        raise TimeoutError(f"no answer within {CONNECT_ATTEMPT_SECONDS:g} s, waiting in {where}")
+
+    async def _probe_and_connect(self) -> None:
+        await probe_broker(self._settings)
+        await self._connect()
 
     async def _watch_clients(self) -> None:
         while not self.failed_clients:
@@ -227,7 +245,26 @@ class BrokerConnection:
             self.connected.clear()
         else:  # stopped while an attempt was under way: undo what it had started
             with contextlib.suppress(Exception):
-                await self.broker.stop()
+                await _bounded(
+                    "undo of a connect attempt", PRODUCER_STOP_SECONDS, self.broker.stop()
+                )
+
+
+def awaited_in(task: "asyncio.Task[Any]", innermost: int = 3) -> str:
+    """Where a suspended task waits: its innermost `innermost` coroutines, following awaited
+    tasks, as "function (file:line)" from the outside in."""
+    frames: list[str] = []
+    awaitable: Any = task.get_coro()
+    while awaitable is not None:
+        if isinstance(awaitable, asyncio.Task):
+            awaitable = awaitable.get_coro()
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "ag_frame", None)
+        if frame is None:
+            break
+        code = frame.f_code
+        frames.append(f"{code.co_qualname} ({os.path.basename(code.co_filename)}:{frame.f_lineno})")
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
+    return " > ".join(frames[-innermost:]) or "an unknown place"
 
 
 async def _bounded(step: str, seconds: float, stopping: Awaitable[None]) -> None:

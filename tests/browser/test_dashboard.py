@@ -19,6 +19,11 @@ from .conftest import Api, check_accessibility, hire, login_url, screenshot, sig
 
 pytestmark = pytest.mark.e2e
 
+# What a live change may take to show, in ms: ticket-core's commit, its relay, Kafka, the
+# gateway's reader, the stream and the page's fetch, on a CI machine that runs another test
+# worker's services beside these. The tests say that it shows without a reload, not how fast.
+LIVE_MS = 15_000
+
 
 def test_the_sign_in_link_signs_in_and_leaves_no_token_in_the_address_bar(
     page: Page, system: System, owner: Workspace
@@ -200,7 +205,7 @@ def test_the_timeline_shows_an_event_the_activity_log_stores_late(
         expect(timeline).not_to_contain_text("Note added")
     finally:
         os.kill(activity_log.pid, signal.SIGCONT)
-    expect(timeline).to_contain_text("Note added", timeout=15_000)
+    expect(timeline).to_contain_text("Note added", timeout=LIVE_MS)
 
 
 def owner_email(api: Api, owner: Workspace) -> str:
@@ -217,8 +222,8 @@ def test_a_change_made_through_the_api_appears_without_a_reload(
     page.goto(f"{system.gateway}/tickets/{ticket['id']}")
     expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
     api.patch_ticket(ticket, priority="low")
-    expect(page.get_by_label("Priority", exact=True)).to_have_value("low")
-    expect(page.locator(".timeline")).to_contain_text("priority: Normal → Low")
+    expect(page.get_by_label("Priority", exact=True)).to_have_value("low", timeout=LIVE_MS)
+    expect(page.locator(".timeline")).to_contain_text("priority: Normal → Low", timeout=LIVE_MS)
 
 
 def test_after_a_dropped_connection_the_list_catches_up_and_says_it_was_offline(

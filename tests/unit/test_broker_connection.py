@@ -83,3 +83,36 @@ async def test_a_stop_step_that_never_ends_is_cut_short(monkeypatch: pytest.Monk
     assert broker.stops == 1  # the producer's stop was called, and given up on
     cut_short = [entry["step"] for entry in logs if entry["event"] == "stop_step_cut_short"]
     assert cut_short == ["consumers", "producer"]
+
+
+async def test_an_attempt_cut_short_says_where_it_waited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bare "TimeoutError" in /readyz says nothing; the place an attempt hung in does."""
+
+    async def broker_answers(_settings: SystemSettings) -> None:
+        return None
+
+    monkeypatch.setattr(background, "probe_broker", broker_answers)
+    monkeypatch.setattr(background, "CONNECT_ATTEMPT_SECONDS", 0.05)
+    monkeypatch.setattr(background, "dependency_backoff_seconds", lambda _attempt: 60.0)
+    monkeypatch.setattr(background, "PRODUCER_STOP_SECONDS", 0.05)
+
+    async def partitions_never_assigned() -> None:
+        await asyncio.Event().wait()
+
+    async def connect() -> None:
+        await partitions_never_assigned()
+
+    connection = BrokerConnection(
+        cast(KafkaBroker, BrokerWhoseStopHangs()), SystemSettings(), connect=connect
+    )
+    connection.start()
+    while connection.last_error is None:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    assert connection.last_error.startswith("TimeoutError: no answer within 0.05 s, waiting in ")
+    assert (
+        "test_an_attempt_cut_short_says_where_it_waited.<locals>.connect" in connection.last_error
+    )
+    assert "partitions_never_assigned (test_broker_connection.py:" in connection.last_error
+    with pytest.raises(RuntimeError, match="partitions_never_assigned"):
+        await connection.check()
+    await connection.stop()
