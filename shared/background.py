@@ -31,6 +31,7 @@ from shared.broker import (
     failed_kafka_clients,
     probe_broker,
     stop_consuming,
+    subscribed_topics,
 )
 from shared.settings import SystemSettings
 
@@ -186,7 +187,7 @@ class BrokerConnection:
         raise TimeoutError(f"no answer within {CONNECT_ATTEMPT_SECONDS:g} s, waiting in {where}")
 
     async def _probe_and_connect(self) -> None:
-        await probe_broker(self._settings)
+        await probe_broker(self._settings, subscribed_topics(self.broker))
         await self._connect()
 
     async def _watch_clients(self) -> None:

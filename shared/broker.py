@@ -1,6 +1,6 @@
 """Kafka broker setup, the same for every service.
 
-Two defaults of FastStream are wrong for this system and are fixed here once:
+Three defaults of FastStream are wrong for this system and are fixed here once:
 
 * its Kafka subscriber commits the offset before the handler runs (at-most-once). Every
   subscriber of the project is declared through `Subscriptions` with manual acknowledgement,
@@ -11,7 +11,13 @@ Two defaults of FastStream are wrong for this system and are fixed here once:
   redelivered ones;
 * it has no dead-letter topic for Kafka. The middleware sends a message that can never be
   processed to `<topic>.dlq` with the reason and marks it processed, so one poison message
-  neither blocks its partition nor crashes the consumer.
+  neither blocks its partition nor crashes the consumer;
+* a subscriber that starts creates its topic when it is missing, with one partition and the
+  broker's defaults. The project creates its topics itself (`helpdesk topics`), each with its
+  partition count, maximum message size and dead-letter topic, and `ensure_topics` leaves an
+  existing topic alone: a service that came up first left the topic with one partition for
+  good (the gateway's live feed waited for six). Every subscriber names its topic through
+  `existing_topic`, and `probe_broker` waits until the topics are there.
 
 What a failure means is decided by `classify_failure`:
 
@@ -69,6 +75,7 @@ from aiokafka.errors import (
 )
 from faststream import AckPolicy, BaseMiddleware, ContextRepo
 from faststream.kafka import KafkaBroker
+from faststream.kafka import Topic as FastStreamTopic
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 from faststream.types import AsyncFuncAny
@@ -339,14 +346,42 @@ def create_watching_broker(settings: SystemSettings, *, client_id: str) -> Kafka
     )
 
 
-async def probe_broker(settings: SystemSettings) -> None:
-    """Raises unless the brokers answer (bootstrap: metadata, with the service's credentials).
-    Done before `broker.start()`, whose failed attempts leave their producer unclosed."""
+def existing_topic(name: str) -> FastStreamTopic:
+    """A topic for `broker.subscriber` that FastStream never creates (see the module's text)."""
+    return FastStreamTopic(name, declare=False)
+
+
+def subscribed_topics(broker: KafkaBroker) -> list[str]:
+    """The topics `broker`'s subscribers read."""
+    return sorted(
+        {name for sub in broker.subscribers for name in sub.topic_names}  # type: ignore[attr-defined]
+    )
+
+
+class TopicsMissing(RuntimeError):
+    def __init__(self, missing: Sequence[str]) -> None:
+        # The remedy first: /readyz shows the first 300 characters.
+        super().__init__(
+            "waiting for `helpdesk topics` (make run and the compose file run it first) to "
+            f"create the topics {', '.join(missing)}"
+        )
+
+
+async def probe_broker(settings: SystemSettings, topics: Iterable[str] = ()) -> None:
+    """Raises unless the brokers answer (bootstrap: metadata, with the service's credentials)
+    and every one of `topics` exists; a consumer started before its topic would wait on it
+    for aiokafka's whole request timeout, saying nothing. Done before `broker.start()`, whose
+    failed attempts leave their producer unclosed."""
     client = AIOKafkaClient(
         bootstrap_servers=settings.kafka_bootstrap_servers, **aiokafka_security(settings)
     )
     try:
         await client.bootstrap()
+        wanted = set(topics)
+        if wanted:
+            missing = wanted - (await client.fetch_all_metadata()).topics()
+            if missing:
+                raise TopicsMissing(sorted(missing))
     finally:
         await client.close()
 
@@ -411,7 +446,7 @@ class Subscriptions:
     def on(self, topic: Topic, description: str) -> Callable[[Handler], Handler]:
         def declare(handler: Handler) -> Handler:
             self.broker.subscriber(
-                topic.name,
+                existing_topic(topic.name),
                 parser=_headers_left_to_middleware,
                 **self._common(topic, handler.__name__, description),
             )(handler)
@@ -480,7 +515,7 @@ class Subscriptions:
             await consume(message.consumer, message.raw_message)
 
         self.broker.subscriber(
-            topic.name,
+            existing_topic(topic.name),
             batch=True,
             max_records=max_records,
             batch_timeout_ms=BATCH_POLL_TIMEOUT_MS,

@@ -34,6 +34,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.subscriber.usecase import DefaultSubscriber
 from pydantic import ValidationError
 
+from shared.broker import existing_topic
 from shared.contracts.envelope import EventEnvelope
 from shared.contracts.tickets import MemberEventType
 from shared.contracts.topics import TICKET_EVENTS
@@ -116,7 +117,7 @@ class EventFeed:
 
     def register(self, broker: KafkaBroker) -> None:
         self._subscriber = broker.subscriber(
-            TICKET_EVENTS.name,
+            existing_topic(TICKET_EVENTS.name),
             group_id=None,  # no group: every gateway replica reads every event
             auto_offset_reset="latest",
             ack_policy=AckPolicy.MANUAL,  # and never commits: there is no group to commit to
@@ -136,11 +137,7 @@ class EventFeed:
         reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap_servers, **self.kafka_security)
         await reader.start()
         try:
-            # A broker that answers before its topics exist (just started, topics being made)
-            # fails this attempt, to be tried again shortly: the live reader, which reads
-            # without a group, would otherwise wait minutes to see the topic appear.
-            if TICKET_EVENTS.name not in await reader.topics():
-                raise RuntimeError(f"the topic {TICKET_EVENTS.name} does not exist yet")
+            # The topic exists: the connection's probe waits for every subscribed topic.
             partitions = _partitions()
             ends = await reader.end_offsets(partitions)
             self._position = {tp.partition: offset for tp, offset in ends.items()}

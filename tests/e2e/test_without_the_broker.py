@@ -1,9 +1,10 @@
 """The services start and serve without the broker, and catch up when it comes: the four
 services start while nothing listens on their broker's port (alive, not ready, saying they
 wait for the broker), the dashboard creates a ticket meanwhile (ticket-core stores it and its
-event waits in the outbox), then a broker starts on that port; every service becomes ready,
-the event is published and reaches the activity log, once. On SIGTERM each service stops
-cleanly."""
+event waits in the outbox), then a broker starts on that port, without topics: each service
+says it waits for `helpdesk topics` and creates none itself. Once they are made, every service
+becomes ready, the event is published and reaches the activity log, once. On SIGTERM each
+service stops cleanly."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.local_run import RunningSystem
+from shared.contracts.topics import topic_names_with_dead_letters
 from shared.kafka_admin import ensure_topics
 from tests.e2e.conftest import SERVICES_WITH_DATABASES, Workspace, history, plan_on_free_ports
 from tests.support.credentials import strong_secrets
@@ -44,6 +47,30 @@ def helpdesk(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 async def readiness(client: httpx.AsyncClient, port: int) -> tuple[int, dict[str, Any]]:
     answer = await client.get(f"http://127.0.0.1:{port}/readyz")
     return answer.status_code, answer.json()
+
+
+async def said_in_readiness(client: httpx.AsyncClient, port: int, words: str) -> str:
+    """The broker check of a service's /readyz once it contains `words` (within 60 s)."""
+    check = ""
+    for _ in range(600):
+        _, body = await readiness(client, port)
+        check = body["checks"].get("kafka", body["checks"].get("broker", ""))
+        if words in check:
+            return str(check)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the service on port {port} never said {words!r}; last: {check!r}")
+
+
+async def topics_and_partitions(bootstrap: str) -> dict[str, int]:
+    """The broker's topics (but its own internal ones), each with its number of partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [name for name in await admin.list_topics() if not name.startswith("__")]
+        described = await admin.describe_topics(names) if names else []
+        return {topic["topic"]: len(topic["partitions"]) for topic in described}
+    finally:
+        await admin.close()
 
 
 async def test_services_start_without_the_broker_and_catch_up_when_it_comes(
@@ -101,6 +128,11 @@ async def test_services_start_without_the_broker_and_catch_up_when_it_comes(
             assert stream.headers["Retry-After"] == "5"
 
             await asyncio.to_thread(later_broker.run, "start")
+            # A broker without the topics yet: each service waits for `helpdesk topics` and
+            # says so, and creates none itself (FastStream would, with one partition each).
+            for port in ports.values():
+                await said_in_readiness(client, port, "waiting for `helpdesk topics`")
+            assert await topics_and_partitions(later_broker.bootstrap) == {}
             await ensure_topics(later_broker.bootstrap)
 
             # The bound only limits a failure, which then says what each service waits for.
@@ -112,6 +144,8 @@ async def test_services_start_without_the_broker_and_catch_up_when_it_comes(
             assert entry["type"] == "ticket.created"
             _, core = await readiness(client, plan.ticket_core_port)
             assert core["details"]["outbox"]["pending"] == 0
+            made = await topics_and_partitions(later_broker.bootstrap)
+            assert made == dict(topic_names_with_dead_letters())
     finally:
         await asyncio.to_thread(system.stop)
     # SIGTERM: each service finished what it held and ended by itself (uvicorn re-raises the

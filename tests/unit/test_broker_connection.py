@@ -27,7 +27,7 @@ class BrokerWhoseStopHangs:
 
 
 async def test_a_hanging_undo_does_not_stop_the_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def broker_answers(_settings: SystemSettings) -> None:
+    async def broker_answers(_settings: SystemSettings, _topics: object) -> None:
         return None
 
     monkeypatch.setattr(background, "probe_broker", broker_answers)
@@ -58,7 +58,7 @@ async def test_a_stop_step_that_never_ends_is_cut_short(monkeypatch: pytest.Monk
     """A service whose consumers or producer never finish stopping still stops: it used to
     stay alive after SIGTERM, consuming as a stranger beside the next system on its broker."""
 
-    async def broker_answers(_settings: SystemSettings) -> None:
+    async def broker_answers(_settings: SystemSettings, _topics: object) -> None:
         return None
 
     async def consumers_never_stop(_broker: KafkaBroker) -> None:
@@ -88,7 +88,7 @@ async def test_a_stop_step_that_never_ends_is_cut_short(monkeypatch: pytest.Monk
 async def test_an_attempt_cut_short_says_where_it_waited(monkeypatch: pytest.MonkeyPatch) -> None:
     """A bare "TimeoutError" in /readyz says nothing; the place an attempt hung in does."""
 
-    async def broker_answers(_settings: SystemSettings) -> None:
+    async def broker_answers(_settings: SystemSettings, _topics: object) -> None:
         return None
 
     monkeypatch.setattr(background, "probe_broker", broker_answers)

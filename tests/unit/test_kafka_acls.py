@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from faststream.kafka import KafkaBroker
 
 from services.activity_log.bootstrap import bootstrap as bootstrap_activity_log
 from services.activity_log.settings import ActivityLogSettings
@@ -50,20 +51,24 @@ def allowed(user: str, operation: str, resource: str, name: str) -> bool:
     return any(acl.covers(user, operation, resource, name) for acl in acls())
 
 
+def service_broker(service: str) -> KafkaBroker:
+    """The service's broker, with every subscriber it declares."""
+    if service == "ticket-core":
+        return bootstrap_ticket_core(TicketCoreSettings(database_url=MEMORY)).broker
+    if service == "intake":
+        return bootstrap_intake(IntakeSettings(database_url=MEMORY)).broker
+    if service == "activity-log":
+        return bootstrap_activity_log(ActivityLogSettings(database_url=MEMORY)).broker
+    broker = create_watching_broker(GatewaySettings(), client_id="gateway")
+    EventFeed("unused:9092").register(broker)
+    return broker
+
+
 def subscriptions(service: str) -> list[tuple[str, str | None]]:
     """(topic, consumer group) of every subscriber the service's broker has."""
-    if service == "ticket-core":
-        broker = bootstrap_ticket_core(TicketCoreSettings(database_url=MEMORY)).broker
-    elif service == "intake":
-        broker = bootstrap_intake(IntakeSettings(database_url=MEMORY)).broker
-    elif service == "activity-log":
-        broker = bootstrap_activity_log(ActivityLogSettings(database_url=MEMORY)).broker
-    else:
-        broker = create_watching_broker(GatewaySettings(), client_id="gateway")
-        EventFeed("unused:9092").register(broker)
     return [
         (name, getattr(subscriber, "group_id", None))
-        for subscriber in broker.subscribers
+        for subscriber in service_broker(service).subscribers
         for name in subscriber.topic_names  # type: ignore[attr-defined]
     ]
 
@@ -88,6 +93,20 @@ def test_each_service_may_read_what_it_subscribes_to(service: str) -> None:
             assert allowed(service, "Read", "Group", group), (service, group)
             # What it can never process goes to the topic's dead-letter topic.
             assert allowed(service, "Write", "Topic", topic + DEAD_LETTER_SUFFIX), topic
+
+
+@pytest.mark.parametrize("service", ["ticket-core", "intake", "activity-log", "gateway"])
+def test_no_service_creates_a_topic(service: str) -> None:
+    """Topics are `helpdesk topics`' to create, each with its partition count. FastStream
+    creates a missing topic with one partition when a subscriber starts, unless told not to;
+    a service up before `helpdesk topics` then left a topic with one partition for good."""
+    subscribers = service_broker(service).subscribers
+    assert subscribers
+    for subscriber in subscribers:
+        assert subscriber.topics_to_create == [], (service, subscriber)  # type: ignore[attr-defined]
+    assert not any(
+        allowed(service, "Create", "Topic", name) for name, _ in topic_names_with_dead_letters()
+    )
 
 
 @pytest.mark.parametrize("service", ["ticket-core", "intake"])
