@@ -1,6 +1,7 @@
 """BrokerConnection keeps trying until the broker answers, whatever a failed attempt leaves
-behind: here an attempt cut short whose undo (`broker.stop()`) never returns, which once held
-a service not ready for good after its broker had come back."""
+behind (an attempt cut short whose undo, `broker.stop()`, never returns, once held a service
+not ready for good after its broker had come back); says where an attempt it cut short
+waited; and stops even when a stop step never ends."""
 
 import asyncio
 from typing import cast
@@ -12,6 +13,18 @@ from faststream.kafka import KafkaBroker
 import shared.background as background
 from shared.background import BrokerConnection
 from shared.settings import SystemSettings
+
+
+@pytest.fixture(autouse=True)
+def broker_that_answers_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe passes, and every bound of the connection is 50 ms."""
+
+    async def broker_answers(_settings: SystemSettings, _topics: object) -> None:
+        return None
+
+    monkeypatch.setattr(background, "probe_broker", broker_answers)
+    for bound in ("CONNECT_ATTEMPT_SECONDS", "CONSUMER_DRAIN_SECONDS", "PRODUCER_STOP_SECONDS"):
+        monkeypatch.setattr(background, bound, 0.05)
 
 
 class BrokerWhoseStopHangs:
@@ -27,11 +40,6 @@ class BrokerWhoseStopHangs:
 
 
 async def test_a_hanging_undo_does_not_stop_the_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def broker_answers(_settings: SystemSettings, _topics: object) -> None:
-        return None
-
-    monkeypatch.setattr(background, "probe_broker", broker_answers)
-    monkeypatch.setattr(background, "CONNECT_ATTEMPT_SECONDS", 0.05)
     monkeypatch.setattr(background, "dependency_backoff_seconds", lambda _attempt: 0.0)
     attempts = 0
 
@@ -49,8 +57,6 @@ async def test_a_hanging_undo_does_not_stop_the_retries(monkeypatch: pytest.Monk
     assert attempts == 2
     assert broker.stops == 1
     assert connection.last_error is None
-    monkeypatch.setattr(background, "CONSUMER_DRAIN_SECONDS", 0.05)
-    monkeypatch.setattr(background, "PRODUCER_STOP_SECONDS", 0.05)
     await connection.stop()
 
 
@@ -58,16 +64,10 @@ async def test_a_stop_step_that_never_ends_is_cut_short(monkeypatch: pytest.Monk
     """A service whose consumers or producer never finish stopping still stops: it used to
     stay alive after SIGTERM, consuming as a stranger beside the next system on its broker."""
 
-    async def broker_answers(_settings: SystemSettings, _topics: object) -> None:
-        return None
-
     async def consumers_never_stop(_broker: KafkaBroker) -> None:
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(background, "probe_broker", broker_answers)
     monkeypatch.setattr(background, "stop_consuming", consumers_never_stop)
-    monkeypatch.setattr(background, "CONSUMER_DRAIN_SECONDS", 0.05)
-    monkeypatch.setattr(background, "PRODUCER_STOP_SECONDS", 0.05)
 
     async def connect() -> None:
         return None
@@ -87,14 +87,7 @@ async def test_a_stop_step_that_never_ends_is_cut_short(monkeypatch: pytest.Monk
 
 async def test_an_attempt_cut_short_says_where_it_waited(monkeypatch: pytest.MonkeyPatch) -> None:
     """A bare "TimeoutError" in /readyz says nothing; the place an attempt hung in does."""
-
-    async def broker_answers(_settings: SystemSettings, _topics: object) -> None:
-        return None
-
-    monkeypatch.setattr(background, "probe_broker", broker_answers)
-    monkeypatch.setattr(background, "CONNECT_ATTEMPT_SECONDS", 0.05)
     monkeypatch.setattr(background, "dependency_backoff_seconds", lambda _attempt: 60.0)
-    monkeypatch.setattr(background, "PRODUCER_STOP_SECONDS", 0.05)
 
     async def partitions_never_assigned() -> None:
         await asyncio.Event().wait()
