@@ -18,7 +18,7 @@ import {
   type Ticket,
 } from "./api";
 import type { Session } from "./app";
-import { useLive } from "./live";
+import { RESYNC, useLive } from "./live";
 import { ErrorAlert } from "./notices";
 import { onLinkClick } from "./router";
 import transitions from "./transitions.json";
@@ -117,7 +117,7 @@ export function TicketView({ session, ticketId }: { session: Session; ticketId: 
   useLive(
     useCallback(
       (envelope) => {
-        if (envelope.subject !== ticketId) return;
+        if (envelope.subject !== ticketId && envelope.type !== RESYNC) return;
         if (typeof envelope.sequence === "number") announced.current = Math.max(announced.current, envelope.sequence);
         void load(true);
       },

@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from shared.auth import issue_token
 from tests.e2e.conftest import System, Workspace
@@ -264,6 +264,35 @@ def test_after_a_dropped_connection_the_list_catches_up_and_says_it_was_offline(
         system.running.start_service("gateway")
     expect(badge).to_have_text("Live", timeout=30_000)
     expect(page.get_by_role("link", name=words)).to_have_count(1, timeout=30_000)
+
+
+def test_a_stream_the_gateway_refuses_is_opened_again_and_the_list_catches_up(
+    page: Page, system: System, owner: Workspace, api: Api
+) -> None:
+    """A gateway that answers the stream with 503 (it waits for its broker, as just after it
+    starts) ends the browser's EventSource for good, where a dropped connection would be
+    retried. The page says it is offline, opens a new stream after the Retry-After, and
+    shows what was made meanwhile without a reload."""
+    refused: list[str] = []
+
+    def refuse(route: Route) -> None:
+        refused.append(route.request.url)
+        route.fulfill(
+            status=503,
+            headers={"Retry-After": "5", "Content-Type": "application/problem+json"},
+            body='{"code": "stream_unavailable"}',
+        )
+
+    page.route("**/api/v1/stream?*", refuse)
+    sign_in(page, system, owner)
+    badge = page.get_by_role("status").filter(has_text=re.compile("Live|Offline"))
+    expect(badge).to_contain_text("Offline")
+    subject = f"Made while the stream was refused {uuid4().hex[:6]}"
+    api.post("/api/v1/tickets", {"subject": subject})
+    page.unroute("**/api/v1/stream?*")
+    expect(badge).to_have_text("Live", timeout=LIVE_MS)
+    expect(page.get_by_role("link", name=subject)).to_have_count(1, timeout=LIVE_MS)
+    assert refused
 
 
 def test_a_guest_sees_no_control_that_changes_anything(
