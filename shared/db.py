@@ -68,9 +68,6 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    # Reads through the OS page cache, shared by every connection, instead of each
-    # connection's own small cache.
-    cursor.execute("PRAGMA mmap_size=268435456")
     cursor.close()
 
 
@@ -119,6 +116,11 @@ def create_read_engine(database_url: str, engine: AsyncEngine) -> AsyncEngine:
 def _sqlite_query_only(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA query_only=ON")
+    # Queries read through the OS page cache, shared by every connection, instead of each
+    # connection's own small cache. Writers do not map the file: the pages a writer touched
+    # stayed mapped and counted in its process's memory (activity-log's 50,000-event burst:
+    # 201 MB with, 151 MB without, at the same rate).
+    cursor.execute("PRAGMA mmap_size=268435456")
     cursor.close()
 
 

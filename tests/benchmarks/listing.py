@@ -338,7 +338,7 @@ class SqliteDatabase(Database):
     async def open_raw(self) -> None:
         self.raw = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.raw.execute("PRAGMA busy_timeout=30000")
-        self.raw.execute("PRAGMA mmap_size=268435456")  # as the service's connections do
+        self.raw.execute("PRAGMA mmap_size=268435456")  # as the service's read connections do
 
     async def close(self) -> None:
         if self.raw is not None:
