@@ -1,6 +1,7 @@
 """Topic names and their partition counts, versioned by name.
 
-The project creates these itself (auto-create is off on the broker) so partition counts are
+The project creates these itself (`helpdesk topics`; auto-create is off on the broker, and no
+service's subscriber creates one: `shared.broker.existing_topic`) so partition counts are
 explicit: `ticket.*` topics are keyed by ticket id, so more partitions means more parallel
 consumers without losing one ticket's order.
 """
