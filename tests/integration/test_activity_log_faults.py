@@ -31,6 +31,7 @@ from shared.contracts.topics import TICKET_EVENTS
 from shared.dead_letters import list_dead_letters
 from shared.migrations import upgrade_to_head
 from tests.e2e.conftest import free_port
+from tests.integration.support import ticket_event
 from tests.support.infrastructure import POSTGRES_SCRIPT
 from tests.support.kafka_reader import start_group_at_end
 from tests.support.waiting import eventually
@@ -56,15 +57,7 @@ def events_for(
 ) -> list[EventEnvelope]:
     subjects = [str(uuid4()) for _ in range(tickets)]
     return [
-        EventEnvelope(
-            type="ticket.created" if n == 1 else "ticket.edited",
-            source="ticket-core",
-            workspace_id=workspace,
-            subject=subject,
-            sequence=n,
-            actor=Actor(type="member", id="m-1"),
-            data={"changes": {"subject": {"from": None, "to": f"v{n}"}}},
-        )
+        ticket_event(workspace, subject, n)
         for subject in subjects
         for n in range(first, first + per_ticket)
     ]
@@ -325,15 +318,7 @@ async def test_the_database_away_for_30_seconds_with_a_backlog_loses_and_dead_le
     backlog = events_for(workspace, tickets=tickets, per_ticket=before_per_ticket)
     subjects = list(dict.fromkeys(event.subject for event in backlog))
     during = [
-        EventEnvelope(
-            type="ticket.edited",
-            source="ticket-core",
-            workspace_id=workspace,
-            subject=subject,
-            sequence=n,
-            actor=Actor(type="member", id="m-1"),
-            data={"changes": {"subject": {"from": None, "to": f"v{n}"}}},
-        )
+        ticket_event(workspace, subject, n)
         for subject in subjects
         for n in range(before_per_ticket + 1, before_per_ticket + during_per_ticket + 1)
     ]

@@ -11,7 +11,8 @@ from services.activity_log import handlers
 from services.activity_log.bootstrap import ActivityLog
 from services.activity_log.bootstrap import bootstrap as bootstrap_activity_log
 from services.activity_log.settings import ActivityLogSettings
-from shared.contracts.envelope import Actor, EventEnvelope
+from shared.contracts.envelope import EventEnvelope
+from tests.integration.support import ticket_event
 
 WORKSPACE = uuid4()
 
@@ -24,15 +25,7 @@ async def activity_log(activity_log_url: str) -> AsyncIterator[ActivityLog]:
 
 
 def event(ticket_id: str, sequence: int) -> EventEnvelope:
-    return EventEnvelope(
-        type="ticket.created" if sequence == 1 else "ticket.edited",
-        source="ticket-core",
-        workspace_id=WORKSPACE,
-        subject=ticket_id,
-        sequence=sequence,
-        actor=Actor(type="member", id="m-1"),
-        data={"changes": {"subject": {"from": None, "to": f"v{sequence}"}}},
-    )
+    return ticket_event(WORKSPACE, ticket_id, sequence)
 
 
 async def sequences(service: ActivityLog, ticket_id: str) -> list[int]:

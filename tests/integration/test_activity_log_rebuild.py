@@ -13,10 +13,10 @@ from services.activity_log.entrypoints.rebuild import NotEmpty, rebuild
 from services.activity_log.settings import ActivityLogSettings
 from services.activity_log.store.unit_of_work import UnitOfWork
 from shared.broker import stop_broker
-from shared.contracts.envelope import Actor, EventEnvelope
 from shared.contracts.topics import TICKET_EVENTS
 from shared.db import create_engine, create_session_factory
 from tests.conftest import NewDatabase
+from tests.integration.support import ticket_event
 from tests.support.kafka_reader import start_group_at_end
 from tests.support.waiting import eventually
 
@@ -33,19 +33,7 @@ async def test_a_rebuild_equals_the_live_log_entry_for_entry(
         )
     )
     tickets = [str(uuid4()) for _ in range(5)]
-    events = [
-        EventEnvelope(
-            type="ticket.created" if n == 1 else "ticket.edited",
-            source="ticket-core",
-            workspace_id=workspace,
-            subject=ticket,
-            sequence=n,
-            actor=Actor(type="member", id="m-1"),
-            data={"changes": {"subject": {"from": f"v{n - 1}", "to": f"v{n}"}}},
-        )
-        for ticket in tickets
-        for n in range(1, 9)
-    ]
+    events = [ticket_event(workspace, ticket, n) for ticket in tickets for n in range(1, 9)]
     random.Random(7).shuffle(events)  # across tickets; each ticket's order is kept below
     events.sort(key=lambda e: (tickets.index(e.subject), e.sequence))
     producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")

@@ -23,7 +23,12 @@ from services.activity_log.bootstrap import bootstrap as bootstrap_activity_log
 from services.activity_log.handlers import ticket_history
 from services.activity_log.settings import ActivityLogSettings
 from shared.background import RESTART_EXIT_CODE, BrokerConnection
-from shared.broker import create_watching_broker, failed_kafka_clients, kafka_client_tasks
+from shared.broker import (
+    create_watching_broker,
+    existing_topic,
+    failed_kafka_clients,
+    kafka_client_tasks,
+)
 from shared.contracts.topics import TICKET_EVENTS
 from shared.settings import SystemSettings
 from tests.e2e.conftest import free_port
@@ -90,7 +95,9 @@ async def test_a_consumer_without_a_group_is_watched_too(kafka: str) -> None:
     """As the gateway's live feed reads (every replica every event)."""
     broker = create_watching_broker(SystemSettings(kafka_bootstrap_servers=kafka), client_id="t")
 
-    @broker.subscriber(TICKET_EVENTS.name, group_id=None, auto_offset_reset="latest")
+    @broker.subscriber(
+        existing_topic(TICKET_EVENTS.name), group_id=None, auto_offset_reset="latest"
+    )
     async def ignore(_event: bytes) -> None:
         return None
 
